@@ -1,0 +1,145 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn load(yaml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_yaml_str(
+        yaml,
+        Path::new("test.yaml"),
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let config = load("", &[]).expect("defaults are valid");
+    assert_eq!(config.server.port, 8000);
+    assert_eq!(config.limits.memory, ByteSize::mib(512));
+    assert_eq!(config.sandbox.transport, Transport::Stdio);
+    assert!(config.database_url().starts_with("sqlite://"));
+}
+
+#[test]
+fn the_shipped_config_yaml_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.yaml");
+    let config = Config::load(&path, Vec::new()).expect("config.yaml is valid");
+    assert!(!config.auth.tokens.is_empty());
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let err = load("sandbox:\n  pool:\n    sise: 3\n", &[]).expect_err("typo rejected");
+    let text = err.to_string();
+    assert!(text.contains("sandbox.pool"), "{text}");
+    assert!(text.contains("sise"), "{text}");
+}
+
+#[test]
+fn invalid_values_are_named() {
+    let err = load("limits:\n  memory: lots\n", &[]).expect_err("bad size rejected");
+    assert!(err.to_string().contains("limits.memory"), "{err}");
+    let err = load("sandbox:\n  transport: carrier-pigeon\n", &[]).expect_err("bad enum");
+    assert!(err.to_string().contains("sandbox.transport"), "{err}");
+    let err = load("sandbox:\n  port_range: {start: 9000, end: 8000}\n", &[]).expect_err("range");
+    assert!(err.to_string().contains("sandbox.port_range"), "{err}");
+}
+
+#[test]
+fn the_original_projects_config_is_accepted() {
+    let yaml = r#"
+domain: "" # comment
+interpreter_image: "my/interpreter"
+scheduler_port: 5000
+host: "0.0.0.0"
+interpreter_port_range:
+  start: 8001
+  end: 8003
+dependencies:
+  - numpy
+resource_limits:
+  memory: "2g"
+  cpus: "1.5"
+timeout_seconds: 60
+postgres:
+  user: "user"
+  password: "p@ss"
+  db: "code_interpreter_db"
+  host: "localhost"
+  port: "5432"
+mode: "docker"
+kubeconfig_path: "/path/to/kubeconfig.yaml"
+k8s_interpreter_yaml: "/path/to/code-interpreter.yaml"
+"#;
+    let config = load(yaml, &[]).expect("original config accepted");
+    assert_eq!(config.server.port, 5000);
+    assert_eq!(config.server.host, "0.0.0.0");
+    assert_eq!(config.sandbox.image, "my/interpreter");
+    assert_eq!(config.sandbox.port_range, PortRange { start: 8001, end: 8003 });
+    assert_eq!(config.limits.memory, ByteSize(2 << 30));
+    assert!((config.limits.cpus - 1.5).abs() < f64::EPSILON);
+    assert_eq!(config.limits.timeout.get(), Duration::from_secs(60));
+    assert_eq!(
+        config.database_url(),
+        "postgres://user:p%40ss@localhost:5432/code_interpreter_db"
+    );
+    assert_eq!(config.public_base_url(), "http://127.0.0.1:5000");
+}
+
+#[test]
+fn k8s_mode_is_refused_by_name() {
+    let err = load("mode: k8s\n", &[]).expect_err("k8s refused");
+    assert!(err.to_string().contains("`mode`"), "{err}");
+}
+
+#[test]
+fn environment_overrides_nested_keys() {
+    let config = load(
+        "sandbox:\n  transport: stdio\n",
+        &[
+            ("RUNBOX_SANDBOX__TRANSPORT", "http"),
+            ("RUNBOX_SANDBOX__POOL__SIZE", "0"),
+            ("RUNBOX_LIMITS__MEMORY", "256m"),
+            ("RUNBOX_JWT_SECRET", "s3cret"),
+            ("RUNBOX_CONFIG", "elsewhere.yaml"),
+            ("RUNBOX_CACHE_DIR", "/somewhere"),
+        ],
+    )
+    .expect("overrides apply");
+    assert_eq!(config.sandbox.transport, Transport::Http);
+    assert_eq!(config.sandbox.pool.size, 0);
+    assert_eq!(config.limits.memory, ByteSize::mib(256));
+    assert_eq!(config.auth.jwt_secret, "s3cret");
+}
+
+#[test]
+fn a_wrong_override_fails_naming_the_key() {
+    let err = load("", &[("RUNBOX_SANDBOX__POOL__SIZ", "3")]).expect_err("typo rejected");
+    assert!(err.to_string().contains("sandbox.pool"), "{err}");
+    let err = load("", &[("RUNBOX_SANDBOX__POOL__SIZE", "many")]).expect_err("bad value");
+    assert!(err.to_string().contains("sandbox.pool.size"), "{err}");
+}
+
+#[test]
+fn static_tokens_take_both_shapes() {
+    let config = load(
+        "auth:\n  tokens:\n    - \"114514\"\n    - {token: abc, subject: ci, scopes: [run]}\n",
+        &[],
+    )
+    .expect("tokens");
+    assert_eq!(config.auth.tokens[0].token(), "114514");
+    assert_eq!(config.auth.tokens[0].scopes().len(), 4);
+    assert_eq!(config.auth.tokens[1].subject(), "ci");
+    assert_eq!(config.auth.tokens[1].scopes(), vec!["run".to_string()]);
+    let err = load("auth:\n  tokens:\n    - {token: abc, scopes: [root]}\n", &[])
+        .expect_err("unknown scope");
+    assert!(err.to_string().contains("auth.tokens[0].scopes"), "{err}");
+}
+
+#[test]
+fn requested_timeouts_are_capped() {
+    let config = load("limits:\n  timeout: 5s\n  max_timeout: 60s\n", &[]).expect("valid");
+    assert_eq!(config.clamp_timeout(None), Duration::from_secs(5));
+    assert_eq!(config.clamp_timeout(Some(Duration::from_secs(2))), Duration::from_secs(2));
+    assert_eq!(config.clamp_timeout(Some(Duration::from_secs(900))), Duration::from_secs(60));
+}

@@ -1,0 +1,12 @@
+//! Configuration and the execution types that every runbox crate shares.
+
+pub mod config;
+pub mod exec;
+pub mod fence;
+pub mod units;
+
+pub use config::{Config, ConfigError};
+pub use exec::{
+    ErrorKind, ExecError, ExecEvent, ExecMode, ExecOutcome, ExecRequest, ImageFile, InputFile,
+    Language,
+};
