@@ -7,9 +7,12 @@
 
 mod connect;
 mod error;
+mod images;
+mod revocations;
 
 pub use connect::redact_url;
 pub use error::StoreError;
+pub use images::StoredImage;
 
 use sqlx::{PgPool, SqlitePool};
 
