@@ -9,10 +9,12 @@ mod connect;
 mod error;
 mod images;
 mod revocations;
+mod sweep;
 
 pub use connect::redact_url;
 pub use error::StoreError;
 pub use images::StoredImage;
+pub use sweep::spawn_retention_sweep;
 
 use sqlx::{PgPool, SqlitePool};
 
