@@ -202,7 +202,10 @@ impl StaticToken {
                 scopes: Some(scopes),
                 ..
             }) => scopes.clone(),
-            _ => DEFAULT_STATIC_SCOPES.iter().map(|s| s.to_string()).collect(),
+            _ => DEFAULT_STATIC_SCOPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -348,6 +351,9 @@ pub struct PoolConfig {
     /// How many containers the refill creates at once.
     #[serde(default = "default_refill_parallelism")]
     pub refill_parallelism: usize,
+    /// Warm pools of other images (e.g. a function's environment image), by image name.
+    #[serde(default)]
+    pub images: std::collections::BTreeMap<String, usize>,
 }
 
 fn default_pool_size() -> usize {
@@ -362,6 +368,7 @@ impl Default for PoolConfig {
         PoolConfig {
             size: default_pool_size(),
             refill_parallelism: default_refill_parallelism(),
+            images: Default::default(),
         }
     }
 }
@@ -559,7 +566,14 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|err| {
             let key = err.path().to_string();
             let message = err.into_inner().to_string();
-            ConfigError::key(if key == "." { "(top level)".into() } else { key }, message)
+            ConfigError::key(
+                if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                message,
+            )
         })?;
         config.resolve()
     }
@@ -670,9 +684,9 @@ impl Config {
         }
         for (index, module) in self.sandbox.preload.iter().enumerate() {
             let valid = !module.is_empty()
-                && module
-                    .split('.')
-                    .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_'));
+                && module.split('.').all(|part| {
+                    !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+                });
             if !valid {
                 return Err(ConfigError::key(
                     format!("sandbox.preload[{index}]"),

@@ -60,6 +60,17 @@ pub struct ExecRequest {
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
     pub mode: ExecMode,
+    /// Call a function the code defines (stored functions) instead of only running it.
+    pub call: Option<FunctionCall>,
+    /// Only check that the code defines a callable of this name (function registration).
+    pub check: Option<String>,
+}
+
+/// After running the code as a module, call `function(**args)`; its return is the value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub function: String,
+    pub args: Map<String, Value>,
 }
 
 impl ExecRequest {
@@ -72,6 +83,8 @@ impl ExecRequest {
             env: BTreeMap::new(),
             timeout,
             mode: ExecMode::Script,
+            call: None,
+            check: None,
         }
     }
 }

@@ -41,6 +41,9 @@ mod tests {
 
     #[test]
     fn unterminated_fence_is_plain_code() {
-        assert_eq!(extract_first_fenced_block("```python\nprint(1)"), "```python\nprint(1)");
+        assert_eq!(
+            extract_first_fenced_block("```python\nprint(1)"),
+            "```python\nprint(1)"
+        );
     }
 }

@@ -7,6 +7,6 @@ pub mod units;
 
 pub use config::{Config, ConfigError};
 pub use exec::{
-    ErrorKind, ExecError, ExecEvent, ExecMode, ExecOutcome, ExecRequest, ImageFile, InputFile,
-    Language,
+    ErrorKind, ExecError, ExecEvent, ExecMode, ExecOutcome, ExecRequest, FunctionCall, ImageFile,
+    InputFile, Language,
 };

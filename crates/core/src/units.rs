@@ -112,7 +112,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" | "min" => number * 60.0,
         "h" => number * 3600.0,
         "d" => number * 86400.0,
-        _ => return Err(format!("`{text}` has an unknown time unit (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown time unit (use ms, s, m, h or d)"
+            ))
+        }
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("`{text}` is not a valid duration"));

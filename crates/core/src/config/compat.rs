@@ -65,7 +65,9 @@ pub(super) fn fold_into(config: &mut Config) -> Result<(), ConfigError> {
     }
     if let Some(image) = config.interpreter_image.as_deref().map(str::trim) {
         if !image.is_empty() {
-            config.sandbox.image = image.to_string();
+            // The original ran its own server inside this image; runbox builds its agent
+            // on top of it instead, so the image is the base of the sandbox image.
+            config.sandbox.base_image = image.to_string();
         }
     }
     if let Some(port) = config.scheduler_port {

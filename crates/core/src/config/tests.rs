@@ -74,8 +74,14 @@ k8s_interpreter_yaml: "/path/to/code-interpreter.yaml"
     let config = load(yaml, &[]).expect("original config accepted");
     assert_eq!(config.server.port, 5000);
     assert_eq!(config.server.host, "0.0.0.0");
-    assert_eq!(config.sandbox.image, "my/interpreter");
-    assert_eq!(config.sandbox.port_range, PortRange { start: 8001, end: 8003 });
+    assert_eq!(config.sandbox.base_image, "my/interpreter");
+    assert_eq!(
+        config.sandbox.port_range,
+        PortRange {
+            start: 8001,
+            end: 8003
+        }
+    );
     assert_eq!(config.limits.memory, ByteSize(2 << 30));
     assert!((config.limits.cpus - 1.5).abs() < f64::EPSILON);
     assert_eq!(config.limits.timeout.get(), Duration::from_secs(60));
@@ -131,8 +137,11 @@ fn static_tokens_take_both_shapes() {
     assert_eq!(config.auth.tokens[0].scopes().len(), 4);
     assert_eq!(config.auth.tokens[1].subject(), "ci");
     assert_eq!(config.auth.tokens[1].scopes(), vec!["run".to_string()]);
-    let err = load("auth:\n  tokens:\n    - {token: abc, scopes: [root]}\n", &[])
-        .expect_err("unknown scope");
+    let err = load(
+        "auth:\n  tokens:\n    - {token: abc, scopes: [root]}\n",
+        &[],
+    )
+    .expect_err("unknown scope");
     assert!(err.to_string().contains("auth.tokens[0].scopes"), "{err}");
 }
 
@@ -140,6 +149,12 @@ fn static_tokens_take_both_shapes() {
 fn requested_timeouts_are_capped() {
     let config = load("limits:\n  timeout: 5s\n  max_timeout: 60s\n", &[]).expect("valid");
     assert_eq!(config.clamp_timeout(None), Duration::from_secs(5));
-    assert_eq!(config.clamp_timeout(Some(Duration::from_secs(2))), Duration::from_secs(2));
-    assert_eq!(config.clamp_timeout(Some(Duration::from_secs(900))), Duration::from_secs(60));
+    assert_eq!(
+        config.clamp_timeout(Some(Duration::from_secs(2))),
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        config.clamp_timeout(Some(Duration::from_secs(900))),
+        Duration::from_secs(60)
+    );
 }
