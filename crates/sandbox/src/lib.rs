@@ -1,1 +1,27 @@
+//! Everything in runbox that touches Docker: the sandbox image, the container spec and
+//! its limits, the warm pool, the two transports to the in-container agent, the guard
+//! that removes every container on every path, and the sweeps that catch leftovers.
 
+mod docker;
+mod engine;
+mod error;
+mod frame;
+mod guard;
+pub mod image;
+pub mod labels;
+mod pool;
+mod ports;
+mod protocol;
+mod sandbox;
+mod session;
+mod spec;
+mod sweep;
+mod transport;
+
+pub use bollard::Docker;
+pub use docker::{connect_docker, docker_status, DockerStatus};
+pub use engine::{EngineStatus, RunOptions, Sandboxes};
+pub use error::SandboxError;
+pub use pool::PoolStatus;
+pub use session::SessionSandbox;
+pub use sweep::sweep_instance;

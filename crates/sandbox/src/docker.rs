@@ -1,0 +1,53 @@
+//! The connection to the engine (DOCKER_HOST or the local socket), negotiated down to
+//! the engine's API version so that older engines work.
+
+use bollard::Docker;
+
+use crate::SandboxError;
+
+pub async fn connect_docker() -> Result<Docker, SandboxError> {
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| SandboxError::DockerUnavailable(e.to_string()))?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| SandboxError::DockerUnavailable(e.to_string()))?;
+    docker
+        .ping()
+        .await
+        .map_err(|e| SandboxError::DockerUnavailable(e.to_string()))?;
+    Ok(docker)
+}
+
+/// Engine facts for /health and `runbox doctor`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DockerStatus {
+    pub reachable: bool,
+    pub version: Option<String>,
+    pub api_version: Option<String>,
+    pub error: Option<String>,
+}
+
+pub async fn docker_status(docker: &Docker) -> DockerStatus {
+    let probe = tokio::time::timeout(std::time::Duration::from_secs(3), docker.version()).await;
+    match probe {
+        Ok(Ok(version)) => DockerStatus {
+            reachable: true,
+            version: version.version,
+            api_version: version.api_version,
+            error: None,
+        },
+        Ok(Err(err)) => DockerStatus {
+            reachable: false,
+            version: None,
+            api_version: None,
+            error: Some(err.to_string()),
+        },
+        Err(_) => DockerStatus {
+            reachable: false,
+            version: None,
+            api_version: None,
+            error: Some("the engine did not answer within 3 s".into()),
+        },
+    }
+}

@@ -1,0 +1,265 @@
+//! `Sandboxes`: the one handle the rest of runbox uses to run code. It owns the pools,
+//! the cold path, the start-up sweep, the janitor and shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::docker::{docker_status, DockerStatus};
+use crate::labels::ContainerKind;
+use crate::pool::{Pool, PoolStatus};
+use crate::ports::PortLeases;
+use crate::sandbox::{Launcher, Sandbox};
+use crate::session::SessionSandbox;
+use crate::sweep;
+use crate::SandboxError;
+
+/// What a run may carry besides the request.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Run in this image instead of the default sandbox image (function environments).
+    pub image: Option<String>,
+    /// Streamed output goes here as it happens.
+    pub events: Option<mpsc::Sender<ExecEvent>>,
+    /// Fires to stop the run early (a cancelled task): the container is killed.
+    pub cancel: Option<CancellationToken>,
+}
+
+/// Figures for /health, /metrics and `runbox doctor`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EngineStatus {
+    pub pools: Vec<PoolStatus>,
+    /// Sandboxes running code right now (one-shot runs and open sessions).
+    pub in_use: usize,
+    pub port_leases: usize,
+}
+
+#[derive(Clone)]
+pub struct Sandboxes {
+    inner: Arc<Engine>,
+}
+
+struct Engine {
+    launcher: Arc<Launcher>,
+    default_image: String,
+    pools: HashMap<String, Arc<Pool>>,
+    cancel: CancellationToken,
+    in_use: Arc<AtomicUsize>,
+}
+
+impl Sandboxes {
+    /// Removes what an earlier run of this instance left, then starts the pools and the
+    /// janitor. `image` is the default sandbox image (see `image::ensure_image`).
+    pub async fn start(
+        config: Arc<Config>,
+        docker: Docker,
+        image: String,
+        instance: String,
+    ) -> Result<Self, SandboxError> {
+        sweep::sweep_instance(&docker, &instance).await?;
+        let http_client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| SandboxError::Protocol(format!("cannot build the HTTP client: {e}")))?;
+        let tracker = TaskTracker::new();
+        let launcher = Arc::new(Launcher {
+            docker: docker.clone(),
+            ports: PortLeases::new(config.sandbox.port_range),
+            instance: instance.clone(),
+            tracker: tracker.clone(),
+            http_client,
+            config: config.clone(),
+        });
+        let cancel = CancellationToken::new();
+        let mut pools = HashMap::new();
+        let mut targets: Vec<(String, usize)> = vec![(image.clone(), config.sandbox.pool.size)];
+        for (extra_image, size) in &config.sandbox.pool.images {
+            if *extra_image != image {
+                targets.push((extra_image.clone(), *size));
+            }
+        }
+        for (pool_image, size) in targets {
+            let pool = Pool::new(
+                launcher.clone(),
+                pool_image.clone(),
+                size,
+                config.sandbox.preload.clone(),
+            );
+            tracker.spawn(pool.clone().refill_loop(cancel.clone()));
+            pools.insert(pool_image, pool);
+        }
+        tracker.spawn(sweep::janitor_loop(docker, instance, cancel.clone()));
+        Ok(Sandboxes {
+            inner: Arc::new(Engine {
+                launcher,
+                default_image: image,
+                pools,
+                cancel,
+                in_use: Arc::new(AtomicUsize::new(0)),
+            }),
+        })
+    }
+
+    pub fn default_image(&self) -> &str {
+        &self.inner.default_image
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.launcher.config
+    }
+
+    /// Runs `request` in a sandbox nobody else has used and removes it afterwards. The
+    /// wall-clock limit is `request.timeout`; when it passes, the container is killed and
+    /// removed before this returns, and the outcome is a `timeout` error.
+    pub async fn run(
+        &self,
+        request: &ExecRequest,
+        options: RunOptions,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let image = options
+            .image
+            .clone()
+            .unwrap_or_else(|| self.inner.default_image.clone());
+        let mut sandbox = self.acquire(&image).await?;
+        let _in_use = InUse::enter(&self.inner.in_use);
+        let caps = self.inner.launcher.caps();
+        let cancel = options.cancel.clone().unwrap_or_default();
+        let started = Instant::now();
+        let ran = tokio::select! {
+            ran = tokio::time::timeout(
+                request.timeout,
+                sandbox.exec(request, caps, false, options.events.as_ref()),
+            ) => ran,
+            () = cancel.cancelled() => {
+                sandbox.remove().await;
+                let mut outcome = ExecOutcome::failed(ErrorKind::Killed, "the run was cancelled");
+                outcome.execution_time = started.elapsed();
+                return Ok(outcome);
+            }
+        };
+        match ran {
+            Ok(Ok(outcome)) => {
+                sandbox.discard();
+                Ok(outcome)
+            }
+            Ok(Err(err)) => {
+                sandbox.discard();
+                Err(err)
+            }
+            Err(_elapsed) => {
+                // Gone before the client hears of the timeout.
+                sandbox.remove().await;
+                let mut outcome = ExecOutcome::failed(
+                    ErrorKind::Timeout,
+                    format!(
+                        "execution exceeded the time limit of {}",
+                        human_seconds(request.timeout)
+                    ),
+                );
+                outcome.execution_time = started.elapsed();
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// A dedicated sandbox for a stateful session.
+    pub async fn open_session(&self) -> Result<SessionSandbox, SandboxError> {
+        let image = self.inner.default_image.clone();
+        let sandbox = self.acquire(&image).await?;
+        Ok(SessionSandbox::new(
+            sandbox,
+            self.inner.launcher.caps(),
+            InUse::enter(&self.inner.in_use),
+        ))
+    }
+
+    /// A pooled sandbox when one is ready, else a new one (the cold path, which never
+    /// waits behind the refill).
+    async fn acquire(&self, image: &str) -> Result<Sandbox, SandboxError> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(SandboxError::ShuttingDown);
+        }
+        if let Some(pool) = self.inner.pools.get(image) {
+            if let Some(sandbox) = pool.take().await {
+                return Ok(sandbox);
+            }
+        }
+        self.inner
+            .launcher
+            .launch(image, ContainerKind::OnDemand, &[])
+            .await
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        let mut pools: Vec<PoolStatus> = self.inner.pools.values().map(|p| p.status()).collect();
+        pools.sort_by(|a, b| a.image.cmp(&b.image));
+        EngineStatus {
+            pools,
+            in_use: self.inner.in_use.load(Ordering::SeqCst),
+            port_leases: self.inner.launcher.ports.in_use(),
+        }
+    }
+
+    pub async fn docker_status(&self) -> DockerStatus {
+        docker_status(&self.inner.launcher.docker).await
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.inner.launcher.docker
+    }
+
+    /// Stops the refill, removes the pools and waits for every removal runbox started.
+    /// Sandboxes still running code are removed when their requests end (their guards);
+    /// callers cancel those requests first.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        let pools: Vec<Arc<Pool>> = self.inner.pools.values().cloned().collect();
+        futures::future::join_all(pools.iter().map(|p| p.drain())).await;
+        let tracker = &self.inner.launcher.tracker;
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sandboxes were still being removed at shutdown");
+        }
+        // Whatever is left (a removal that failed) goes now, by label.
+        let launcher = &self.inner.launcher;
+        if let Err(err) = sweep::sweep_instance(&launcher.docker, &launcher.instance).await {
+            tracing::warn!(error = %err, "final sweep failed");
+        }
+    }
+}
+
+/// Counts sandboxes running code; decremented when dropped.
+pub(crate) struct InUse(Arc<AtomicUsize>);
+
+impl InUse {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InUse(counter.clone())
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub(crate) fn human_seconds(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds.fract() == 0.0 {
+        format!("{} s", seconds as u64)
+    } else {
+        format!("{seconds:.1} s")
+    }
+}

@@ -1,0 +1,106 @@
+//! Every container runbox creates is owned by exactly one `ContainerGuard`. Removing it
+//! is explicit on the normal paths; `Drop` is the backstop for every other path (an
+//! error, a panic, a request whose client went away), so no path leaks a container.
+
+use bollard::container::RemoveContainerOptions;
+use bollard::Docker;
+use tokio_util::task::TaskTracker;
+
+use crate::ports::PortLease;
+
+pub struct ContainerGuard {
+    docker: Docker,
+    id: String,
+    tracker: TaskTracker,
+    lease: Option<PortLease>,
+    armed: bool,
+}
+
+impl ContainerGuard {
+    pub fn new(docker: Docker, id: String, tracker: TaskTracker, lease: Option<PortLease>) -> Self {
+        ContainerGuard {
+            docker,
+            id,
+            tracker,
+            lease,
+            armed: true,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Kills and removes the container and waits until the engine has done it.
+    pub async fn remove(mut self) {
+        self.armed = false;
+        let lease = self.lease.take();
+        remove_container(&self.docker, &self.id).await;
+        // The port is free only once the container that published it is gone.
+        drop(lease);
+    }
+
+    /// Removes the container in the background; shutdown waits for the tracker.
+    pub fn remove_in_background(mut self) {
+        self.armed = false;
+        let docker = self.docker.clone();
+        let id = std::mem::take(&mut self.id);
+        let lease = self.lease.take();
+        self.tracker.spawn(async move {
+            remove_container(&docker, &id).await;
+            drop(lease);
+        });
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let docker = self.docker.clone();
+        let id = std::mem::take(&mut self.id);
+        let lease = self.lease.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let task = async move {
+                    remove_container(&docker, &id).await;
+                    drop(lease);
+                };
+                // Tracked, so that shutdown waits for this removal too.
+                handle.spawn(self.tracker.track_future(task));
+            }
+            Err(_) => {
+                tracing::error!(container = %id, "container guard dropped outside a runtime; the start-up sweep will remove it");
+            }
+        }
+    }
+}
+
+pub(crate) async fn remove_container(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    for attempt in 0..3u32 {
+        match docker.remove_container(id, Some(options)).await {
+            Ok(()) => return,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return,
+            // 409: removal already in progress — done as far as we are concerned.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => return,
+            Err(err) => {
+                tracing::warn!(container = %id, attempt, error = %err, "removing container failed");
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    200 * u64::from(attempt + 1),
+                ))
+                .await;
+            }
+        }
+    }
+    tracing::error!(container = %id, "container could not be removed; the start-up sweep will retry");
+}

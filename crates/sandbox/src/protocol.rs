@@ -1,0 +1,233 @@
+//! The messages of docs/agent-protocol.md and their translation into core's types.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use runbox_core::exec::image_mime;
+use runbox_core::{
+    ExecError, ExecMode, ExecOutcome, ExecRequest, FunctionCall, ImageFile, InputFile, Language,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Caps the agent applies; runbox applies them again to what it receives.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputCaps {
+    pub output_bytes: u64,
+    pub output_kill_bytes: u64,
+    pub image_bytes: u64,
+}
+
+impl OutputCaps {
+    /// The largest frame a well-behaved agent can send under these caps: two capped
+    /// streams (JSON escaping can grow text up to 6×), base64 images (4/3) and slack.
+    pub fn max_frame(&self) -> usize {
+        let text = self.output_bytes.saturating_mul(2).saturating_mul(6);
+        let images = self.image_bytes.saturating_mul(4) / 3 + 4096;
+        usize::try_from(text.saturating_add(images).saturating_add(1 << 20)).unwrap_or(usize::MAX)
+    }
+}
+
+#[derive(Serialize)]
+pub struct ExecMessage<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub language: Language,
+    pub mode: ExecMode,
+    pub code: &'a str,
+    pub variables: &'a Map<String, Value>,
+    pub files: &'a [InputFile],
+    pub env: &'a BTreeMap<String, String>,
+    pub stream: bool,
+    pub persistent: bool,
+    pub output_bytes: u64,
+    pub output_kill_bytes: u64,
+    pub image_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<&'a FunctionCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<&'a str>,
+}
+
+/// `{"type": "ping"}`: the agent answers `pong` when it is idle and alive.
+#[derive(Serialize)]
+pub struct PingMessage {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+pub const PING: PingMessage = PingMessage { kind: "ping" };
+
+impl<'a> ExecMessage<'a> {
+    pub fn new(request: &'a ExecRequest, caps: OutputCaps, stream: bool, persistent: bool) -> Self {
+        ExecMessage {
+            kind: "exec",
+            language: request.language,
+            mode: request.mode,
+            code: &request.code,
+            variables: &request.variables,
+            files: &request.files,
+            env: &request.env,
+            stream,
+            persistent,
+            output_bytes: caps.output_bytes,
+            output_kill_bytes: caps.output_kill_bytes,
+            image_bytes: caps.image_bytes,
+            call: request.call.as_ref(),
+            check: request.check.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum AgentMessage {
+    Ready {
+        #[serde(default)]
+        preloaded: Vec<String>,
+        /// Modules that failed to import (names, or objects with a reason).
+        #[serde(default)]
+        failed: Value,
+    },
+    Stdout {
+        data: String,
+    },
+    Stderr {
+        data: String,
+    },
+    Pong,
+    Result(Box<AgentResult>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AgentResult {
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    #[serde(default)]
+    pub has_value: bool,
+    #[serde(default)]
+    pub value: Value,
+    #[serde(default)]
+    pub error: Option<ExecError>,
+    #[serde(default)]
+    pub images: Vec<AgentImage>,
+    #[serde(default)]
+    pub truncated: bool,
+    #[serde(default)]
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AgentImage {
+    pub name: String,
+    pub data_base64: String,
+}
+
+impl AgentResult {
+    /// Applies runbox's own caps (the agent is inside the sandbox and not trusted) and
+    /// keeps only images whose names are plain file names with an image extension.
+    pub fn into_outcome(self, caps: OutputCaps) -> ExecOutcome {
+        let mut truncated = self.truncated;
+        let stdout = cap_text(self.stdout, caps.output_bytes, &mut truncated);
+        let stderr = cap_text(self.stderr, caps.output_bytes, &mut truncated);
+        let mut images = Vec::new();
+        let mut image_total = 0u64;
+        for image in self.images {
+            let plain_name = !image.name.is_empty()
+                && !image.name.contains(['/', '\\', '\0'])
+                && image.name != "."
+                && image.name != "..";
+            let Some(mime) = image_mime(&image.name).filter(|_| plain_name) else {
+                continue;
+            };
+            let Ok(data) = STANDARD.decode(image.data_base64.as_bytes()) else {
+                continue;
+            };
+            image_total = image_total.saturating_add(data.len() as u64);
+            if image_total > caps.image_bytes {
+                truncated = true;
+                continue;
+            }
+            images.push(ImageFile {
+                name: image.name,
+                mime: mime.to_string(),
+                data,
+            });
+        }
+        ExecOutcome {
+            stdout,
+            stderr,
+            exit_code: self.exit_code,
+            value: self.has_value.then_some(self.value),
+            error: self.error,
+            images,
+            truncated,
+            execution_time: Duration::from_secs_f64((self.duration_ms / 1000.0).max(0.0)),
+        }
+    }
+}
+
+fn cap_text(mut text: String, cap: u64, truncated: &mut bool) -> String {
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    if text.len() > cap {
+        let mut cut = cap;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        *truncated = true;
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps() -> OutputCaps {
+        OutputCaps {
+            output_bytes: 8,
+            output_kill_bytes: 64,
+            image_bytes: 4,
+        }
+    }
+
+    #[test]
+    fn a_result_is_capped_again_by_runbox() {
+        let result: AgentResult = serde_json::from_value(serde_json::json!({
+            "stdout": "ééééé", "stderr": "", "exit_code": 0, "has_value": true, "value": 3,
+            "images": [
+                {"name": "a.png", "data_base64": "AAEC"},
+                {"name": "../etc/passwd.png", "data_base64": "AAEC"},
+                {"name": "b.png", "data_base64": "AAEC"}
+            ]
+        }))
+        .expect("parses");
+        let outcome = result.into_outcome(caps());
+        assert_eq!(outcome.stdout, "éééé");
+        assert!(outcome.truncated);
+        assert_eq!(outcome.value, Some(serde_json::json!(3)));
+        assert_eq!(
+            outcome.images.len(),
+            1,
+            "traversal name dropped, cap reached"
+        );
+        assert_eq!(outcome.images[0].name, "a.png");
+    }
+
+    #[test]
+    fn messages_parse_by_type() {
+        let ready: AgentMessage =
+            serde_json::from_str(r#"{"type":"ready","pid":7}"#).expect("ready");
+        assert!(matches!(ready, AgentMessage::Ready { .. }));
+        let out: AgentMessage =
+            serde_json::from_str(r#"{"type":"stdout","data":"hi"}"#).expect("stdout");
+        assert!(matches!(out, AgentMessage::Stdout { data } if data == "hi"));
+    }
+}

@@ -1,0 +1,92 @@
+//! A sandbox that lives as long as a stateful session: its agent keeps globals, imports
+//! and files between execs. A timeout or a crash ends the session (the container is
+//! removed); it never affects another session.
+
+use std::time::Instant;
+
+use runbox_core::{ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
+use tokio::sync::mpsc;
+
+use crate::engine::{human_seconds, InUse};
+use crate::protocol::OutputCaps;
+use crate::sandbox::Sandbox;
+use crate::SandboxError;
+
+pub struct SessionSandbox {
+    sandbox: Option<Sandbox>,
+    caps: OutputCaps,
+    _in_use: InUse,
+}
+
+impl SessionSandbox {
+    pub(crate) fn new(sandbox: Sandbox, caps: OutputCaps, in_use: InUse) -> Self {
+        SessionSandbox {
+            sandbox: Some(sandbox),
+            caps,
+            _in_use: in_use,
+        }
+    }
+
+    /// False once a timeout or a crash has ended the session.
+    pub fn is_alive(&self) -> bool {
+        self.sandbox.as_ref().is_some_and(Sandbox::seems_alive)
+    }
+
+    pub fn container_id(&self) -> Option<&str> {
+        self.sandbox.as_ref().map(Sandbox::id)
+    }
+
+    /// Runs `request` in the session. A timeout kills the session's container (the
+    /// state is lost) and says so in the outcome; so does a crash of the interpreter.
+    pub async fn exec(
+        &mut self,
+        request: &ExecRequest,
+        events: Option<&mpsc::Sender<ExecEvent>>,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let Some(sandbox) = self.sandbox.as_mut() else {
+            return Err(SandboxError::SessionEnded);
+        };
+        let started = Instant::now();
+        let ran = tokio::time::timeout(
+            request.timeout,
+            sandbox.exec(request, self.caps, true, events),
+        )
+        .await;
+        match ran {
+            Ok(Ok(outcome)) => {
+                let ended = outcome
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.kind, ErrorKind::Memory | ErrorKind::Killed))
+                    && !sandbox.seems_alive();
+                if ended {
+                    self.close().await;
+                }
+                Ok(outcome)
+            }
+            Ok(Err(err)) => {
+                self.close().await;
+                Err(err)
+            }
+            Err(_elapsed) => {
+                self.close().await;
+                let mut outcome = ExecOutcome::failed(
+                    ErrorKind::Timeout,
+                    format!(
+                        "execution exceeded the time limit of {}; the session has ended",
+                        human_seconds(request.timeout)
+                    ),
+                );
+                outcome.execution_time = started.elapsed();
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// Removes the container and waits until it is gone. Idempotent.
+    pub async fn close(&mut self) {
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox.remove().await;
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The container every sandbox runs in: the limits of API.md, from config.
+
+use std::collections::HashMap;
+
+use bollard::container::Config as ContainerConfig;
+use bollard::models::{HostConfig, PortBinding, ResourcesUlimits};
+use runbox_core::config::{Config, Transport};
+
+use crate::labels::{self, ContainerKind};
+
+/// Where the agent listens inside the container on the http transport.
+pub const AGENT_PORT: u16 = 8080;
+pub const WORKDIR: &str = "/workspace";
+const SANDBOX_USER: &str = "1000:1000";
+
+pub struct SandboxSpec<'a> {
+    pub config: &'a Config,
+    pub image: &'a str,
+    pub instance: &'a str,
+    pub kind: ContainerKind,
+    pub preload: &'a [String],
+    /// The leased host port and the challenge key, for the http transport.
+    pub http: Option<(u16, &'a str)>,
+}
+
+impl SandboxSpec<'_> {
+    pub fn container_config(&self) -> ContainerConfig<String> {
+        let limits = &self.config.limits;
+        let sandbox = &self.config.sandbox;
+        let memory = i64::try_from(limits.memory.bytes()).unwrap_or(i64::MAX);
+
+        let mut env = vec![
+            format!("RUNBOX_PRELOAD={}", self.preload.join(",")),
+            format!("RUNBOX_WORKDIR={WORKDIR}"),
+            format!(
+                "RUNBOX_TRANSPORT={}",
+                if self.http.is_some() { "http" } else { "stdio" }
+            ),
+        ];
+        let mut labels = HashMap::from([
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::INSTANCE.to_string(), self.instance.to_string()),
+            (labels::KIND.to_string(), self.kind.as_str().to_string()),
+        ]);
+
+        let mut host_config = HostConfig {
+            memory: Some(memory),
+            // Swap equal to memory means no swap at all: an allocation past the limit is
+            // an OOM kill, not a machine grinding on swap.
+            memory_swap: Some(memory),
+            nano_cpus: Some((limits.cpus * 1e9) as i64),
+            pids_limit: Some(sandbox.pids_limit),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([
+                (
+                    WORKDIR.to_string(),
+                    format!(
+                        "rw,nosuid,nodev,size={},uid=1000,gid=1000,mode=0755",
+                        sandbox.workdir_size.bytes()
+                    ),
+                ),
+                (
+                    "/tmp".to_string(),
+                    format!(
+                        "rw,nosuid,nodev,size={},mode=1777",
+                        sandbox.tmp_size.bytes()
+                    ),
+                ),
+            ])),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            init: Some(true),
+            ulimits: Some(vec![
+                ResourcesUlimits {
+                    name: Some("nofile".into()),
+                    soft: Some(1024),
+                    hard: Some(1024),
+                },
+                ResourcesUlimits {
+                    name: Some("core".into()),
+                    soft: Some(0),
+                    hard: Some(0),
+                },
+            ]),
+            network_mode: Some("none".to_string()),
+            ..Default::default()
+        };
+        if !sandbox.runtime.trim().is_empty() {
+            host_config.runtime = Some(sandbox.runtime.trim().to_string());
+        }
+
+        let mut exposed_ports = None;
+        if let Some((host_port, key)) = self.http {
+            env.push(format!("RUNBOX_AGENT_PORT={AGENT_PORT}"));
+            env.push(format!("RUNBOX_AGENT_KEY={key}"));
+            labels.insert(labels::HOST_PORT.to_string(), host_port.to_string());
+            let container_port = format!("{AGENT_PORT}/tcp");
+            // The default bridge: published on loopback only. Container-to-container
+            // traffic on it is blocked by the engine's `icc=false` where the operator
+            // sets it; see SECURITY.md.
+            host_config.network_mode = Some("bridge".to_string());
+            host_config.port_bindings = Some(HashMap::from([(
+                container_port.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(host_port.to_string()),
+                }]),
+            )]));
+            exposed_ports = Some(HashMap::from([(container_port, HashMap::new())]));
+        }
+
+        let stdio = self.http.is_none();
+        ContainerConfig {
+            image: Some(self.image.to_string()),
+            cmd: Some(vec![
+                "python3".into(),
+                "-u".into(),
+                "/opt/runbox/agent.py".into(),
+            ]),
+            user: Some(SANDBOX_USER.to_string()),
+            working_dir: Some(WORKDIR.to_string()),
+            env: Some(env),
+            labels: Some(labels),
+            attach_stdin: Some(stdio),
+            attach_stdout: Some(stdio),
+            attach_stderr: Some(stdio),
+            open_stdin: Some(stdio),
+            stdin_once: Some(false),
+            tty: Some(false),
+            network_disabled: Some(stdio),
+            exposed_ports,
+            host_config: Some(host_config),
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether this config runs the http transport.
+pub fn uses_http(config: &Config) -> bool {
+    config.sandbox.transport == Transport::Http
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sandbox_gets_the_documented_limits() {
+        let config = Config::defaults();
+        let spec = SandboxSpec {
+            config: &config,
+            image: "img",
+            instance: "test",
+            kind: ContainerKind::Pool,
+            preload: &[],
+            http: None,
+        };
+        let container = spec.container_config();
+        let host = container.host_config.expect("host config");
+        assert_eq!(host.memory, Some(512 * 1024 * 1024));
+        assert_eq!(host.memory_swap, host.memory);
+        assert_eq!(host.nano_cpus, Some(1_000_000_000));
+        assert_eq!(host.pids_limit, Some(128));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.init, Some(true));
+        assert_eq!(container.user.as_deref(), Some("1000:1000"));
+        let labels = container.labels.expect("labels");
+        assert_eq!(
+            labels.get(labels::MANAGED).map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            labels.get(labels::INSTANCE).map(String::as_str),
+            Some("test")
+        );
+    }
+
+    #[test]
+    fn http_sandboxes_publish_on_loopback_only() {
+        let config = Config::defaults();
+        let spec = SandboxSpec {
+            config: &config,
+            image: "img",
+            instance: "test",
+            kind: ContainerKind::OnDemand,
+            preload: &[],
+            http: Some((18001, "key")),
+        };
+        let host = spec.container_config().host_config.expect("host config");
+        let bindings = host.port_bindings.expect("bindings");
+        let binding = &bindings["8080/tcp"].as_ref().expect("binding")[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some("18001"));
+    }
+}

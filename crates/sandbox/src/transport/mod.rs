@@ -1,0 +1,169 @@
+//! How runbox talks to the agent in a container: frames over the Docker attach stream
+//! (`stdio`) or over HTTP to a port published on loopback (`http`). Both carry the same
+//! messages (docs/agent-protocol.md); this module hides which one a sandbox uses.
+
+mod http;
+mod stdio;
+
+use std::time::Duration;
+
+use runbox_core::ExecEvent;
+use tokio::sync::mpsc;
+
+pub(crate) use self::http::HttpConnection;
+pub(crate) use self::stdio::StdioConnection;
+use crate::protocol::{AgentMessage, AgentResult, ExecMessage};
+use crate::SandboxError;
+
+/// How an exec ended, from the transport's point of view.
+pub(crate) enum ExecEnd {
+    /// The agent answered with a result.
+    Result(Box<AgentResult>),
+    /// The agent went away before answering (the container died or was killed).
+    Lost,
+}
+
+pub(crate) enum Connection {
+    Stdio(StdioConnection),
+    Http(HttpConnection),
+}
+
+impl Connection {
+    /// Waits for the agent's `ready` message; returns the modules it preloaded.
+    pub async fn wait_ready(&mut self, within: Duration) -> Result<Vec<String>, SandboxError> {
+        match self {
+            Connection::Stdio(conn) => conn.wait_ready(within).await,
+            Connection::Http(conn) => conn.wait_ready(within).await,
+        }
+    }
+
+    pub async fn exec(
+        &mut self,
+        message: &ExecMessage<'_>,
+        events: &mut EventForwarder<'_>,
+    ) -> Result<ExecEnd, SandboxError> {
+        match self {
+            Connection::Stdio(conn) => conn.exec(message, events).await,
+            Connection::Http(conn) => conn.exec(message, events).await,
+        }
+    }
+
+    /// Whether the agent answers a ping within `within`.
+    pub async fn ping(&mut self, within: Duration) -> bool {
+        match self {
+            Connection::Stdio(conn) => conn.ping(within).await,
+            Connection::Http(conn) => conn.ping(within).await,
+        }
+    }
+
+    /// False once the transport has seen the agent go away. Cheap; no round trip.
+    pub fn seems_alive(&self) -> bool {
+        match self {
+            Connection::Stdio(conn) => conn.seems_alive(),
+            Connection::Http(_) => true,
+        }
+    }
+
+    /// Whatever the agent wrote to its own stderr lately, for error messages.
+    pub fn diagnostics(&self) -> String {
+        match self {
+            Connection::Stdio(conn) => conn.diagnostics(),
+            Connection::Http(_) => String::new(),
+        }
+    }
+}
+
+/// Passes streamed output on to the caller, within the same per-stream caps as the
+/// final result so that a streaming client cannot be sent more than a buffered one.
+pub(crate) struct EventForwarder<'a> {
+    sink: Option<&'a mpsc::Sender<ExecEvent>>,
+    stdout_left: u64,
+    stderr_left: u64,
+}
+
+impl<'a> EventForwarder<'a> {
+    pub fn new(sink: Option<&'a mpsc::Sender<ExecEvent>>, cap: u64) -> Self {
+        EventForwarder {
+            sink,
+            stdout_left: cap,
+            stderr_left: cap,
+        }
+    }
+
+    /// Handles one message of an exec; returns the result when it is the final one.
+    pub async fn handle(&mut self, message: AgentMessage) -> Option<Box<AgentResult>> {
+        match message {
+            AgentMessage::Result(result) => Some(result),
+            AgentMessage::Stdout { data } => {
+                let data = take_within(data, &mut self.stdout_left);
+                self.forward(data.map(ExecEvent::Stdout)).await;
+                None
+            }
+            AgentMessage::Stderr { data } => {
+                let data = take_within(data, &mut self.stderr_left);
+                self.forward(data.map(ExecEvent::Stderr)).await;
+                None
+            }
+            AgentMessage::Ready { .. } | AgentMessage::Pong => None,
+        }
+    }
+
+    async fn forward(&mut self, event: Option<ExecEvent>) {
+        if let (Some(sink), Some(event)) = (self.sink, event) {
+            // A receiver that went away (client disconnected) is not an error here: the
+            // request is being cancelled and the sandbox will be removed with it.
+            let _ = sink.send(event).await;
+        }
+    }
+}
+
+fn take_within(mut data: String, left: &mut u64) -> Option<String> {
+    if *left == 0 || data.is_empty() {
+        return None;
+    }
+    let budget = usize::try_from(*left).unwrap_or(usize::MAX);
+    if data.len() > budget {
+        let mut cut = budget;
+        while !data.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        data.truncate(cut);
+    }
+    *left = left.saturating_sub(data.len() as u64);
+    Some(data)
+}
+
+/// A module of `sandbox.preload` that does not import is worth a warning, not a failure:
+/// the code that needs it will say so itself.
+fn report_failed_preload(failed: &serde_json::Value) {
+    let nothing = failed.is_null() || failed.as_array().is_some_and(Vec::is_empty);
+    if !nothing {
+        tracing::warn!(%failed, "some sandbox.preload modules failed to import");
+    }
+}
+
+fn parse_message(frame: &[u8]) -> Result<AgentMessage, SandboxError> {
+    serde_json::from_slice(frame)
+        .map_err(|e| SandboxError::Protocol(format!("an unreadable message from the agent: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn streamed_output_is_capped_like_the_result() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut forwarder = EventForwarder::new(Some(&tx), 5);
+        for chunk in ["abc", "defg", "hij"] {
+            let message = AgentMessage::Stdout { data: chunk.into() };
+            assert!(forwarder.handle(message).await.is_none());
+        }
+        drop(tx);
+        let mut seen = String::new();
+        while let Some(ExecEvent::Stdout(text)) = rx.recv().await {
+            seen.push_str(&text);
+        }
+        assert_eq!(seen, "abcde");
+    }
+}
