@@ -1,1 +1,12 @@
+//! runbox's HTTP surface: routes, bearer auth, admission control and the rendering of
+//! results for the compatibility and native surfaces.
 
+pub mod admission;
+mod app;
+pub mod auth;
+pub mod error;
+mod execution;
+mod routes;
+pub mod state;
+
+pub use app::{instance_name, Application, StartupError};

@@ -1,0 +1,167 @@
+//! Building and running the server: `Application::build` → `local_addr` →
+//! `run_until_stopped`, so tests and the CLI start it the same way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use runbox_core::Config;
+use runbox_sandbox::{SandboxError, Sandboxes};
+use runbox_store::{spawn_retention_sweep, Store, StoreError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::Admission;
+use crate::auth::{load_or_create_secret, Authenticator, SecretError};
+use crate::routes::router;
+use crate::state::AppState;
+
+const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A bound, ready server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    background: CancellationToken,
+}
+
+impl Application {
+    /// Opens the store, starts the sandbox engine (sweep, pools) and binds the listener.
+    /// `image` is the sandbox image, already made sure of by the caller.
+    pub async fn build(
+        config: Config,
+        docker: runbox_sandbox::Docker,
+        image: String,
+    ) -> Result<Application, StartupError> {
+        let config = Arc::new(config);
+        let address = format!("{}:{}", config.server.host, config.server.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| StartupError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address, source })?;
+        let store = Store::connect(&config.database_url()).await?;
+        let secret = load_or_create_secret(&config.auth.jwt_secret, &config.data_dir)?;
+        let auth = Arc::new(Authenticator::new(&config.auth, &secret, store.clone()));
+        let instance = instance_name(&config);
+        let sandboxes = Sandboxes::start(config.clone(), docker, image, instance).await?;
+        let public_url = public_url(&config, local);
+        let background = CancellationToken::new();
+        spawn_retention_sweep(
+            store.clone(),
+            config.images.retention.get(),
+            RETENTION_SWEEP_EVERY,
+            background.clone(),
+        );
+        let state = AppState {
+            admission: Admission::new(
+                config.admission.max_concurrent_runs,
+                config.admission.max_wait.get(),
+            ),
+            config,
+            sandboxes,
+            store,
+            auth,
+            public_url: public_url.into(),
+        };
+        Ok(Application {
+            listener,
+            router: router(state.clone()),
+            state,
+            background,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `stop` fires, then drains: requests in flight get up to
+    /// `server.shutdown_grace` to finish; after that their sandboxes are killed. Every
+    /// container of this instance is gone when this returns.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), StartupError> {
+        let Application {
+            listener,
+            router,
+            state,
+            background,
+        } = self;
+        let grace = state.config.server.shutdown_grace.get();
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let serve =
+            axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let deadline = async {
+            stop.cancelled().await;
+            tracing::info!(
+                grace_s = grace.as_secs_f64(),
+                "shutting down: draining requests"
+            );
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            served = serve => served.map_err(StartupError::Serve),
+            () = deadline => {
+                tracing::warn!("shutdown grace expired; killing the sandboxes still running");
+                Ok(())
+            }
+        };
+        state.admission.close();
+        background.cancel();
+        state.sandboxes.shutdown().await;
+        state.store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// The label value that separates this server's containers from other servers' on the
+/// same engine: `sandbox.instance`, else derived from the data dir.
+pub fn instance_name(config: &Config) -> String {
+    let configured = config.sandbox.instance.trim();
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(dir.display().to_string().as_bytes());
+    format!("data-{}", &hex::encode(digest)[..12])
+}
+
+fn public_url(config: &Config, local: SocketAddr) -> String {
+    let configured = config.server.public_url.trim().trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let host = match config.server.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_string(),
+        other => other.to_string(),
+    };
+    format!("http://{host}:{}", local.port())
+}

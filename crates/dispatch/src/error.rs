@@ -1,0 +1,152 @@
+//! The one error type of the HTTP surface. Every failure a handler can meet becomes one
+//! of these, and each renders as a JSON body with the status API.md gives it.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use runbox_sandbox::SandboxError;
+use runbox_store::StoreError;
+use serde_json::{json, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 with an exact compatibility message (`Invalid JSON`, `Invalid parameters`, …)
+    /// and optionally what exactly was wrong.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        detail: Option<String>,
+    },
+    #[error("Authorization header is missing or invalid")]
+    MissingAuth,
+    #[error("Invalid token")]
+    InvalidToken,
+    #[error("Insufficient scope")]
+    InsufficientScope(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Request body too large")]
+    PayloadTooLarge,
+    #[error("{message}")]
+    Unprocessable {
+        message: String,
+        body: Option<Value>,
+    },
+    /// 429 with a body chosen by the caller (the function-concurrency body is fixed by
+    /// API.md) and an optional `Retry-After` in seconds.
+    #[error("too many requests")]
+    TooManyRequests {
+        body: Value,
+        retry_after: Option<u64>,
+    },
+    /// Admission could not start the work in time: 504 `Request timed out`.
+    #[error("Request timed out")]
+    Overloaded,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    pub fn bad_request_because(message: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            detail: Some(detail.into()),
+        }
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        ApiError::Unprocessable {
+            message: message.into(),
+            body: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::MissingAuth | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> Value {
+        match self {
+            ApiError::BadRequest {
+                message,
+                detail: Some(detail),
+            } => json!({"error": message, "detail": detail}),
+            ApiError::InsufficientScope(scope) => {
+                json!({"error": "Insufficient scope", "required": scope})
+            }
+            ApiError::Unprocessable {
+                body: Some(body), ..
+            } => body.clone(),
+            ApiError::TooManyRequests { body, .. } => body.clone(),
+            other => json!({"error": other.to_string()}),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), error = %self, "request failed");
+        }
+        let mut response = (status, Json(self.body())).into_response();
+        if let ApiError::TooManyRequests {
+            retry_after: Some(seconds),
+            ..
+        } = &self
+        {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<SandboxError> for ApiError {
+    fn from(err: SandboxError) -> Self {
+        match err {
+            SandboxError::PortsExhausted { .. } | SandboxError::PortTaken(_) => {
+                ApiError::Unavailable(format!("no sandbox can be started right now: {err}"))
+            }
+            err if err.is_unavailable() => {
+                ApiError::Unavailable(format!("sandbox unavailable: {err}"))
+            }
+            SandboxError::ImageMissing(_) | SandboxError::ImageWithoutAgent(_) => {
+                ApiError::Unavailable(err.to_string())
+            }
+            other => ApiError::Internal(format!("sandbox failure: {other}")),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::InvalidInput(message) => ApiError::bad_request(message),
+            other => ApiError::Unavailable(format!("database unavailable: {other}")),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

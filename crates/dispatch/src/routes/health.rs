@@ -1,0 +1,43 @@
+//! `GET /health`: is the engine reachable, is the database answering, how is the pool.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::state::AppState;
+
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let (docker, database) = tokio::join!(state.sandboxes.docker_status(), state.store.ping());
+    let engine = state.sandboxes.status();
+    let (ready, target) = engine.pools.iter().fold((0, 0), |(ready, target), pool| {
+        (ready + pool.ready, target + pool.target)
+    });
+    let database_ok = database.is_ok();
+    let healthy = docker.reachable && database_ok;
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "docker": docker,
+        "database": {
+            "ok": database_ok,
+            "backend": state.store.backend().as_str(),
+            "error": database.err().map(|e| e.to_string()),
+        },
+        "pool": {
+            "ready": ready,
+            "target": target,
+            "in_use": engine.in_use,
+            "pools": engine.pools,
+        },
+        "port_leases": engine.port_leases,
+        "running": state.admission.running(),
+        "image": state.sandboxes.default_image(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}

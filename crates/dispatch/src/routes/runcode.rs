@@ -1,0 +1,210 @@
+//! The compatibility surface: `/runcode` exactly as the original Flask "Code Interpreter
+//! API" answered it, so its clients and `concurrent_test.py` work unchanged.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use runbox_core::fence::extract_first_fenced_block;
+use runbox_core::{ErrorKind, ExecMode, ExecRequest, Language};
+use runbox_sandbox::RunOptions;
+use serde_json::{json, Map, Value};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::execution::Executed;
+use crate::routes::body_rejection;
+use crate::state::AppState;
+
+const INVALID_JSON: &str = "Invalid JSON";
+
+#[axum::debug_handler]
+pub async fn post_runcode(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    principal.require("run")?;
+    let body = body.map_err(body_rejection)?;
+    let parsed: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request_because(INVALID_JSON, e.to_string()))?;
+    let Value::Object(mut fields) = parsed else {
+        return Err(ApiError::bad_request_because(
+            INVALID_JSON,
+            "the body must be a JSON object",
+        ));
+    };
+    let code = match fields.remove("code") {
+        Some(Value::String(code)) => code,
+        Some(_) => {
+            return Err(ApiError::bad_request_because(
+                INVALID_JSON,
+                "`code` must be a string",
+            ))
+        }
+        None => {
+            return Err(ApiError::bad_request_because(
+                INVALID_JSON,
+                "`code` is missing",
+            ))
+        }
+    };
+    let language = match fields.remove("languageType") {
+        Some(Value::String(language)) => language,
+        None | Some(Value::Null) => "python".to_string(),
+        Some(_) => {
+            return Err(ApiError::bad_request_because(
+                INVALID_JSON,
+                "`languageType` must be a string",
+            ))
+        }
+    };
+    let variables = match fields.remove("variables") {
+        Some(Value::Object(variables)) => variables,
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Err(ApiError::bad_request("Invalid variables format")),
+    };
+    run(&state, &language, &code, variables).await
+}
+
+pub async fn get_runcode(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    principal.require("run")?;
+    let Ok(Query(params)) = query else {
+        return Err(ApiError::bad_request("Invalid parameters"));
+    };
+    let (Some(language), Some(variables), Some(code)) = (
+        params.get("languageType"),
+        params.get("variables"),
+        params.get("code"),
+    ) else {
+        return Err(ApiError::bad_request("Invalid parameters"));
+    };
+    let variables = match serde_json::from_str::<Value>(variables) {
+        Ok(Value::Object(variables)) => variables,
+        _ => return Err(ApiError::bad_request("Invalid variables format")),
+    };
+    run(&state, language, code, variables).await
+}
+
+async fn run(
+    state: &AppState,
+    language: &str,
+    code: &str,
+    variables: Map<String, Value>,
+) -> ApiResult<Json<Value>> {
+    let Some(language) = Language::parse(language) else {
+        return Ok(Json(json!({"error": "Unsupported language"})));
+    };
+    if code.contains('\0') {
+        return Err(ApiError::bad_request_because(
+            INVALID_JSON,
+            "`code` must not contain NUL characters",
+        ));
+    }
+    let mut request = ExecRequest::new(
+        language,
+        extract_first_fenced_block(code),
+        state.config.default_timeout(),
+    );
+    request.variables = variables;
+    request.mode = ExecMode::Script;
+    let executed = state.execute(&request, RunOptions::default()).await?;
+    Ok(Json(render(executed)))
+}
+
+/// The original's answer: stdout on success, stderr (or why the run failed) as `error`.
+fn render(executed: Executed) -> Value {
+    let Executed { outcome, images } = executed;
+    if let Some(error) = &outcome.error {
+        let message = match error.kind {
+            ErrorKind::Timeout => "Code execution timed out".to_string(),
+            _ if !outcome.stderr.is_empty() => outcome.stderr,
+            _ => error.message.clone(),
+        };
+        return json!({"error": message});
+    }
+    if !outcome.stderr.is_empty() {
+        return json!({"error": outcome.stderr});
+    }
+    let mut answer = json!({"output": outcome.stdout});
+    if !images.is_empty() {
+        let urls: Map<String, Value> = images
+            .into_iter()
+            .map(|image| (image.name, Value::String(image.url)))
+            .collect();
+        answer["images"] = Value::Object(urls);
+    }
+    answer
+}
+
+/// `/runcode` with another method: 405 with a JSON body.
+pub async fn method_not_allowed() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": "Method not allowed"})),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbox_core::{ExecError, ExecOutcome};
+
+    fn executed(outcome: ExecOutcome) -> Executed {
+        Executed {
+            outcome,
+            images: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn stdout_is_the_output() {
+        let outcome = ExecOutcome {
+            stdout: "hi\n".into(),
+            ..Default::default()
+        };
+        assert_eq!(render(executed(outcome)), json!({"output": "hi\n"}));
+    }
+
+    #[test]
+    fn any_stderr_is_the_error() {
+        let outcome = ExecOutcome {
+            stdout: "partial".into(),
+            stderr: "warning\n".into(),
+            ..Default::default()
+        };
+        assert_eq!(render(executed(outcome)), json!({"error": "warning\n"}));
+    }
+
+    #[test]
+    fn a_timeout_has_the_original_words() {
+        let outcome = ExecOutcome {
+            error: Some(ExecError::new(ErrorKind::Timeout, "exceeded 2 s")),
+            ..Default::default()
+        };
+        assert_eq!(
+            render(executed(outcome)),
+            json!({"error": "Code execution timed out"})
+        );
+    }
+
+    #[test]
+    fn a_silent_failure_says_why() {
+        let outcome = ExecOutcome {
+            error: Some(ExecError::new(ErrorKind::Runtime, "exited with code 3")),
+            exit_code: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            render(executed(outcome)),
+            json!({"error": "exited with code 3"})
+        );
+    }
+}

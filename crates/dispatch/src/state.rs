@@ -1,0 +1,27 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use runbox_core::Config;
+use runbox_sandbox::Sandboxes;
+use runbox_store::Store;
+
+use crate::admission::Admission;
+use crate::auth::Authenticator;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub sandboxes: Sandboxes,
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
+    pub admission: Admission,
+    /// Base of the URLs of stored images, without a trailing slash.
+    pub public_url: Arc<str>,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}

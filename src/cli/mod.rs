@@ -1,0 +1,47 @@
+//! Subcommands and the options they share.
+
+mod config;
+mod image;
+mod logging;
+mod serve;
+mod token;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "runbox",
+    version,
+    about = "Runs untrusted Python and bash in Docker sandboxes behind an HTTP API"
+)]
+pub struct Cli {
+    /// The configuration file (default: $RUNBOX_CONFIG, else ./config.yaml when present,
+    /// else built-in defaults).
+    #[arg(long, short = 'c', global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Starts the server (builds the sandbox image first when it is missing).
+    Serve(serve::ServeArgs),
+    /// Creates or revokes JWTs.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Builds the sandbox image.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve(args) => serve::run(config, args).await,
+        Command::Token(command) => token::run(config, command).await,
+        Command::Image(command) => image::run(config, command).await,
+    }
+}

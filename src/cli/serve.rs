@@ -1,0 +1,77 @@
+//! `runbox serve`: the server, until SIGTERM or Ctrl-C.
+
+use std::io::Write;
+
+use clap::Args;
+use runbox_core::Config;
+use runbox_dispatch::Application;
+use runbox_sandbox::connect_docker;
+use tokio_util::sync::CancellationToken;
+
+use super::image::ensure_sandbox_image;
+use super::logging;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Stop (gracefully) when stdin reaches end of file: lets a supervising process, such
+    /// as a test, be sure the server goes away with it.
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
+}
+
+pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    logging::init(&config.logging);
+    let docker = connect_docker().await?;
+    let image = ensure_sandbox_image(&docker, &config, false).await?;
+    let app = Application::build(config, docker, image.clone()).await?;
+    let address = app
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "?".into());
+    tracing::info!(%address, %image, "runbox listening");
+    // Tests and scripts read this line to learn the port (the config may say 0).
+    println!("runbox listening on http://{address}");
+    let _ = std::io::stdout().flush();
+
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    if args.stop_on_stdin_eof {
+        tokio::spawn(stop_on_stdin_eof(stop.clone()));
+    }
+    app.run_until_stopped(stop).await?;
+    Ok(())
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    stop.cancel();
+}
+
+async fn stop_on_stdin_eof(stop: CancellationToken) {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 256];
+    loop {
+        match stdin.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    stop.cancel();
+}
