@@ -339,7 +339,7 @@ fn build_context(config: &Config, source: &ImageSource) -> Result<Vec<u8>, Sandb
     if !bundle.is_empty() {
         let contents = std::fs::read(bundle)
             .map_err(|e| SandboxError::ImageBuild(format!("pip.extra_ca_bundle {bundle}: {e}")))?;
-        append("certs/pip-ca.crt", &contents)?;
+        append("pip-ca.crt", &contents)?;
     }
     archive
         .into_inner()

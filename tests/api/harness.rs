@@ -1,0 +1,489 @@
+#![allow(dead_code)] // Shared by many test modules; not each uses every helper.
+
+//! Starts the real `runbox` binary on port 0 against real Docker and a real database,
+//! and talks to it with a real HTTP client. Every server is stopped (and its containers
+//! removed) when its test ends, also when the test fails.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const TOKEN: &str = "114514";
+/// A second static token with its own subject, for ownership checks.
+pub const OTHER_TOKEN: &str = "other-subject-token";
+pub const JWT_SECRET: &str = "runbox-test-secret";
+pub const POSTGRES_URL_VAR: &str = "RUNBOX_TEST_POSTGRES_URL";
+pub const TRANSPORT_VAR: &str = "RUNBOX_TEST_TRANSPORT";
+
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+const STOP_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// How a test server is configured beyond the defaults below.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub pool_size: usize,
+    pub preload: Vec<String>,
+    /// Extra YAML appended to the generated config (top-level keys).
+    pub extra_yaml: String,
+    pub limits_yaml: String,
+    pub sandbox_yaml: String,
+    pub max_concurrent_runs: usize,
+    pub max_wait: &'static str,
+    /// `limits.timeout`: the wall-clock limit of a run that names none.
+    pub timeout: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            pool_size: 0,
+            preload: Vec::new(),
+            extra_yaml: String::new(),
+            limits_yaml: String::new(),
+            sandbox_yaml: String::new(),
+            max_concurrent_runs: 8,
+            max_wait: "20s",
+            timeout: "20s",
+        }
+    }
+}
+
+pub struct Server {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub instance: String,
+    pub dir: PathBuf,
+    pub database_url: String,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    _tempdir: Option<tempfile::TempDir>,
+    pg_schema: Option<String>,
+}
+
+/// Fails the test (never skips it) when Docker is not there.
+pub fn require_docker() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let ok = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "these tests need a running Docker engine that this user may use (`docker info` failed)"
+        );
+    });
+}
+
+/// Builds the sandbox image once per test process, before any server starts, so that
+/// servers started in parallel never build it concurrently.
+fn ensure_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!("data_dir: {:?}\n", dir.path().display().to_string()),
+        )
+        .expect("write config");
+        let output = Command::new(binary())
+            .args(["--config", &config.display().to_string(), "image", "build"])
+            .output()
+            .expect("run runbox image build");
+        assert!(
+            output.status.success(),
+            "runbox image build failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_runbox")
+}
+
+pub fn transport() -> String {
+    std::env::var(TRANSPORT_VAR).unwrap_or_else(|_| "stdio".into())
+}
+
+fn next_port_range() -> (u16, u16) {
+    // Each server of this process leases from its own slice, shifted by the pid so that
+    // two test processes rarely overlap (a collision is retried by runbox anyway).
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::SeqCst) % 200;
+    let shift = (std::process::id() % 4) as u16 * 10_000;
+    let start = 20_000 + shift + slot * 40;
+    (start, start + 39)
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Server::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Server {
+        let tempdir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir.path().to_path_buf();
+        let instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let (database_url, pg_schema) = database_for_test(&dir).await;
+        let (port_start, port_end) = next_port_range();
+        let preload = serde_json::to_string(&options.preload).expect("json");
+        let config = format!(
+            r#"server:
+  host: 127.0.0.1
+  port: 0
+  shutdown_grace: 10s
+auth:
+  tokens:
+    - "{TOKEN}"
+    - token: "{OTHER_TOKEN}"
+      subject: other
+  jwt_secret: "{JWT_SECRET}"
+database:
+  url: "{database_url}"
+data_dir: {dir:?}
+sandbox:
+  transport: {transport}
+  instance: {instance}
+  port_range: {{start: {port_start}, end: {port_end}}}
+  pool:
+    size: {pool}
+  preload: {preload}
+{sandbox_extra}
+limits:
+  timeout: {timeout}
+{limits_extra}
+admission:
+  max_concurrent_runs: {max_runs}
+  max_wait: {max_wait}
+{extra}
+"#,
+            dir = dir.display().to_string(),
+            transport = transport(),
+            pool = options.pool_size,
+            sandbox_extra = indent(&options.sandbox_yaml),
+            limits_extra = indent(&options.limits_yaml),
+            max_runs = options.max_concurrent_runs,
+            max_wait = options.max_wait,
+            timeout = options.timeout,
+            extra = options.extra_yaml,
+        );
+        let config_path = dir.join("config.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut server = Server {
+            child: None,
+            stdin: None,
+            base: String::new(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client"),
+            instance,
+            dir: dir.clone(),
+            database_url,
+            config_path,
+            log_path: dir.join("server.log"),
+            _tempdir: Some(tempdir),
+            pg_schema,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts (or restarts, after [`Server::kill9`]) the process on the same data dir,
+    /// database and instance.
+    pub fn spawn(&mut self) {
+        require_docker();
+        ensure_image();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let mut child = Command::new(binary())
+            .args([
+                "--config",
+                &self.config_path.display().to_string(),
+                "serve",
+                "--stop-on-stdin-eof",
+            ])
+            .env("RUST_LOG", "info,runbox_sandbox=debug")
+            .env_remove("RUNBOX_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start runbox");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("runbox listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        self.stdin = child.stdin.take();
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(url) = rx.recv_timeout(Duration::from_millis(100)) {
+                self.base = url;
+                break;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "runbox exited during start-up ({status}):\n{}",
+                        self.log_tail()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runbox did not start within {START_TIMEOUT:?}:\n{}",
+                self.log_tail()
+            );
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        decode(response).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        decode(request.send().await.expect("request")).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.delete(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        decode(request.send().await.expect("request")).await
+    }
+
+    /// `POST /runcode` with the compatibility token.
+    pub async fn runcode(&self, language: &str, code: &str, variables: Value) -> (u16, Value) {
+        self.post(
+            "/runcode",
+            Some(TOKEN),
+            &serde_json::json!({"languageType": language, "variables": variables, "code": code}),
+        )
+        .await
+    }
+
+    /// Ids of this server's containers (any state).
+    pub fn containers(&self) -> Vec<String> {
+        containers_with_label(&format!("runbox.instance={}", self.instance))
+    }
+
+    /// Waits until this server has no container but its warm pool (kind=pool is not
+    /// enough: a request takes its container from the pool), i.e. until at most
+    /// `allowed` containers are left, for at most `within`.
+    pub async fn wait_containers_at_most(&self, allowed: usize, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = self.containers();
+            if left.len() <= allowed || Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: nothing of runbox's shutdown runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.stdin = None;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Graceful stop; then asserts that no container of this server is left.
+    pub async fn stop(mut self) {
+        self.stop_process();
+        let left = self.containers();
+        let log = self.log_tail();
+        if let Some(schema) = self.pg_schema.take() {
+            drop_schema(&schema).await;
+        }
+        assert!(
+            left.is_empty(),
+            "containers left after stop: {left:?}\n{log}"
+        );
+    }
+
+    fn stop_process(&mut self) {
+        // Closing stdin is the stop signal (--stop-on-stdin-eof).
+        self.stdin = None;
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.log_path) {
+            let _ = file.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(60);
+        format!("--- server log (tail) ---\n{}", lines[start..].join("\n"))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let was_running = self.child.is_some();
+        self.stop_process();
+        // Backstop: whatever the server did not remove goes now.
+        let left = self.containers();
+        if !left.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&left)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if was_running && std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+    }
+}
+
+pub fn containers_with_label(label: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label={label}"),
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+async fn decode(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+fn indent(yaml: &str) -> String {
+    yaml.lines()
+        .map(|line| format!("  {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// SQLite in the test's data dir, or a fresh schema of the PostgreSQL server named by
+/// RUNBOX_TEST_POSTGRES_URL.
+async fn database_for_test(dir: &Path) -> (String, Option<String>) {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(base) if !base.trim().is_empty() => {
+            let schema = format!("runbox_e2e_{}", uuid::Uuid::new_v4().simple());
+            let admin = sqlx::PgPool::connect(&base)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}: {e}"));
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&admin)
+                .await
+                .expect("create schema");
+            admin.close().await;
+            let separator = if base.contains('?') { '&' } else { '?' };
+            (
+                format!("{base}{separator}options[search_path]={schema}"),
+                Some(schema),
+            )
+        }
+        _ => (
+            format!("sqlite://{}", dir.join("runbox.db").display()),
+            None,
+        ),
+    }
+}
+
+async fn drop_schema(schema: &str) {
+    let Ok(base) = std::env::var(POSTGRES_URL_VAR) else {
+        return;
+    };
+    if let Ok(admin) = sqlx::PgPool::connect(&base).await {
+        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
+}
+
+/// A JWT signed with `secret` carrying `claims` (for expiry and forgery cases).
+pub fn jwt(secret: &str, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

@@ -1,0 +1,8 @@
+//! Black-box tests: the real binary, real Docker, a real database (SQLite, or
+//! PostgreSQL when RUNBOX_TEST_POSTGRES_URL is set), a real HTTP client.
+
+mod harness;
+
+mod auth;
+mod compat;
+mod lifecycle;
