@@ -1,0 +1,1821 @@
+#!/usr/bin/env python3
+"""The runbox sandbox agent.
+
+Runs inside every sandbox container as `python3 -u /opt/runbox/agent.py` and executes
+code for runbox. It speaks the protocol of docs/agent-protocol.md over stdio (frames
+on stdin/stdout) or http (RUNBOX_TRANSPORT=http). Standard library only, Python >= 3.9,
+one file.
+
+Environment:
+  RUNBOX_WORKDIR    work dir (default /workspace)
+  RUNBOX_PRELOAD    comma-separated modules imported before `ready`
+  RUNBOX_TRANSPORT  stdio (default) or http
+  RUNBOX_AGENT_PORT http port (default 8080)
+  RUNBOX_AGENT_KEY  http request key (required for http; removed from the environment)
+"""
+
+import ast
+import atexit
+import base64
+import builtins
+import codecs
+import datetime
+import errno
+import gc
+import hmac
+import importlib
+import io
+import json
+import linecache
+import os
+import reprlib
+import select
+import signal
+import stat
+import struct
+import sys
+import threading
+import time
+import traceback
+import types
+
+PROTOCOL_VERSION = 1
+
+DEFAULT_OUTPUT_BYTES = 1 << 20
+DEFAULT_OUTPUT_KILL_BYTES = 256 << 20
+DEFAULT_IMAGE_BYTES = 16 << 20
+# Largest frame accepted from runbox: input files are bounded by the work dir anyway.
+MAX_INPUT_FRAME = 256 << 20
+DRAIN_SECONDS = 0.2
+READ_CHUNK = 1 << 16
+# Stream events are coalesced for at most this long / this many bytes.
+STREAM_FLUSH_SECONDS = 0.02
+STREAM_FLUSH_BYTES = 1 << 15
+USER_FILE = "<string>"
+
+IMAGE_MIME = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "svg": "image/svg+xml",
+    "webp": "image/webp",
+}
+
+SIGNAL_NAMES = {}
+for _name in dir(signal):
+    if _name.startswith("SIG") and not _name.startswith("SIG_") and isinstance(getattr(signal, _name), int):
+        SIGNAL_NAMES.setdefault(int(getattr(signal, _name)), _name)
+
+
+# --------------------------------------------------------------------------------------
+# Agent state (set up by main())
+
+WORKDIR = "/workspace"
+AGENT_KEY = bytearray()   # the http key; zeroed in forked children
+DIAG_FD = 2               # the container's stderr, kept even while fd 2 is redirected
+AGENT_FDS = set()         # fds a forked child must close (protocol channel, sockets)
+READY = {}
+BASH = None
+OOM_PATH = None
+KILL_STRAYS = False       # kill every other process of the container after a one-shot run
+SESSION = None            # the persistent module (sessions)
+UNREAPED = set()          # children of finished runs still exiting
+
+
+def diag(message):
+    """A short diagnostic line on the container's stderr."""
+    try:
+        os.write(DIAG_FD, ("runbox-agent: %s\n" % message).encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+class InvalidArgs(Exception):
+    """A request field the agent cannot accept (error kind invalid_args)."""
+
+
+class OutputLimit(BaseException):
+    """Raised inside persistent user code when its output passes output_kill_bytes."""
+
+
+# --------------------------------------------------------------------------------------
+# Frames and sinks
+
+def encode_frame(message):
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    # A lone surrogate (from user data) cannot be UTF-8; it becomes "?".
+    data = body.encode("utf-8", "replace")
+    return struct.pack(">I", len(data)) + data
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class StdioSink:
+    """Frames to the protocol fd (the original stdout)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.lock = threading.Lock()
+        self.broken = False
+
+    def send(self, message):
+        frame = encode_frame(message)
+        with self.lock:
+            if self.broken:
+                return
+            try:
+                write_all(self.fd, frame)
+            except OSError:
+                self.broken = True
+
+
+class HttpSink:
+    """Frames as the body of an http response: chunked, or close-delimited (HTTP/1.0)."""
+
+    def __init__(self, sock, chunked):
+        self.sock = sock
+        self.chunked = chunked
+        self.lock = threading.Lock()
+        self.broken = False
+
+    def send(self, message):
+        frame = encode_frame(message)
+        if self.chunked:
+            frame = b"%x\r\n%s\r\n" % (len(frame), frame)
+        with self.lock:
+            if self.broken:
+                return
+            try:
+                self.sock.sendall(frame)
+            except OSError:
+                self.broken = True
+
+    def end(self):
+        if self.chunked and not self.broken:
+            try:
+                self.sock.sendall(b"0\r\n\r\n")
+            except OSError:
+                self.broken = True
+
+
+def result_message(stdout="", stderr="", exit_code=None, has_value=False, value=None,
+                   error=None, images=(), truncated=False, duration_ms=0.0):
+    return {
+        "type": "result",
+        "stdout": stdout,
+        "stderr": stderr,
+        "exit_code": exit_code,
+        "has_value": has_value,
+        "value": value,
+        "error": error,
+        "images": list(images),
+        "truncated": truncated,
+        "duration_ms": round(duration_ms, 3),
+    }
+
+
+def error(kind, message, traceback_text=None):
+    return {"kind": kind, "message": message, "traceback": traceback_text}
+
+
+def agent_error_result(message):
+    return result_message(error=error("killed", "agent error: " + message))
+
+
+# --------------------------------------------------------------------------------------
+# Requests
+
+class Request:
+    __slots__ = ("language", "mode", "code", "variables", "files", "env", "stream",
+                 "persistent", "output_bytes", "output_kill_bytes", "image_bytes",
+                 "call", "check")
+
+
+def _int_field(message, name, default):
+    value = message.get(name)
+    if value is None:
+        return default
+    if type(value) is not int or value < 0:
+        raise InvalidArgs("`%s` must be a non-negative integer" % name)
+    return value
+
+
+def _or_default(message, name, default):
+    value = message.get(name)
+    return default if value is None else value
+
+
+def _env_name_ok(name):
+    return isinstance(name, str) and name != "" and "=" not in name and "\0" not in name
+
+
+def parse_exec(message):
+    req = Request()
+    req.language = message.get("language", "python")
+    if req.language not in ("python", "bash"):
+        raise InvalidArgs("unsupported language %r" % (req.language,))
+    req.mode = message.get("mode") or "script"
+    if req.mode not in ("script", "cell"):
+        raise InvalidArgs("unknown mode %r" % (req.mode,))
+    req.code = message.get("code")
+    if not isinstance(req.code, str):
+        raise InvalidArgs("`code` must be a string")
+    req.variables = _or_default(message, "variables", {})
+    if not isinstance(req.variables, dict):
+        raise InvalidArgs("`variables` must be an object")
+    req.env = _or_default(message, "env", {})
+    if not isinstance(req.env, dict):
+        raise InvalidArgs("`env` must be an object")
+    for name, value in req.env.items():
+        if not _env_name_ok(name) or not isinstance(value, str) or "\0" in value:
+            raise InvalidArgs("invalid environment variable %r" % (name,))
+    req.files = _or_default(message, "files", [])
+    if not isinstance(req.files, list):
+        raise InvalidArgs("`files` must be a list")
+    req.stream = bool(message.get("stream", False))
+    req.persistent = bool(message.get("persistent", False))
+    req.output_bytes = _int_field(message, "output_bytes", DEFAULT_OUTPUT_BYTES)
+    req.output_kill_bytes = _int_field(message, "output_kill_bytes", DEFAULT_OUTPUT_KILL_BYTES)
+    req.image_bytes = _int_field(message, "image_bytes", DEFAULT_IMAGE_BYTES)
+    req.call = None
+    req.check = None
+    call = message.get("call")
+    check = message.get("check")
+    if call is not None and check is not None:
+        raise InvalidArgs("`call` and `check` exclude each other")
+    if call is not None:
+        if not isinstance(call, dict) or not isinstance(call.get("function"), str):
+            raise InvalidArgs("`call` must be {\"function\": name, \"args\": {...}}")
+        args = _or_default(call, "args", {})
+        if not isinstance(args, dict):
+            raise InvalidArgs("`call.args` must be an object")
+        req.call = (call["function"], args)
+    if check is not None:
+        if not isinstance(check, str):
+            raise InvalidArgs("`check` must be a function name")
+        req.check = check
+    if (req.call or req.check) and req.language != "python":
+        raise InvalidArgs("`call` and `check` need language python")
+    if req.language == "bash":
+        if "\0" in req.code:
+            raise InvalidArgs("the code contains a NUL byte")
+        for name, value in req.variables.items():
+            if not _env_name_ok(name) or "\0" in bash_value(value):
+                raise InvalidArgs("variable %r cannot be an environment variable" % (name,))
+    return req
+
+
+def bash_value(value):
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------------------
+# Work dir: input files and images
+
+def write_input_files(files):
+    """Writes the request's files below the work dir; never follows a symlink."""
+    for index, item in enumerate(files):
+        if not isinstance(item, dict):
+            raise InvalidArgs("files[%d] must be an object" % index)
+        path = item.get("path")
+        if not isinstance(path, str) or not path:
+            raise InvalidArgs("files[%d] has no path" % index)
+        content = item.get("content", "")
+        if not isinstance(content, str):
+            raise InvalidArgs("input file %r: content must be base64 text" % path)
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if path.startswith("/") or "\0" in path or ".." in parts or not parts:
+            raise InvalidArgs("input file %r: the path must be relative and stay inside the work dir" % path)
+        try:
+            data = base64.b64decode(content, validate=True)
+        except ValueError:
+            raise InvalidArgs("input file %r: content is not valid base64" % path)
+        _write_one(path, parts, data)
+
+
+def _write_one(path, parts, data):
+    dir_fd = os.open(WORKDIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=dir_fd)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise InvalidArgs("input file %r: cannot create directory %r: %s" % (path, part, e.strerror))
+            try:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  dir_fd=dir_fd)
+            except OSError as e:
+                raise InvalidArgs("input file %r: %r is a symlink or not a directory (%s)"
+                                  % (path, part, e.strerror))
+            os.close(dir_fd)
+            dir_fd = next_fd
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(parts[-1], flags, 0o644, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise InvalidArgs("input file %r: the path is a symlink" % path)
+            raise InvalidArgs("input file %r: %s" % (path, e.strerror))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidArgs("input file %r: the path exists and is not a regular file" % path)
+            os.ftruncate(fd, 0)
+            write_all(fd, data)
+        except OSError as e:
+            raise InvalidArgs("input file %r: %s" % (path, e.strerror))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+
+
+def image_mime(name):
+    base, dot, ext = name.rpartition(".")
+    if not dot:
+        return None
+    return IMAGE_MIME.get(ext.lower())
+
+
+def snapshot_images():
+    snapshot = {}
+    try:
+        with os.scandir(WORKDIR) as entries:
+            for entry in entries:
+                if image_mime(entry.name):
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        snapshot[entry.name] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        pass
+    return snapshot
+
+
+def collect_images(before, budget):
+    """Images the run created or changed, in name order, up to `budget` bytes in all."""
+    after = snapshot_images()
+    names = sorted(name for name, key in after.items() if before.get(name) != key)
+    images = []
+    total = 0
+    truncated = False
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            continue
+        try:
+            fd = os.open(os.path.join(WORKDIR, name),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if total + st.st_size > budget:
+                truncated = True
+                break
+            chunks = []
+            remaining = st.st_size
+            while remaining > 0:
+                chunk = os.read(fd, min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            data = b"".join(chunks)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        total += len(data)
+        images.append({"name": name, "mime": image_mime(name),
+                       "data_base64": base64.b64encode(data).decode("ascii")})
+    return images, truncated
+
+
+# --------------------------------------------------------------------------------------
+# Output capture
+
+def utf8_cut(data, limit):
+    """`data[:limit]` without a trailing partial UTF-8 sequence."""
+    data = data[:limit]
+    end = len(data)
+    back = 0
+    while back < 4 and end - back - 1 >= 0:
+        byte = data[end - back - 1]
+        back += 1
+        if byte & 0xC0 != 0x80:  # a lead byte or ASCII
+            need = 1 if byte < 0x80 else 2 if byte >> 5 == 6 else 3 if byte >> 4 == 14 else 4 if byte >> 3 == 30 else 1
+            if need > back:
+                return data[:end - back]
+            break
+    return data
+
+
+class Capture:
+    """One output stream: keeps at most `cap` bytes, forwards stream events."""
+
+    def __init__(self, name, cap, sink, stream):
+        self.name = name
+        self.cap = cap
+        self.sink = sink
+        self.buf = bytearray()
+        self.total = 0
+        self.dropped = False
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace") if stream else None
+        self.pending = []
+        self.pending_bytes = 0
+
+    def feed(self, data):
+        self.total += len(data)
+        room = self.cap - len(self.buf)
+        if room <= 0:
+            self.dropped = True
+            return
+        if len(data) > room:
+            data = data[:room]
+            self.dropped = True
+        self.buf += data
+        if self.decoder is not None:
+            text = self.decoder.decode(data)
+            if text:
+                self.pending.append(text)
+                self.pending_bytes += len(data)
+
+    def flush_events(self, final=False):
+        if self.decoder is None:
+            return
+        if final and not self.dropped:
+            tail = self.decoder.decode(b"", final=True)
+            if tail:
+                self.pending.append(tail)
+        if self.pending:
+            text = "".join(self.pending)
+            self.pending = []
+            self.pending_bytes = 0
+            self.sink.send({"type": self.name, "data": text})
+
+    def text(self):
+        data = bytes(self.buf)
+        if self.dropped:
+            data = utf8_cut(data, self.cap)
+        text = data.decode("utf-8", "replace")
+        if len(data) * 3 > self.cap:
+            # Each invalid byte became U+FFFD (3 bytes): keep the text within the cap.
+            encoded = text.encode("utf-8")
+            if len(encoded) > self.cap:
+                text = utf8_cut(encoded, self.cap).decode("utf-8", "replace")
+                self.dropped = True
+        return text
+
+
+class Pump:
+    """Reads the stdout/stderr pipes of a run (and extra fds) with one poll loop."""
+
+    def __init__(self, req, sink, out_fd, err_fd):
+        self.captures = {
+            out_fd: Capture("stdout", req.output_bytes, sink, req.stream),
+            err_fd: Capture("stderr", req.output_bytes, sink, req.stream),
+        }
+        self.stdout = self.captures[out_fd]
+        self.stderr = self.captures[err_fd]
+        self.kill_bytes = req.output_kill_bytes
+        self.stream = req.stream
+        self.over_limit = False
+        self.open = set(self.captures)
+        self.poller = select.poll()
+        for fd in self.captures:
+            self.poller.register(fd, select.POLLIN)
+        self.last_flush = time.monotonic()
+
+    def register(self, fd):
+        self.poller.register(fd, select.POLLIN)
+
+    def unregister(self, fd):
+        try:
+            self.poller.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    def step(self, timeout):
+        """Polls once (timeout in seconds or None); returns events of extra fds."""
+        if self.stream and (self.stdout.pending or self.stderr.pending):
+            due = self.last_flush + STREAM_FLUSH_SECONDS - time.monotonic()
+            timeout = max(0.0, due) if timeout is None else max(0.0, min(timeout, due))
+        millis = None if timeout is None else int(timeout * 1000 + 0.999)
+        extra = []
+        for fd, _ in self.poller.poll(millis):
+            capture = self.captures.get(fd)
+            if capture is None:
+                extra.append(fd)
+                continue
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except OSError:
+                data = b""
+            if not data:
+                self.close_fd(fd)
+                continue
+            capture.feed(data)
+            if not self.over_limit and self.stdout.total + self.stderr.total > self.kill_bytes:
+                self.over_limit = True
+        if self.stream:
+            pending = self.stdout.pending_bytes + self.stderr.pending_bytes
+            if pending and (pending >= STREAM_FLUSH_BYTES
+                            or time.monotonic() - self.last_flush >= STREAM_FLUSH_SECONDS):
+                self.flush_events()
+        return extra
+
+    def flush_events(self, final=False):
+        self.stdout.flush_events(final)
+        self.stderr.flush_events(final)
+        self.last_flush = time.monotonic()
+
+    def close_fd(self, fd):
+        if fd in self.open:
+            self.open.discard(fd)
+            self.unregister(fd)
+            os.close(fd)
+
+    def close(self):
+        for fd in list(self.open):
+            self.close_fd(fd)
+
+    @property
+    def truncated(self):
+        return self.stdout.dropped or self.stderr.dropped
+
+
+# --------------------------------------------------------------------------------------
+# Values
+
+class _TooLarge(Exception):
+    pass
+
+
+class _NotJson(Exception):
+    pass
+
+
+class _ValueRepr(reprlib.Repr):
+    """repr() with bounds on containers, strings and bytes; dicts keep their order."""
+
+    def __init__(self, limit):
+        reprlib.Repr.__init__(self)
+        self.maxlevel = 20
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = 10000
+        self.maxset = self.maxfrozenset = self.maxdeque = 10000
+        self.maxstring = self.maxother = self.maxlong = max(limit, 64)
+        self._active = set()
+
+    def repr1(self, x, level):
+        # reprlib has no cycle detection of its own (builtin repr() has).
+        if isinstance(x, (list, dict, set, frozenset, tuple)) or type(x).__name__ == "deque":
+            ident = id(x)
+            if ident in self._active:
+                return "[...]" if isinstance(x, list) else "{...}" if isinstance(x, dict) else "..."
+            self._active.add(ident)
+            try:
+                return reprlib.Repr.repr1(self, x, level)
+            finally:
+                self._active.discard(ident)
+        return reprlib.Repr.repr1(self, x, level)
+
+    def repr_dict(self, x, level):
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        pieces = []
+        for index, (key, value) in enumerate(x.items()):
+            if index >= self.maxdict:
+                pieces.append("...")
+                break
+            pieces.append("%s: %s" % (self.repr1(key, level - 1), self.repr1(value, level - 1)))
+        return "{%s}" % ", ".join(pieces)
+
+    def repr_bytes(self, x, level):
+        if len(x) > self.maxstring:
+            return builtins.repr(x[:self.maxstring]) + "..."
+        return builtins.repr(x)
+
+    def repr_bytearray(self, x, level):
+        if len(x) > self.maxstring:
+            return "bytearray(%s...)" % builtins.repr(bytes(x[:self.maxstring]))
+        return builtins.repr(x)
+
+
+def bounded_repr(value, limit):
+    """(text, truncated): repr() cut at `limit` UTF-8 bytes; never raises."""
+    try:
+        text = _ValueRepr(limit).repr(value)
+    except BaseException as e:  # a __repr__ that raises anything at all
+        try:
+            text = "<%s object (repr failed: %s)>" % (type(value).__name__, type(e).__name__)
+        except BaseException:
+            text = "<unrepresentable object>"
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) > limit:
+        return utf8_cut(encoded, limit).decode("utf-8", "replace"), True
+    return text, False
+
+
+def _key(key):
+    if isinstance(key, str):
+        return "".join((key,))
+    if key is None:
+        return "null"
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if isinstance(key, int):
+        return str(int(key))
+    if isinstance(key, float):
+        return float.__repr__(key)
+    return str(key)
+
+
+def _to_json(obj, budget, depth, active):
+    t = type(obj)
+    if obj is None or t is bool:
+        budget[0] -= 5
+    elif t is int:
+        budget[0] -= obj.bit_length() // 3 + 2
+        if obj.bit_length() > 14000:
+            raise _NotJson()
+    elif t is float:
+        budget[0] -= 24
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            obj = None
+    elif t is str:
+        budget[0] -= len(obj) + 2
+    else:
+        return _to_json_other(obj, t, budget, depth, active)
+    if budget[0] < 0:
+        raise _TooLarge()
+    return obj
+
+
+def _to_json_other(obj, t, budget, depth, active):
+    if depth > 100:
+        raise _NotJson()
+    module = getattr(t, "__module__", "") or ""
+    if module.startswith("numpy"):
+        if hasattr(obj, "ndim") and hasattr(obj, "tolist") and getattr(obj, "ndim", 0) > 0:
+            if int(getattr(obj, "size", 0)) * 2 > budget[0]:
+                raise _TooLarge()
+            return _to_json(obj.tolist(), budget, depth + 1, active)
+        if hasattr(obj, "item"):
+            return _to_json(obj.item(), budget, depth + 1, active)
+        raise _NotJson()
+    if module.startswith("pandas"):
+        if t.__name__ in ("NAType", "NaTType"):
+            budget[0] -= 5
+            return None
+        if isinstance(obj, datetime.datetime):
+            return _to_json(obj.isoformat(), budget, depth, active)
+        size = getattr(obj, "size", None)
+        if isinstance(size, int) and size * 2 > budget[0]:
+            raise _TooLarge()
+        if hasattr(obj, "to_dict"):
+            return _to_json(obj.to_dict(), budget, depth + 1, active)
+        if hasattr(obj, "tolist"):
+            return _to_json(obj.tolist(), budget, depth + 1, active)
+        raise _NotJson()
+    if isinstance(obj, (datetime.date, datetime.time)):
+        return _to_json(obj.isoformat(), budget, depth, active)
+    if isinstance(obj, str):
+        return _to_json("".join((obj,)), budget, depth, active)
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return _to_json(int(obj), budget, depth, active)
+    if isinstance(obj, float):
+        return _to_json(float(obj), budget, depth, active)
+    ident = id(obj)
+    if ident in active:
+        raise _NotJson()  # a cycle
+    if isinstance(obj, dict):
+        budget[0] -= 2
+        active.add(ident)
+        out = {}
+        for key, value in obj.items():
+            key = _key(key)
+            budget[0] -= len(key) + 4
+            out[key] = _to_json(value, budget, depth + 1, active)
+        active.discard(ident)
+        return out
+    if isinstance(obj, (set, frozenset)):
+        try:
+            items = sorted(obj)
+        except Exception:
+            items = list(obj)
+    elif isinstance(obj, (list, tuple)) or type(obj).__name__ == "deque":
+        items = obj
+    else:
+        raise _NotJson()
+    budget[0] -= 2 + len(items)
+    if budget[0] < 0:
+        raise _TooLarge()
+    active.add(ident)
+    out = [_to_json(item, budget, depth + 1, active) for item in items]
+    active.discard(ident)
+    return out
+
+
+def encode_value(value, limit):
+    """(json-able value, truncated). Never raises."""
+    try:
+        obj = _to_json(value, [limit], 0, set())
+        text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        if len(text) <= limit // 4 or len(text.encode("utf-8", "replace")) <= limit:
+            return obj, False
+        return bounded_repr(value, limit)[0], True
+    except _TooLarge:
+        return bounded_repr(value, limit)[0], True
+    except BaseException:
+        return bounded_repr(value, limit)
+
+
+# --------------------------------------------------------------------------------------
+# Python execution (shared by one-shot children and persistent sessions)
+
+def user_traceback(exc):
+    """The traceback of `exc` without the agent's own frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != USER_FILE:
+        tb = tb.tb_next
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except BaseException:
+        return "%s\n" % type(exc).__name__
+
+
+def exception_message(exc):
+    if isinstance(exc, SyntaxError):
+        text = "%s: %s" % (type(exc).__name__, exc.msg)
+        if exc.lineno:
+            text += " (line %d)" % exc.lineno
+        return text
+    try:
+        lines = traceback.format_exception_only(type(exc), exc)
+        text = lines[0].rstrip("\n") if lines else type(exc).__name__
+    except BaseException:
+        text = type(exc).__name__
+    if len(text) > 4000:
+        text = text[:4000] + "..."
+    return text
+
+
+def write_stderr(text):
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except BaseException:
+        try:
+            write_all(2, text.encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+
+def flush_std_streams():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except BaseException:
+            pass
+
+
+def compile_user_code(req, show_source):
+    """(body code, trailing expression code or None)."""
+    if show_source:
+        # Tracebacks show the user's source lines. Not in sessions: a function defined
+        # by an earlier exec would be shown with the lines of the current one.
+        linecache.cache[USER_FILE] = (len(req.code), None, req.code.splitlines(True), USER_FILE)
+    if req.mode == "cell" and req.call is None and req.check is None:
+        tree = ast.parse(req.code, USER_FILE, "exec")
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = tree.body.pop()
+            body = compile(tree, USER_FILE, "exec", dont_inherit=True)
+            expr = compile(ast.Expression(last.value), USER_FILE, "eval", dont_inherit=True)
+            return body, expr
+        return compile(tree, USER_FILE, "exec", dont_inherit=True), None
+    return compile(req.code, USER_FILE, "exec", dont_inherit=True), None
+
+
+def describe_callable(fn):
+    import inspect  # registration checks only; not worth importing at start-up
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return {"callable": True, "parameters": None}
+    parameters = []
+    for parameter in signature.parameters.values():
+        parameters.append({
+            "name": parameter.name,
+            "kind": parameter.kind.name.lower(),
+            "has_default": parameter.default is not inspect.Parameter.empty,
+        })
+    return {"callable": True, "parameters": parameters}
+
+
+class Outcome:
+    __slots__ = ("exit_code", "has_value", "value", "error", "truncated")
+
+    def __init__(self):
+        self.exit_code = 0
+        self.has_value = False
+        self.value = None
+        self.error = None
+        self.truncated = False
+
+    def as_dict(self):
+        return {"exit_code": self.exit_code, "has_value": self.has_value, "value": self.value,
+                "error": self.error, "truncated": self.truncated}
+
+
+def execute_python(req, namespace, show_source=True):
+    """Runs python code in `namespace`; returns an Outcome. Never raises (except
+    OutputLimit, which the persistent caller handles)."""
+    outcome = Outcome()
+    print_traceback = req.mode == "script" and req.call is None and req.check is None
+    try:
+        body, expr = compile_user_code(req, show_source)
+    except (SyntaxError, ValueError) as exc:
+        outcome.exit_code = 1
+        if isinstance(exc, SyntaxError):
+            text = "".join(traceback.format_exception_only(type(exc), exc))
+        else:
+            text = "%s: %s\n" % (type(exc).__name__, exc)
+        outcome.error = error("syntax", exception_message(exc), text)
+        if print_traceback:
+            write_stderr(text)
+        return outcome
+    except MemoryError:
+        outcome.exit_code = 1
+        outcome.error = error("memory", "MemoryError", None)
+        return outcome
+    except Exception as exc:
+        outcome.exit_code = 1
+        outcome.error = error("runtime", exception_message(exc), None)
+        return outcome
+
+    value = None
+    try:
+        exec(body, namespace)
+        if req.call is not None:
+            name, args = req.call
+            fn = namespace.get(name)
+            if not callable(fn):
+                outcome.exit_code = 1
+                outcome.error = error("runtime", "no callable named %r" % name, None)
+                return outcome
+            value = fn(**args)
+            outcome.has_value = True
+        elif req.check is not None:
+            fn = namespace.get(req.check)
+            if not callable(fn):
+                outcome.exit_code = 1
+                outcome.error = error("runtime", "no callable named %r" % req.check, None)
+                return outcome
+            value = describe_callable(fn)
+            outcome.has_value = True
+        elif req.mode == "cell":
+            if expr is not None:
+                value = eval(expr, namespace)
+                outcome.has_value = True
+                if value is None and "result" in namespace:
+                    value = namespace["result"]
+            elif "result" in namespace:
+                value = namespace["result"]
+                outcome.has_value = True
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            outcome.exit_code = 0
+        elif isinstance(code, int):
+            outcome.exit_code = code & 0xFF
+        else:
+            write_stderr("%s\n" % (code,))
+            outcome.exit_code = 1
+        if outcome.exit_code != 0:
+            outcome.error = error("runtime", "exited with code %d" % outcome.exit_code, None)
+        return outcome
+    except OutputLimit:
+        raise
+    except BaseException as exc:
+        tb_text = user_traceback(exc)
+        if len(tb_text) > req.output_bytes:
+            tb_text = tb_text[-req.output_bytes:]
+        kind = "memory" if isinstance(exc, MemoryError) else "runtime"
+        outcome.exit_code = 1
+        outcome.error = error(kind, exception_message(exc), tb_text)
+        if print_traceback:
+            write_stderr(tb_text)
+        return outcome
+    if outcome.has_value:
+        outcome.value, outcome.truncated = encode_value(value, req.output_bytes)
+    return outcome
+
+
+# --------------------------------------------------------------------------------------
+# One-shot runs: a forked child per exec
+
+def read_oom_kills():
+    if OOM_PATH is None:
+        return None
+    try:
+        with open(OOM_PATH, "rb") as f:
+            for line in f:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def reap_children():
+    """Reaps the runs' children that were left to finish exiting. Only pids the agent
+    forked: a session's own subprocesses keep their exit status for the user's wait().
+    As pid 1 (no init in the container) outside sessions, every orphan too."""
+    for pid in list(UNREAPED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done == pid:
+            UNREAPED.discard(pid)
+    if os.getpid() == 1 and SESSION is None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except OSError:
+                return
+            if pid == 0:
+                return
+            UNREAPED.discard(pid)
+
+
+def kill_leftovers(pgid, sweep):
+    """Kills the run's process group and, in a container, every process but pid 1
+    and the agent (user code can leave the group with setsid). The run's own child
+    (pid == pgid) has been killed or reaped already and is skipped."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+    if not sweep:
+        return
+    me = os.getpid()
+    for _ in range(200):
+        found = False
+        try:
+            names = os.listdir("/proc")
+        except OSError:
+            return
+        for name in names:
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            if pid == 1 or pid == me or pid == pgid:
+                continue
+            try:
+                with open("/proc/%d/stat" % pid, "rb") as f:
+                    fields = f.read()
+            except OSError:
+                continue
+            state = fields[fields.rfind(b")") + 2:fields.rfind(b")") + 3]
+            if state in (b"Z", b"X"):
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+                found = True
+            except OSError:
+                pass
+        reap_children()
+        if not found:
+            return
+        time.sleep(0.002)
+
+
+def run_forked(req, sink, sweep):
+    write_input_files(req.files)
+    before = snapshot_images()
+    oom_before = read_oom_kills()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    res_r, res_w = os.pipe()
+    flush_std_streams()  # nothing buffered in the agent may reach the child's output
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child never returns
+        code = 70
+        try:
+            code = child_main(req, out_w, err_w, res_w, (out_r, err_r, res_r))
+        finally:
+            os._exit(code)
+    os.close(out_w)
+    os.close(err_w)
+    os.close(res_w)
+
+    pump = Pump(req, sink, out_r, err_r)
+    pump.open.add(res_r)  # closed with the others
+    pump.register(res_r)
+    res_chunks = []
+    res_size = 0
+    res_limit = 3 * req.output_bytes + (1 << 20)
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+            pump.register(pidfd)
+        except OSError:
+            pidfd = None
+    status = None
+    ended = None
+    killed_for_output = False
+    res_done = False
+    try:
+        while True:
+            if status is None:
+                if res_done and not pump.open and not killed_for_output:
+                    # The child sent its result and closed its pipes, and nothing else
+                    # holds them: it is exiting. Do not wait for the kernel to tear its
+                    # address space down; it is reaped later.
+                    ended = time.monotonic()
+                    break
+                timeout = None if pidfd is not None else 0.02
+            else:
+                if not pump.open:
+                    break
+                timeout = ended + DRAIN_SECONDS - time.monotonic()
+                if timeout <= 0:
+                    break
+            for fd in pump.step(timeout):
+                if fd == res_r:
+                    try:
+                        data = os.read(res_r, READ_CHUNK)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        pump.close_fd(res_r)
+                        res_done = bool(res_chunks) and res_size <= res_limit
+                    else:
+                        res_size += len(data)
+                        if res_size <= res_limit:
+                            res_chunks.append(data)
+            if pump.over_limit and not killed_for_output:
+                killed_for_output = True
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if status is None:
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done == pid:
+                    status = st
+                    ended = time.monotonic()
+                    if pidfd is not None:
+                        pump.unregister(pidfd)
+                        os.close(pidfd)
+                        pidfd = None
+    finally:
+        if status is None:
+            # Exiting after its result (see above), or an agent error: either way the
+            # child must not go on running.
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            UNREAPED.add(pid)
+            if ended is None:
+                ended = time.monotonic()
+        if pidfd is not None:
+            os.close(pidfd)
+        kill_leftovers(pid, sweep)
+        pump.close()
+    pump.flush_events(final=True)
+
+    child = None
+    if res_chunks and res_size <= res_limit:
+        try:
+            child = json.loads(b"".join(res_chunks))
+            if not isinstance(child, dict):
+                child = None
+        except ValueError:
+            child = None
+    if status is not None:
+        exit_code = os.waitstatus_to_exitcode(status)
+    elif child is not None and isinstance(child.get("exit_code"), int):
+        exit_code = child["exit_code"]
+    else:
+        exit_code = -signal.SIGKILL
+        child = None
+    oom_after = read_oom_kills()
+    oom = oom_before is not None and oom_after is not None and oom_after > oom_before
+
+    has_value = False
+    value = None
+    value_truncated = False
+    err = None
+    if killed_for_output:
+        err = error("output_limit", "the run wrote more than %d bytes of output and was stopped"
+                    % req.output_kill_bytes)
+    elif exit_code < 0:
+        signum = -exit_code
+        if oom:
+            err = error("memory", "out of memory: the run was killed by the kernel's OOM killer (%s)"
+                        % SIGNAL_NAMES.get(signum, signum))
+        else:
+            err = error("killed", "killed by signal %d (%s)" % (signum, SIGNAL_NAMES.get(signum, "?")))
+    else:
+        if child is not None:
+            has_value = bool(child.get("has_value"))
+            value = child.get("value")
+            value_truncated = bool(child.get("truncated"))
+            err = child.get("error")
+        if err is None and exit_code != 0:
+            if oom:
+                err = error("memory", "out of memory: a process of the run was killed by the "
+                                      "kernel's OOM killer (exit code %d)" % exit_code)
+            else:
+                err = error("runtime", "exited with code %d" % exit_code)
+        elif err is not None and oom and err.get("kind") == "runtime":
+            err["kind"] = "memory"
+    images, images_truncated = collect_images(before, req.image_bytes)
+    return result_message(
+        stdout=pump.stdout.text(),
+        stderr=pump.stderr.text(),
+        exit_code=exit_code,
+        has_value=has_value and err is None,
+        value=value if has_value and err is None else None,
+        error=err,
+        images=images,
+        truncated=pump.truncated or value_truncated or images_truncated,
+        duration_ms=(ended - started) * 1000.0,
+    )
+
+
+def child_main(req, out_w, err_w, res_w, parent_fds):
+    """In the forked child: set up the process and run the code. Returns the exit code."""
+    global DIAG_FD
+    DIAG_FD = -1
+    for index in range(len(AGENT_KEY)):
+        AGENT_KEY[index] = 0
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    for fd in list(AGENT_FDS) + list(parent_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.close(out_w)
+    os.close(err_w)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
+    try:
+        os.chdir(WORKDIR)
+        os.environ["HOME"] = WORKDIR
+        os.environ.update(req.env)
+        if req.language == "bash":
+            exec_bash(req)  # returns only when exec failed
+            raise OSError("cannot run bash")
+        outcome = run_python_child(req)
+    except BaseException as exc:
+        outcome = Outcome()
+        outcome.exit_code = 70
+        outcome.error = error("killed", "agent error: %s: %s" % (type(exc).__name__, exc))
+    try:
+        data = json.dumps(outcome.as_dict(), ensure_ascii=False).encode("utf-8", "replace")
+        write_all(res_w, data)
+    except BaseException:
+        pass
+    # Closing every pipe tells the agent that the run is over (see run_forked).
+    for fd in (1, 2, res_w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return outcome.exit_code
+
+
+def exec_bash(req):
+    env = dict(os.environ)
+    for name, value in req.variables.items():
+        env[name] = bash_value(value)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    if BASH is None:
+        raise OSError("bash is not installed in this image")
+    os.execve(BASH, ["bash", "-c", req.code], env)
+
+
+def new_user_module(name):
+    module = types.ModuleType(name)
+    module.__dict__["__builtins__"] = builtins
+    module.__dict__["__annotations__"] = {}
+    return module
+
+
+def run_python_child(req):
+    sys.argv = ["-c"]
+    if sys.path and sys.path[0] != "":
+        sys.path[0] = ""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:  # not reseeded by fork, unlike `random`
+        try:
+            numpy_random.seed()
+        except BaseException:
+            pass
+    name = "__runbox__" if (req.call or req.check) else "__main__"
+    module = new_user_module(name)
+    sys.modules["__main__"] = module
+    if name != "__main__":
+        sys.modules[name] = module
+    namespace = module.__dict__
+    namespace.update(req.variables)
+    outcome = execute_python(req, namespace)
+    # What `python -c` does at exit: join non-daemon threads, run atexit handlers.
+    try:
+        threading._shutdown()
+    except BaseException:
+        pass
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    flush_std_streams()
+    return outcome
+
+
+# --------------------------------------------------------------------------------------
+# Persistent runs (sessions): the code runs inside the agent
+
+_limit_armed = False
+
+
+def _on_output_limit(signum, frame):
+    if _limit_armed:
+        raise OutputLimit()
+
+
+class PersistentReader(threading.Thread):
+    """Reads the redirected fds 1 and 2 while the main thread runs user code."""
+
+    def __init__(self, pump, main_ident):
+        threading.Thread.__init__(self, name="runbox-output", daemon=True)
+        self.pump = pump
+        self.main_ident = main_ident
+        self.stop_at = None
+        self.signalled_at = None
+        self.error = None
+
+    def run(self):
+        try:
+            while self.pump.open:
+                if self.stop_at is not None:
+                    timeout = self.stop_at - time.monotonic()
+                    if timeout <= 0:
+                        break
+                else:
+                    timeout = 0.1
+                self.pump.step(timeout)
+                if self.pump.over_limit and self.stop_at is None:
+                    now = time.monotonic()
+                    if self.signalled_at is None or now - self.signalled_at > 0.1:
+                        self.signalled_at = now
+                        try:
+                            signal.pthread_kill(self.main_ident, signal.SIGUSR1)
+                        except OSError:
+                            pass
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self):
+        self.stop_at = time.monotonic() + DRAIN_SECONDS
+        self.join()
+
+
+def ensure_std_streams():
+    """Sessions: a user who closed sys.stdout/sys.stderr gets working ones back."""
+    for name, fd, errors in (("stdout", 1, "strict"), ("stderr", 2, "backslashreplace")):
+        stream = getattr(sys, name, None)
+        if stream is None or getattr(stream, "closed", False):
+            setattr(sys, name, open(fd, "w", buffering=1, encoding="utf-8", errors=errors,
+                                    closefd=False))
+
+
+def run_persistent_python(req, sink):
+    global SESSION, _limit_armed
+    if SESSION is None:
+        SESSION = new_user_module("__main__")
+        sys.argv = ["-c"]
+        if sys.path and sys.path[0] != "":
+            sys.path[0] = ""
+    namespace = SESSION.__dict__
+    sys.modules["__main__"] = SESSION
+    os.chdir(WORKDIR)
+    os.environ["HOME"] = WORKDIR
+    os.environ.update(req.env)
+    write_input_files(req.files)
+    namespace.update(req.variables)
+    before = snapshot_images()
+    ensure_std_streams()
+    flush_std_streams()
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    saved_out = os.dup(1)
+    saved_err = os.dup(2)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.close(out_w)
+    os.close(err_w)
+    pump = Pump(req, sink, out_r, err_r)
+    reader = PersistentReader(pump, threading.main_thread().ident)
+    reader.start()
+    previous_handler = signal.signal(signal.SIGUSR1, _on_output_limit)
+    _limit_armed = True
+    started = time.monotonic()
+    outcome = None
+    hidden = req.call is not None or req.check is not None
+    saved_name = namespace.get("__name__")
+    try:
+        if hidden:
+            namespace["__name__"] = "__runbox__"
+        try:
+            outcome = execute_python(req, namespace, show_source=False)
+        except OutputLimit:
+            pass
+        _limit_armed = False
+    except OutputLimit:  # arrived between execute_python and disarming
+        pass
+    finally:
+        _limit_armed = False
+        ended = time.monotonic()
+        if hidden:
+            namespace["__name__"] = saved_name
+        flush_std_streams()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+        reader.finish()
+        pump.close()
+        signal.signal(signal.SIGUSR1, previous_handler)
+        try:
+            os.chdir(WORKDIR)
+        except OSError:
+            pass
+    pump.flush_events(final=True)
+    if pump.over_limit:
+        outcome = Outcome()
+        outcome.exit_code = 1
+        outcome.error = error("output_limit", "the run wrote more than %d bytes of output and was stopped"
+                              % req.output_kill_bytes)
+    elif outcome is None:
+        outcome = Outcome()
+        outcome.exit_code = 1
+        outcome.error = error("killed", "agent error: the run was interrupted")
+    images, images_truncated = collect_images(before, req.image_bytes)
+    return result_message(
+        stdout=pump.stdout.text(),
+        stderr=pump.stderr.text(),
+        exit_code=outcome.exit_code,
+        has_value=outcome.has_value and outcome.error is None,
+        value=outcome.value if outcome.error is None else None,
+        error=outcome.error,
+        images=images,
+        truncated=pump.truncated or outcome.truncated or images_truncated,
+        duration_ms=(ended - started) * 1000.0,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Dispatch
+
+def run_exec(message, sink):
+    try:
+        req = parse_exec(message)
+        if req.persistent and req.language == "python":
+            result = run_persistent_python(req, sink)
+        else:
+            result = run_forked(req, sink, sweep=KILL_STRAYS and not req.persistent)
+    except InvalidArgs as exc:
+        result = result_message(error=error("invalid_args", str(exc)))
+    sink.send(result)
+
+
+def handle_frame(body, sink):
+    try:
+        try:
+            message = json.loads(body)
+        except ValueError as exc:
+            sink.send(agent_error_result("malformed message: %s" % exc))
+            return
+        if not isinstance(message, dict):
+            sink.send(agent_error_result("malformed message: not a JSON object"))
+            return
+        kind = message.get("type")
+        if kind == "exec":
+            run_exec(message, sink)
+        elif kind == "ping":
+            sink.send({"type": "pong"})
+        else:
+            sink.send(agent_error_result("unknown message type %r" % (kind,)))
+    except BaseException as exc:  # never die silently
+        if os.getpid() != AGENT_PID:  # a forked child must never return into the loop
+            os._exit(70)
+        diag("error handling a message: %s" % "".join(
+            traceback.format_exception_only(type(exc), exc)).strip())
+        try:
+            sink.send(agent_error_result("%s: %s" % (type(exc).__name__, exc)))
+        except BaseException:
+            pass
+    finally:
+        reap_children()
+
+
+# --------------------------------------------------------------------------------------
+# stdio transport
+
+def read_exact(fd, count):
+    chunks = []
+    while count > 0:
+        data = os.read(fd, min(count, 1 << 20))
+        if not data:
+            return None
+        chunks.append(data)
+        count -= len(data)
+    return b"".join(chunks)
+
+
+def serve_stdio(proto_in, proto_out):
+    sink = StdioSink(proto_out)
+    sink.send(READY)
+    while not sink.broken:
+        header = read_exact(proto_in, 4)
+        if header is None:
+            return
+        (length,) = struct.unpack(">I", header)
+        if length > MAX_INPUT_FRAME:
+            while length > 0:
+                data = os.read(proto_in, min(length, 1 << 20))
+                if not data:
+                    return
+                length -= len(data)
+            sink.send(agent_error_result("malformed message: a frame larger than %d bytes"
+                                         % MAX_INPUT_FRAME))
+            continue
+        body = read_exact(proto_in, length)
+        if body is None:
+            return
+        handle_frame(body, sink)
+
+
+# --------------------------------------------------------------------------------------
+# http transport: a small single-threaded HTTP/1.1 server (keep-alive, chunked replies)
+
+MAX_HEADER_BYTES = 64 << 10
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
+           431: "Request Header Fields Too Large"}
+
+
+class HttpConnection:
+    def __init__(self, sock):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buf = b""
+
+
+def http_respond(conn, status, body, keep_alive, content_type="application/json", extra=""):
+    head = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
+        status, REASONS.get(status, "Error"), content_type, len(body), extra,
+        "" if keep_alive else "Connection: close\r\n")
+    conn.sock.sendall(head.encode("ascii") + body)
+
+
+def http_json(conn, status, message, keep_alive, extra=""):
+    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    http_respond(conn, status, body, keep_alive, extra=extra)
+
+
+def http_handle(conn):
+    """Handles every complete request in conn.buf; returns False to close."""
+    while True:
+        end = conn.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(conn.buf) > MAX_HEADER_BYTES:
+                http_json(conn, 431, {"error": "headers too large"}, False)
+                return False
+            return True
+        head = conn.buf[:end].decode("latin-1")
+        conn.buf = conn.buf[end + 4:]
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            http_json(conn, 400, {"error": "bad request line"}, False)
+            return False
+        method, target, version = parts
+        headers = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon:
+                http_json(conn, 400, {"error": "bad header"}, False)
+                return False
+            headers[name.strip().lower()] = value.strip()
+        keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            http_json(conn, 411, {"error": "chunked request bodies are not supported"}, False)
+            return False
+        try:
+            length = int(headers.get("content-length", "0"))
+            if length < 0:
+                raise ValueError()
+        except ValueError:
+            http_json(conn, 400, {"error": "bad Content-Length"}, False)
+            return False
+        if length > MAX_INPUT_FRAME:
+            http_json(conn, 413, {"error": "body too large"}, False)
+            return False
+        key = headers.get("x-runbox-key", "").encode("latin-1")
+        authorized = bool(AGENT_KEY) and hmac.compare_digest(key, bytes(AGENT_KEY))
+        if authorized and length > len(conn.buf) and headers.get("expect", "").lower() == "100-continue":
+            conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if length and (authorized or length <= MAX_HEADER_BYTES):
+            conn.sock.settimeout(30)
+            try:
+                while len(conn.buf) < length:
+                    data = conn.sock.recv(min(1 << 20, length - len(conn.buf) + 65536))
+                    if not data:
+                        return False
+                    conn.buf += data
+            finally:
+                conn.sock.settimeout(None)
+        elif length:
+            http_json(conn, 403, {"error": "forbidden"}, False)
+            return False
+        body, conn.buf = conn.buf[:length], conn.buf[length:]
+        path = target.split("?", 1)[0]
+        if not authorized:
+            http_json(conn, 403, {"error": "forbidden"}, keep_alive)
+        elif path in ("/ready", "/ping"):
+            if method != "GET":
+                http_json(conn, 405, {"error": "method not allowed"}, keep_alive, "Allow: GET\r\n")
+            else:
+                http_json(conn, 200, READY if path == "/ready" else {"type": "pong"}, keep_alive)
+        elif path == "/exec":
+            if method != "POST":
+                http_json(conn, 405, {"error": "method not allowed"}, keep_alive, "Allow: POST\r\n")
+            else:
+                chunked = version == "HTTP/1.1"
+                keep_alive = keep_alive and chunked
+                conn.sock.sendall((
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-runbox-frames\r\n"
+                    "Cache-Control: no-store\r\n%s\r\n"
+                    % ("Transfer-Encoding: chunked\r\n" if chunked else "Connection: close\r\n")
+                ).encode("ascii"))
+                sink = HttpSink(conn.sock, chunked)
+                handle_frame(body, sink)
+                sink.end()
+                if sink.broken:
+                    return False
+        else:
+            http_json(conn, 404, {"error": "not found"}, keep_alive)
+        if not keep_alive:
+            return False
+
+
+def serve_http(port):
+    import socket
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", port))
+    server.listen(16)
+    AGENT_FDS.add(server.fileno())
+    diag("listening on 0.0.0.0:%d" % port)
+    poller = select.poll()
+    poller.register(server.fileno(), select.POLLIN)
+    connections = {}
+
+    def close(conn):
+        poller.unregister(conn.fd)
+        AGENT_FDS.discard(conn.fd)
+        connections.pop(conn.fd, None)
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+
+    while True:
+        for fd, _ in poller.poll():
+            if fd == server.fileno():
+                try:
+                    sock, _ = server.accept()
+                except OSError:
+                    continue
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn = HttpConnection(sock)
+                connections[conn.fd] = conn
+                AGENT_FDS.add(conn.fd)
+                poller.register(conn.fd, select.POLLIN)
+                continue
+            conn = connections.get(fd)
+            if conn is None:
+                continue
+            try:
+                data = conn.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                close(conn)
+                continue
+            conn.buf += data
+            try:
+                keep = http_handle(conn)
+            except OSError:
+                keep = False
+            except BaseException as exc:
+                if os.getpid() != AGENT_PID:
+                    os._exit(70)
+                diag("http error: %s: %s" % (type(exc).__name__, exc))
+                keep = False
+            if not keep:
+                close(conn)
+        reap_children()
+
+
+# --------------------------------------------------------------------------------------
+# Start-up
+
+def scrub_environ_memory(name):
+    """Overwrites NAME's value in this process's original environment block, so
+    /proc/<agent>/environ no longer shows it (best effort)."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            block = f.read()
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read()
+        fields = fields[fields.rfind(b")") + 2:].split()
+        env_start = int(fields[47])  # field 50 of proc(5)
+        prefix = name.encode() + b"="
+        offset = 0
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            for entry in block.split(b"\0"):
+                if entry.startswith(prefix):
+                    mem.seek(env_start + offset + len(prefix))
+                    mem.write(b"\0" * (len(entry) - len(prefix)))
+                offset += len(entry) + 1
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+def seed_matplotlib_cache():
+    """matplotlib needs a writable config/cache dir; the root fs is read-only. Point it
+    at /tmp and copy the font cache built into the image, so no warning is printed and
+    the font list is not rebuilt."""
+    seed = os.path.join(os.path.dirname(os.path.abspath(__file__)), "matplotlib")
+    if not os.path.isdir(seed):
+        return
+    target = os.environ.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")
+    try:
+        os.makedirs(target, mode=0o700, exist_ok=True)
+        for name in os.listdir(seed):
+            source = os.path.join(seed, name)
+            destination = os.path.join(target, name)
+            if os.path.isfile(source) and not os.path.exists(destination):
+                with open(source, "rb") as src, open(destination, "wb") as dst:
+                    dst.write(src.read())
+    except OSError as exc:
+        diag("cannot seed the matplotlib cache: %s" % exc)
+
+
+def preload(names):
+    preloaded = []
+    failed = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+            if name == "matplotlib":
+                # What plotting code imports; the package alone saves little.
+                importlib.import_module("matplotlib.pyplot")
+            preloaded.append(name)
+        except BaseException as exc:  # a failed preload is reported, not fatal
+            message = "%s: %s" % (type(exc).__name__, exc)
+            diag("preload of %s failed: %s" % (name, message))
+            failed.append({"module": name, "error": message})
+    return preloaded, failed
+
+
+def find_executable(name):
+    for directory in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def main():
+    global WORKDIR, DIAG_FD, READY, BASH, OOM_PATH, KILL_STRAYS, AGENT_PID
+    AGENT_PID = os.getpid()
+    # The protocol channel moves off fds 0/1, so no stray write can corrupt frames.
+    proto_in = os.dup(0)
+    proto_out = os.dup(1)
+    DIAG_FD = os.dup(2)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    AGENT_FDS.update((proto_in, proto_out, DIAG_FD))
+
+    AGENT_KEY.extend(os.environ.pop("RUNBOX_AGENT_KEY", "").encode("utf-8"))
+    scrub_environ_memory("RUNBOX_AGENT_KEY")
+    transport = os.environ.get("RUNBOX_TRANSPORT", "stdio") or "stdio"
+    WORKDIR = os.path.abspath(os.environ.get("RUNBOX_WORKDIR") or "/workspace")
+    try:
+        os.makedirs(WORKDIR, exist_ok=True)
+        os.chdir(WORKDIR)
+    except OSError as exc:
+        diag("cannot use the work dir %s: %s" % (WORKDIR, exc))
+        return 1
+    BASH = find_executable("bash")
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        if os.path.exists(path):
+            OOM_PATH = path
+            break
+    sweep = os.environ.get("RUNBOX_KILL_STRAYS", "auto")
+    KILL_STRAYS = sweep == "1" or (sweep == "auto" and (os.getpid() == 1 or os.getppid() == 1))
+    if sys.version_info >= (3, 12):
+        import warnings
+        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+
+    seed_matplotlib_cache()
+    modules = [m.strip() for m in os.environ.get("RUNBOX_PRELOAD", "").split(",") if m.strip()]
+    preloaded, failed = preload(modules)
+    os.chdir(WORKDIR)
+    # Objects that exist now are never collected: forked children do not copy their pages.
+    gc.collect()
+    gc.freeze()
+    READY = {
+        "type": "ready",
+        "protocol": PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "transport": transport,
+        "preloaded": preloaded,
+        "failed": failed,
+    }
+    if transport == "http":
+        if not AGENT_KEY:
+            diag("RUNBOX_AGENT_KEY is required for the http transport")
+            return 2
+        try:
+            port = int(os.environ.get("RUNBOX_AGENT_PORT", "8080"))
+        except ValueError:
+            diag("RUNBOX_AGENT_PORT is not a port number")
+            return 2
+        serve_http(port)
+    elif transport == "stdio":
+        serve_stdio(proto_in, proto_out)
+    else:
+        diag("unknown RUNBOX_TRANSPORT %r" % transport)
+        return 2
+    return 0
+
+
+AGENT_PID = os.getpid()
+# User code replaces sys.modules["__main__"]; this keeps the agent's module alive.
+_AGENT_MODULE = sys.modules[__name__]
+
+if __name__ == "__main__":
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:
+        if os.getpid() != AGENT_PID:
+            os._exit(70)
+        diag("fatal: " + traceback.format_exc().strip().replace("\n", "\n  "))
+        code = 1
+    sys.exit(code)
