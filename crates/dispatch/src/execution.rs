@@ -8,7 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// An image the run produced, as stored and served.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StoredImageRef {
     /// The file name the code wrote.
     pub name: String,

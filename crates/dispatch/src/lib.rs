@@ -5,7 +5,8 @@ pub mod admission;
 mod app;
 pub mod auth;
 pub mod error;
-mod execution;
+pub mod execution;
+pub mod result;
 mod routes;
 pub mod state;
 
