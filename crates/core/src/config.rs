@@ -69,6 +69,12 @@ pub struct Config {
     pub pip: PipConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+    #[serde(default)]
+    pub tasks: TasksConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
 
     // Keys of the original Flask "Code Interpreter API" (see compat.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -532,6 +538,72 @@ impl Default for LoggingConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A session nobody used for this long is ended (a request may ask for less).
+    #[serde(default = "default_session_idle")]
+    pub idle_timeout: HumanDuration,
+    /// No session lives longer than this, used or not.
+    #[serde(default = "default_session_lifetime")]
+    pub max_lifetime: HumanDuration,
+    /// Live sessions one subject may hold; one more is answered 429.
+    #[serde(default = "default_sessions_per_subject")]
+    pub max_per_subject: usize,
+}
+
+fn default_session_idle() -> HumanDuration {
+    HumanDuration::secs(600)
+}
+fn default_session_lifetime() -> HumanDuration {
+    HumanDuration::secs(3600)
+}
+fn default_sessions_per_subject() -> usize {
+    4
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            idle_timeout: default_session_idle(),
+            max_lifetime: default_session_lifetime(),
+            max_per_subject: default_sessions_per_subject(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Finished tasks (and their results) are deleted after this.
+    #[serde(default = "default_task_retention")]
+    pub retention: HumanDuration,
+}
+
+fn default_task_retention() -> HumanDuration {
+    HumanDuration::secs(7 * 86400)
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            retention: default_task_retention(),
+        }
+    }
+}
+
+/// Requests per subject, as a token bucket. 0 turns the limit off.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per minute one subject may make; 0: unlimited.
+    #[serde(default)]
+    pub per_minute: u32,
+    /// Requests a subject may make at once above the sustained rate; 0: per_minute / 6.
+    #[serde(default)]
+    pub burst: u32,
+}
+
 impl Config {
     /// Reads `path` (a missing file is an error), applies `RUNBOX_…` overrides from
     /// `vars`, folds the compatibility keys in and validates.
@@ -744,6 +816,9 @@ fn top_level_keys() -> Vec<&'static str> {
         "images",
         "pip",
         "logging",
+        "sessions",
+        "tasks",
+        "rate_limit",
         "domain",
         "interpreter_image",
         "scheduler_port",
