@@ -1,8 +1,10 @@
 //! Subcommands and the options they share.
 
 mod config;
+mod doctor;
 mod image;
 mod logging;
+mod run;
 mod serve;
 mod token;
 
@@ -35,13 +37,20 @@ enum Command {
     /// Builds the sandbox image.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Runs a file on a runbox server and prints what it printed; saves its images.
+    Run(run::RunArgs),
+    /// Checks Docker, the sandbox image, the database, the port range and the config.
+    Doctor,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = config::load(cli.config.as_deref())?;
+    let config = || config::load(cli.config.as_deref());
     match cli.command {
-        Command::Serve(args) => serve::run(config, args).await,
-        Command::Token(command) => token::run(config, command).await,
-        Command::Image(command) => image::run(config, command).await,
+        Command::Serve(args) => serve::run(config()?, args).await,
+        Command::Token(command) => token::run(config()?, command).await,
+        Command::Image(command) => image::run(config()?, command).await,
+        // A client of a server: the local configuration does not matter.
+        Command::Run(args) => run::run(args).await,
+        Command::Doctor => doctor::run(config()?).await,
     }
 }

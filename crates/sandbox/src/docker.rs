@@ -51,3 +51,15 @@ pub async fn docker_status(docker: &Docker) -> DockerStatus {
         },
     }
 }
+
+/// The OCI runtimes the engine knows (`runc`, and `runsc` when gVisor is installed).
+pub async fn docker_runtimes(docker: &Docker) -> Vec<String> {
+    match docker.info().await {
+        Ok(info) => {
+            let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+            names.sort();
+            names
+        }
+        Err(_) => Vec::new(),
+    }
+}

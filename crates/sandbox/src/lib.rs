@@ -19,7 +19,7 @@ mod sweep;
 mod transport;
 
 pub use bollard::Docker;
-pub use docker::{connect_docker, docker_status, DockerStatus};
+pub use docker::{connect_docker, docker_runtimes, docker_status, DockerStatus};
 pub use engine::{EngineStatus, RunOptions, Sandboxes};
 pub use error::SandboxError;
 pub use pool::PoolStatus;

@@ -1,0 +1,162 @@
+//! `runbox doctor`: checks everything runbox needs and says what to fix.
+
+use runbox_core::config::Transport;
+use runbox_core::Config;
+use runbox_sandbox::image::{image_exists, plan, resolve_base, BOOTSTRAP_BASE, UPSTREAM_BASE};
+use runbox_sandbox::{connect_docker, docker_runtimes};
+use runbox_store::{redact_url, Store};
+
+use crate::embedded::image_source;
+
+struct Report {
+    failures: usize,
+}
+
+impl Report {
+    fn ok(&self, what: &str, detail: impl std::fmt::Display) {
+        println!("  ok    {what}: {detail}");
+    }
+    fn warn(&self, what: &str, detail: impl std::fmt::Display) {
+        println!("  warn  {what}: {detail}");
+    }
+    fn fail(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
+        self.failures += 1;
+        println!("  FAIL  {what}: {detail}\n        fix: {fix}");
+    }
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut report = Report { failures: 0 };
+    println!("runbox doctor");
+    report.ok(
+        "config",
+        format!(
+            "transport {:?}, pool {}, database {}",
+            config.sandbox.transport,
+            config.sandbox.pool.size,
+            redact_url(&config.database_url())
+        ),
+    );
+
+    match connect_docker().await {
+        Err(err) => report.fail(
+            "docker",
+            err,
+            "start the Docker engine, make sure this user may use it (docker group), or set DOCKER_HOST",
+        ),
+        Ok(docker) => {
+            report.ok("docker", "the engine answers");
+            let source = image_source();
+            let mut quiet = |_: &str| {};
+            match resolve_base(&docker, &config, &source, false, &mut quiet).await {
+                Ok(base) => {
+                    let base_present = image_exists(&docker, &base).await.unwrap_or(false);
+                    if base_present {
+                        report.ok("base image", &base);
+                    } else {
+                        report.fail(
+                            "base image",
+                            format!("neither {UPSTREAM_BASE} nor {BOOTSTRAP_BASE} is present"),
+                            "run `runbox image build` (pulls python:3.12-slim, or builds runbox-base:bookworm offline with scripts/bootstrap-base-image.sh as root)",
+                        );
+                    }
+                    let plan = plan(&config, &source, &base);
+                    match image_exists(&docker, &plan.tag).await {
+                        Ok(true) => report.ok("sandbox image", &plan.tag),
+                        Ok(false) if plan.built_by_runbox => report.fail(
+                            "sandbox image",
+                            format!("{} is missing", plan.tag),
+                            "run `runbox image build` (`runbox serve` also builds it at start-up)",
+                        ),
+                        Ok(false) => report.fail(
+                            "sandbox image",
+                            format!("sandbox.image {} is missing", plan.tag),
+                            "build or pull that image, or leave sandbox.image empty to use runbox's own",
+                        ),
+                        Err(err) => report.fail("sandbox image", err, "check the Docker engine"),
+                    }
+                }
+                Err(err) => report.fail("base image", err, "check sandbox.base_image"),
+            }
+            let runtime = config.sandbox.runtime.trim();
+            if !runtime.is_empty() {
+                let runtimes = docker_runtimes(&docker).await;
+                if runtimes.iter().any(|r| r == runtime) {
+                    report.ok("runtime", runtime);
+                } else {
+                    report.fail(
+                        "runtime",
+                        format!("sandbox.runtime {runtime} is not installed (engine has: {})", runtimes.join(", ")),
+                        "install it (e.g. gVisor's runsc) and register it in /etc/docker/daemon.json, or clear sandbox.runtime",
+                    );
+                }
+            }
+        }
+    }
+
+    match Store::connect(&config.database_url()).await {
+        Ok(store) => {
+            match store.ping().await {
+                Ok(()) => report.ok(
+                    "database",
+                    format!("{} answers, schema up to date", store.backend()),
+                ),
+                Err(err) => report.fail(
+                    "database",
+                    err,
+                    "check database.url and that the server is up",
+                ),
+            }
+            store.close().await;
+        }
+        Err(err) => report.fail(
+            "database",
+            err,
+            "check database.url (or the postgres: block); for SQLite, that data_dir is writable",
+        ),
+    }
+
+    if config.sandbox.transport == Transport::Http {
+        let range = config.sandbox.port_range;
+        let free = (range.start..=range.end)
+            .filter(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            .count();
+        if free == 0 {
+            report.fail(
+                "port range",
+                format!("no free port in {}-{}", range.start, range.end),
+                "choose another sandbox.port_range",
+            );
+        } else if free < range.len() / 2 {
+            report.warn(
+                "port range",
+                format!("only {free} of {} ports are free", range.len()),
+            );
+        } else {
+            report.ok(
+                "port range",
+                format!("{free} of {} ports free", range.len()),
+            );
+        }
+    }
+
+    let bundle = config.pip.extra_ca_bundle.trim();
+    if !bundle.is_empty() {
+        if std::path::Path::new(bundle).is_file() {
+            report.ok("pip CA bundle", bundle);
+        } else {
+            report.fail(
+                "pip CA bundle",
+                format!("{bundle} does not exist"),
+                "fix pip.extra_ca_bundle",
+            );
+        }
+    }
+
+    if report.failures == 0 {
+        println!("all checks passed");
+        Ok(())
+    } else {
+        anyhow::bail!("{} check(s) failed", report.failures)
+    }
+}
