@@ -52,6 +52,9 @@ READ_CHUNK = 1 << 16
 STREAM_FLUSH_SECONDS = 0.02
 STREAM_FLUSH_BYTES = 1 << 15
 USER_FILE = "<string>"
+# error.traceback is cut to its last this many characters (and to output_bytes), so a
+# result frame stays within what runbox accepts (see docs/agent-protocol.md).
+TRACEBACK_CHARS = 64 << 10
 
 IMAGE_MIME = {
     "png": "image/png",
@@ -918,8 +921,9 @@ def execute_python(req, namespace, show_source=True):
         raise
     except BaseException as exc:
         tb_text = user_traceback(exc)
-        if len(tb_text) > req.output_bytes:
-            tb_text = tb_text[-req.output_bytes:]
+        cap = min(req.output_bytes, TRACEBACK_CHARS)
+        if len(tb_text) > cap:  # keep the end: the exception itself
+            tb_text = tb_text[len(tb_text) - cap:]
         kind = "memory" if isinstance(exc, MemoryError) else "runtime"
         outcome.exit_code = 1
         outcome.error = error(kind, exception_message(exc), tb_text)
@@ -1184,6 +1188,9 @@ def child_main(req, out_w, err_w, res_w, parent_fds):
             os.close(fd)
         except OSError:
             pass
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.close(out_w)

@@ -90,10 +90,13 @@ class AgentProcess:
         return self.recv(timeout)
 
     def stderr_text(self):
+        """The agent's (or docker's) stderr once it has exited; "" while it runs."""
         try:
-            if self.proc.poll() is None:
-                return ""
-            return self.proc.stderr.read().decode("utf-8", "replace")
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            return ""
+        try:
+            return self.proc.stderr.read().decode("utf-8", "replace")[-2000:]
         except (OSError, ValueError):
             return ""
 

@@ -230,6 +230,13 @@ class PythonTests(AgentTestCase):
         self.assertEqual(result["stderr"], "")
         self.assertEqual(result["error"]["traceback"], traceback_text)
 
+    def test_long_tracebacks_are_cut(self):
+        result, _ = self.run_code("raise ValueError('\\x00' * 500000)", mode="cell")
+        self.assertError(result, "runtime")
+        self.assertLessEqual(len(result["error"]["traceback"]), 64 << 10)
+        self.assertLessEqual(len(result["error"]["message"]), 4003)
+        self.assertTrue(result["error"]["traceback"].endswith("\x00\x00\n"))  # the end is kept
+
     def test_memory_error(self):
         result, _ = self.run_code("raise MemoryError()")
         self.assertError(result, "memory")
