@@ -1177,6 +1177,7 @@ def child_main(req, out_w, err_w, res_w, parent_fds):
     """In the forked child: set up the process and run the code. Returns the exit code."""
     global DIAG_FD
     DIAG_FD = -1
+    me = os.getpid()
     for index in range(len(AGENT_KEY)):
         AGENT_KEY[index] = 0
     try:
@@ -1212,6 +1213,10 @@ def child_main(req, out_w, err_w, res_w, parent_fds):
         outcome = Outcome()
         outcome.exit_code = 70
         outcome.error = error("killed", "agent error: %s: %s" % (type(exc).__name__, exc))
+    if os.getpid() != me:
+        # A process the code forked that ran off the end of the code: it exits like
+        # the rest of the code would, without a second outcome message.
+        return outcome.exit_code
     try:
         data = json.dumps(outcome.as_dict(), ensure_ascii=False).encode("utf-8", "replace")
         write_all(res_w, data)
@@ -1374,6 +1379,11 @@ def run_persistent_python(req, sink):
             outcome = execute_python(req, namespace, show_source=False)
         except OutputLimit:
             pass
+        if os.getpid() != AGENT_PID:
+            # A process the code forked ran off the end of the code: it must not
+            # return into the agent (a second result, a reader of the channel).
+            flush_std_streams()
+            os._exit(outcome.exit_code if outcome is not None else 1)
         _limit_armed = False
     except OutputLimit:  # arrived between execute_python and disarming
         pass

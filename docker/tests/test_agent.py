@@ -283,6 +283,13 @@ class PythonTests(AgentTestCase):
         self.assertOk(result)
         self.assertEqual(result["stdout"], "P False\n")
 
+    def test_a_fork_running_off_the_end_is_harmless(self):
+        result, _ = self.run_code("import os\npid = os.fork()\nprint('pid' if pid else 'child', flush=True)\n"
+                                  "if pid:\n    os.waitpid(pid, 0)\nresult = 5", mode="cell")
+        self.assertOk(result)
+        self.assertEqual(sorted(result["stdout"].split()), ["child", "pid"])
+        self.assertEqual(result["value"], 5)
+
     def test_files_in_the_work_dir_are_importable(self):
         files = [{"path": "helper.py", "content": b64(b"VALUE = 42\n")}]
         result, _ = self.run_code("import helper\nprint(helper.VALUE)", files=files)
@@ -588,6 +595,15 @@ class PersistentTests(AgentTestCase):
         result, _ = self.run_p("open('in.txt').read()")
         self.assertEqual(result["value"], "hi")
         self.assertEqual(result["images"], [])
+
+    def test_a_fork_running_off_the_end_does_not_return_into_the_agent(self):
+        result, _ = self.run_p("import os\npid = os.fork()\nprint('child' if pid == 0 else 'parent', flush=True)\n"
+                               "if pid:\n    os.waitpid(pid, 0)")
+        self.assertOk(result)
+        self.assertEqual(sorted(result["stdout"].split()), ["child", "parent"])
+        self.assertEqual(self.agent.ping(), {"type": "pong"})
+        result, _ = self.run_p("pid != 0")
+        self.assertEqual(result["value"], True)
 
     def test_cwd_is_reset_and_subprocess_status_kept(self):
         result, _ = self.run_p("import os, subprocess\nos.makedirs('d', exist_ok=True)\nos.chdir('d')\n"
