@@ -1398,6 +1398,8 @@ def run_persistent_python(req, sink):
         os.close(saved_out)
         os.close(saved_err)
         reader.finish()
+        if reader.error is not None:
+            diag("session output reader failed: %s: %s" % (type(reader.error).__name__, reader.error))
         pump.close()
         signal.signal(signal.SIGUSR1, previous_handler)
         try:
