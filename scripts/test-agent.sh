@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Tests the sandbox agent (docker/agent.py) and image (docker/Dockerfile):
-#   1. docker/tests/test_agent.py against a local agent process (no Docker needed);
-#   2. builds the image from docker/ on BASE_IMAGE as runbox-sandbox:agent-test and runs
-#      docker/tests/test_container.py against it under runbox's container limits
+#   1. builds the image from docker/ on BASE_IMAGE as runbox-sandbox:agent-test;
+#   2. docker/tests/test_agent.py against agent processes started inside one container
+#      of that image (the tests run user code, which must never run on the host itself);
+#   3. docker/tests/test_container.py against containers under runbox's limits
 #      (matplotlib without stderr, fork bomb, OOM, preload, http, measured figures).
 # Removes every container it started and the image it built. Exits non-zero on any
 # failure.
 #
 #   scripts/test-agent.sh            BASE_IMAGE (default runbox-base:bookworm)
-#   scripts/test-agent.sh --host     only the local-process tests
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,13 +37,6 @@ trap 'exit 130' INT TERM
 
 status=0
 
-log "local agent tests"
-(cd "$ROOT/docker/tests" && python3 -m unittest test_agent) || status=1
-
-if [[ "${1:-}" == "--host" ]]; then
-    exit "$status"
-fi
-
 command -v docker >/dev/null || { log "error: docker not found"; exit 1; }
 docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 \
     || { log "error: base image $BASE_IMAGE missing (scripts/bootstrap-base-image.sh builds it)"; exit 1; }
@@ -62,6 +55,12 @@ built_id="$(docker image inspect -f '{{.Id}}' "$TAG")"
 log "built in $(( $(date +%s) - started )) s; label runbox.agent=$(docker image inspect -f '{{index .Config.Labels "runbox.agent"}}' "$TAG")"
 [[ "$(docker image inspect -f '{{index .Config.Labels "runbox.agent"}}' "$TAG")" == "1" ]] \
     || { log "error: the image lacks the runbox.agent label"; status=1; }
+
+log "agent process tests (inside a container, under a pids and memory limit)"
+docker run --rm -i --label "runbox-agent-test=$RUN_ID" --pids-limit 256 --memory 2g \
+    --cap-drop ALL --security-opt no-new-privileges --network none \
+    -v "$ROOT/docker:/src:ro" -w /src/tests -e PYTHONDONTWRITEBYTECODE=1 \
+    "$TAG" python3 -m unittest test_agent || status=1
 
 log "container tests"
 (cd "$ROOT/docker/tests" && RUNBOX_TEST_IMAGE="$TAG" RUNBOX_TEST_RUN_ID="$RUN_ID" \

@@ -48,6 +48,9 @@ cargo build --workspace --all-targets --locked
 step "sandbox image"
 ./target/debug/runbox --config config.yaml image build >/dev/null
 
+step "the sandbox agent (its own tests, inside containers)"
+scripts/test-agent.sh
+
 step "unit tests and store tests (SQLite and PostgreSQL)"
 cargo test --workspace --lib --bins --locked
 cargo test -p runbox-store --tests --locked

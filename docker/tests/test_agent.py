@@ -284,7 +284,7 @@ class PythonTests(AgentTestCase):
         self.assertEqual(result["stdout"], "P False\n")
 
     def test_a_fork_running_off_the_end_is_harmless(self):
-        result, _ = self.run_code("import os\npid = os.fork()\nprint('pid' if pid else 'child', flush=True)\n"
+        result, _ = self.run_code("import os\npid = os.fork()\nos.write(1, b'pid\\n' if pid else b'child\\n')\n"
                                   "if pid:\n    os.waitpid(pid, 0)\nresult = 5", mode="cell")
         self.assertOk(result)
         self.assertEqual(sorted(result["stdout"].split()), ["child", "pid"])
@@ -597,7 +597,7 @@ class PersistentTests(AgentTestCase):
         self.assertEqual(result["images"], [])
 
     def test_a_fork_running_off_the_end_does_not_return_into_the_agent(self):
-        result, _ = self.run_p("import os\npid = os.fork()\nprint('child' if pid == 0 else 'parent', flush=True)\n"
+        result, _ = self.run_p("import os\npid = os.fork()\nos.write(1, b'child\\n' if pid == 0 else b'parent\\n')\n"
                                "if pid:\n    os.waitpid(pid, 0)")
         self.assertOk(result)
         self.assertEqual(sorted(result["stdout"].split()), ["child", "parent"])
