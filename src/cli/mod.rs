@@ -1,5 +1,6 @@
 //! Subcommands and the options they share.
 
+mod bench;
 mod config;
 mod doctor;
 mod image;
@@ -41,6 +42,8 @@ enum Command {
     Run(run::RunArgs),
     /// Checks Docker, the sandbox image, the database, the port range and the config.
     Doctor,
+    /// Measures latency, throughput and idle memory against the engine's own costs.
+    Bench(bench::BenchArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -52,5 +55,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         // A client of a server: the local configuration does not matter.
         Command::Run(args) => run::run(args).await,
         Command::Doctor => doctor::run(config()?).await,
+        Command::Bench(args) => bench::run(config()?, args).await,
     }
 }

@@ -14,10 +14,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::docker::{docker_status, DockerStatus};
 use crate::labels::ContainerKind;
+use crate::network::ensure_sandbox_network;
 use crate::pool::{Pool, PoolStatus};
 use crate::ports::PortLeases;
 use crate::sandbox::{Launcher, Sandbox};
 use crate::session::SessionSandbox;
+use crate::spec::uses_http;
 use crate::sweep;
 use crate::SandboxError;
 
@@ -64,6 +66,9 @@ impl Sandboxes {
         instance: String,
     ) -> Result<Self, SandboxError> {
         sweep::sweep_instance(&docker, &instance).await?;
+        if uses_http(&config) {
+            ensure_sandbox_network(&docker).await?;
+        }
         let http_client = reqwest::Client::builder()
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30))
@@ -128,11 +133,13 @@ impl Sandboxes {
             .image
             .clone()
             .unwrap_or_else(|| self.inner.default_image.clone());
+        let acquiring = Instant::now();
         let mut sandbox = self.acquire(&image).await?;
         let _in_use = InUse::enter(&self.inner.in_use);
         let caps = self.inner.launcher.caps();
         let cancel = options.cancel.clone().unwrap_or_default();
         let started = Instant::now();
+        let acquired_us = started.duration_since(acquiring).as_micros() as u64;
         let ran = tokio::select! {
             ran = tokio::time::timeout(
                 request.timeout,
@@ -147,6 +154,13 @@ impl Sandboxes {
         };
         match ran {
             Ok(Ok(outcome)) => {
+                tracing::debug!(
+                    container = %sandbox.id(),
+                    acquired_us,
+                    exec_us = started.elapsed().as_micros() as u64,
+                    agent_us = outcome.execution_time.as_micros() as u64,
+                    "run finished"
+                );
                 sandbox.discard();
                 Ok(outcome)
             }
@@ -187,15 +201,21 @@ impl Sandboxes {
         if self.inner.cancel.is_cancelled() {
             return Err(SandboxError::ShuttingDown);
         }
-        if let Some(pool) = self.inner.pools.get(image) {
+        let pool = self.inner.pools.get(image);
+        if let Some(pool) = pool {
             if let Some(sandbox) = pool.take().await {
                 return Ok(sandbox);
             }
         }
-        self.inner
+        let sandbox = self
+            .inner
             .launcher
             .launch(image, ContainerKind::OnDemand, &[])
-            .await
+            .await?;
+        if let Some(pool) = pool {
+            pool.docker_recovered();
+        }
+        Ok(sandbox)
     }
 
     pub fn status(&self) -> EngineStatus {

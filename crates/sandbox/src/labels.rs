@@ -18,6 +18,8 @@ pub enum ContainerKind {
     Session,
     /// Installs dependencies with network access, then is committed.
     Build,
+    /// A bare container `runbox bench` measures the engine with (no agent).
+    Baseline,
 }
 
 impl ContainerKind {
@@ -27,6 +29,7 @@ impl ContainerKind {
             ContainerKind::OnDemand => "on-demand",
             ContainerKind::Session => "session",
             ContainerKind::Build => "build",
+            ContainerKind::Baseline => "baseline",
         }
     }
 }

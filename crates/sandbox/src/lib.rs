@@ -2,6 +2,7 @@
 //! its limits, the warm pool, the two transports to the in-container agent, the guard
 //! that removes every container on every path, and the sweeps that catch leftovers.
 
+pub mod baseline;
 mod docker;
 mod engine;
 mod error;
@@ -9,6 +10,7 @@ mod frame;
 mod guard;
 pub mod image;
 pub mod labels;
+pub mod network;
 mod pool;
 mod ports;
 mod protocol;
@@ -22,6 +24,7 @@ pub use bollard::Docker;
 pub use docker::{connect_docker, docker_runtimes, docker_status, DockerStatus};
 pub use engine::{EngineStatus, RunOptions, Sandboxes};
 pub use error::SandboxError;
+pub use labels::ContainerKind;
 pub use pool::PoolStatus;
 pub use session::SessionSandbox;
 pub use sweep::sweep_instance;

@@ -1,11 +1,18 @@
 //! The warm pool: containers started ahead of demand, agent running and modules
 //! preloaded, each handed out once. A background task keeps it at its target size with
 //! bounded parallelism and backs off exponentially while Docker fails.
+//!
+//! Preload policy: importing numpy and matplotlib costs a CPU-second per container, more
+//! than the container itself. While the pool is under pressure (a request found it empty
+//! in the last few seconds) the refill skips the preload, so that sustained load is bound
+//! by the engine's container churn rather than by imports nobody may need; once the
+//! pressure is gone, the sandboxes started without preload are replaced one at a time by
+//! preloaded ones.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -19,13 +26,21 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_millis(300);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A request that found the pool empty this recently means the pool is under pressure.
+const PRESSURE_WINDOW: Duration = Duration::from_secs(3);
+/// How often the refill looks for pooled sandboxes that died.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PoolStatus {
     pub image: String,
     pub ready: usize,
+    /// Ready sandboxes that have the configured modules imported.
+    pub preloaded: usize,
     pub target: usize,
     pub starting: usize,
+    /// A request found the pool empty in the last few seconds; refills skip the preload.
+    pub under_pressure: bool,
     /// The last refill failure while the pool is failing, else `None`.
     pub last_error: Option<String>,
 }
@@ -39,7 +54,10 @@ pub(crate) struct Pool {
     ready: Mutex<VecDeque<Sandbox>>,
     starting: AtomicUsize,
     wake: Notify,
+    /// Docker works again (a sandbox was created on demand): cut the back-off short.
+    recovered: Notify,
     last_error: Mutex<Option<String>>,
+    last_miss: Mutex<Option<Instant>>,
 }
 
 impl Pool {
@@ -59,7 +77,9 @@ impl Pool {
             ready: Mutex::new(VecDeque::new()),
             starting: AtomicUsize::new(0),
             wake: Notify::new(),
+            recovered: Notify::new(),
             last_error: Mutex::new(None),
+            last_miss: Mutex::new(None),
         })
     }
 
@@ -69,7 +89,12 @@ impl Pool {
         loop {
             let candidate = self.lock_ready().pop_front();
             self.wake.notify_one();
-            let mut sandbox = candidate?;
+            let Some(mut sandbox) = candidate else {
+                if self.target > 0 {
+                    *lock(&self.last_miss) = Some(Instant::now());
+                }
+                return None;
+            };
             let alive = sandbox.seems_alive()
                 && (sandbox.idle_since.elapsed() < PING_WHEN_IDLE_FOR
                     || sandbox.ping(PING_TIMEOUT).await);
@@ -81,14 +106,31 @@ impl Pool {
         }
     }
 
+    /// A sandbox was just created on demand: whatever made the refill fail is over.
+    pub fn docker_recovered(&self) {
+        if lock(&self.last_error).is_some() {
+            self.recovered.notify_one();
+        }
+    }
+
     pub fn status(&self) -> PoolStatus {
+        let (ready, preloaded) = {
+            let ready = self.lock_ready();
+            (ready.len(), ready.iter().filter(|s| s.preloaded).count())
+        };
         PoolStatus {
             image: self.image.clone(),
-            ready: self.lock_ready().len(),
+            ready,
+            preloaded,
             target: self.target,
             starting: self.starting.load(Ordering::SeqCst),
-            last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+            under_pressure: self.under_pressure(),
+            last_error: lock(&self.last_error).clone(),
         }
+    }
+
+    fn under_pressure(&self) -> bool {
+        lock(&self.last_miss).is_some_and(|at| at.elapsed() < PRESSURE_WINDOW)
     }
 
     /// Keeps the pool at its target until `cancel` fires.
@@ -101,65 +143,112 @@ impl Pool {
         loop {
             // Results of finished launches adjust the back-off.
             while let Ok(succeeded) = done_rx.try_recv() {
-                backoff = if succeeded {
-                    Duration::ZERO
-                } else if backoff.is_zero() {
-                    BACKOFF_START
-                } else {
-                    (backoff * 2).min(BACKOFF_MAX)
-                };
+                backoff = next_backoff(backoff, succeeded);
             }
             if !backoff.is_zero() {
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {}
+                    () = self.recovered.notified() => backoff = Duration::ZERO,
                 }
             }
+            if cancel.is_cancelled() {
+                break;
+            }
+            self.remove_dead();
             let starting = self.starting.load(Ordering::SeqCst);
             let have = self.lock_ready().len() + starting;
-            if have < self.target && starting < self.parallelism && !cancel.is_cancelled() {
-                self.starting.fetch_add(1, Ordering::SeqCst);
-                let pool = self.clone();
-                let done = done_tx.clone();
-                let cancel = cancel.clone();
-                self.launcher.tracker.spawn(async move {
-                    let launched = tokio::select! {
-                        () = cancel.cancelled() => None,
-                        launched = pool.launcher.launch(&pool.image, ContainerKind::Pool, &pool.preload) => Some(launched),
-                    };
-                    let succeeded = match launched {
-                        Some(Ok(sandbox)) => {
-                            if cancel.is_cancelled() {
-                                sandbox.discard();
-                            } else {
-                                pool.lock_ready().push_back(sandbox);
-                                if let Ok(mut last) = pool.last_error.lock() {
-                                    *last = None;
-                                }
-                            }
-                            true
-                        }
-                        Some(Err(err)) => {
-                            tracing::warn!(image = %pool.image, error = %err, "pool refill failed");
-                            if let Ok(mut last) = pool.last_error.lock() {
-                                *last = Some(err.to_string());
-                            }
-                            false
-                        }
-                        None => true,
-                    };
-                    pool.starting.fetch_sub(1, Ordering::SeqCst);
-                    let _ = done.send(succeeded);
-                    pool.wake.notify_one();
-                });
+            if have < self.target && starting < self.parallelism {
+                self.spawn_launch(&cancel, done_tx.clone());
+                continue;
+            }
+            if have >= self.target && starting == 0 && self.upgrade_one() {
                 continue;
             }
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = self.wake.notified() => {}
+                () = tokio::time::sleep(CHECK_EVERY) => {}
             }
         }
         self.drain().await;
+    }
+
+    fn spawn_launch(
+        self: &Arc<Self>,
+        cancel: &CancellationToken,
+        done: tokio::sync::mpsc::UnboundedSender<bool>,
+    ) {
+        self.starting.fetch_add(1, Ordering::SeqCst);
+        let preload = if self.under_pressure() {
+            Vec::new()
+        } else {
+            self.preload.clone()
+        };
+        let pool = self.clone();
+        let cancel = cancel.clone();
+        self.launcher.tracker.spawn(async move {
+            let launched = tokio::select! {
+                () = cancel.cancelled() => None,
+                launched = pool.launcher.launch(&pool.image, ContainerKind::Pool, &preload) => Some(launched),
+            };
+            let succeeded = match launched {
+                Some(Ok(mut sandbox)) => {
+                    sandbox.preloaded = preload.len() == pool.preload.len();
+                    if cancel.is_cancelled() {
+                        sandbox.discard();
+                    } else {
+                        pool.lock_ready().push_back(sandbox);
+                        *lock(&pool.last_error) = None;
+                    }
+                    true
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(image = %pool.image, error = %err, "pool refill failed");
+                    *lock(&pool.last_error) = Some(err.to_string());
+                    false
+                }
+                None => true,
+            };
+            pool.starting.fetch_sub(1, Ordering::SeqCst);
+            let _ = done.send(succeeded);
+            pool.wake.notify_one();
+        });
+    }
+
+    /// Drops pooled sandboxes whose container is known to be gone.
+    fn remove_dead(&self) {
+        let dead: Vec<Sandbox> = {
+            let mut ready = self.lock_ready();
+            let (alive, dead): (VecDeque<Sandbox>, VecDeque<Sandbox>) =
+                ready.drain(..).partition(Sandbox::seems_alive);
+            *ready = alive;
+            dead.into()
+        };
+        for sandbox in dead {
+            tracing::warn!(container = %sandbox.id(), "a pooled sandbox died; replacing it");
+            sandbox.discard();
+        }
+    }
+
+    /// When the pressure is over, replaces one sandbox started without the preload.
+    fn upgrade_one(&self) -> bool {
+        if self.preload.is_empty() || self.under_pressure() {
+            return false;
+        }
+        let stale = {
+            let mut ready = self.lock_ready();
+            let index = ready.iter().position(|s| !s.preloaded);
+            index.and_then(|i| ready.remove(i))
+        };
+        match stale {
+            Some(sandbox) => {
+                tracing::debug!(container = %sandbox.id(), "replacing a sandbox started without preload");
+                sandbox.discard();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes every ready sandbox and waits until they are gone.
@@ -169,8 +258,41 @@ impl Pool {
     }
 
     fn lock_ready(&self) -> std::sync::MutexGuard<'_, VecDeque<Sandbox>> {
-        self.ready
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.ready)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn next_backoff(current: Duration, succeeded: bool) -> Duration {
+    if succeeded {
+        Duration::ZERO
+    } else if current.is_zero() {
+        BACKOFF_START
+    } else {
+        (current * 2).min(BACKOFF_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets_on_success() {
+        let mut backoff = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            backoff = next_backoff(backoff, false);
+            seen.push(backoff);
+        }
+        assert_eq!(seen[0], BACKOFF_START);
+        assert_eq!(seen[1], BACKOFF_START * 2);
+        assert_eq!(*seen.last().expect("some"), BACKOFF_MAX);
+        assert_eq!(next_backoff(backoff, true), Duration::ZERO);
     }
 }

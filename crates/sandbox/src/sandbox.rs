@@ -142,6 +142,9 @@ impl Launcher {
                 source: err,
             });
         }
+        if let Connection::Http(http) = &mut conn {
+            http.watch_exit(&self.docker, guard.id());
+        }
         let startup = self.config.sandbox.startup_timeout.get();
         let preloaded = match conn.wait_ready(startup).await {
             Ok(preloaded) => preloaded,
@@ -168,6 +171,7 @@ impl Launcher {
             conn,
             docker: self.docker.clone(),
             idle_since: Instant::now(),
+            preloaded: !preload.is_empty(),
             memory_limit: self.config.limits.memory.to_string(),
             lost: false,
         })
@@ -187,6 +191,8 @@ pub(crate) struct Sandbox {
     conn: Connection,
     docker: Docker,
     pub idle_since: Instant,
+    /// Started with the modules its pool preloads (see pool.rs for when it is not).
+    pub preloaded: bool,
     memory_limit: String,
     /// Set once the agent went away during an exec.
     lost: bool,

@@ -7,6 +7,7 @@ use bollard::models::{HostConfig, PortBinding, ResourcesUlimits};
 use runbox_core::config::{Config, Transport};
 
 use crate::labels::{self, ContainerKind};
+use crate::network::SANDBOX_NETWORK;
 
 /// Where the agent listens inside the container on the http transport.
 pub const AGENT_PORT: u16 = 8080;
@@ -95,10 +96,9 @@ impl SandboxSpec<'_> {
             env.push(format!("RUNBOX_AGENT_KEY={key}"));
             labels.insert(labels::HOST_PORT.to_string(), host_port.to_string());
             let container_port = format!("{AGENT_PORT}/tcp");
-            // The default bridge: published on loopback only. Container-to-container
-            // traffic on it is blocked by the engine's `icc=false` where the operator
-            // sets it; see SECURITY.md.
-            host_config.network_mode = Some("bridge".to_string());
+            // Published on loopback only, from a network of runbox's own where sandboxes
+            // cannot reach each other (see network.rs).
+            host_config.network_mode = Some(SANDBOX_NETWORK.to_string());
             host_config.port_bindings = Some(HashMap::from([(
                 container_port.clone(),
                 Some(vec![PortBinding {

@@ -1,9 +1,14 @@
 //! HTTP to the agent on a host port of `sandbox.port_range`, published on 127.0.0.1
 //! only. Every call carries the container's random challenge key, which the agent checks.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bollard::container::WaitContainerOptions;
+use bollard::Docker;
 use futures::StreamExt;
+use tokio::task::JoinHandle;
 
 use super::{parse_message, EventForwarder, ExecEnd};
 use crate::frame::FrameDecoder;
@@ -19,6 +24,17 @@ pub(crate) struct HttpConnection {
     base: String,
     key: String,
     max_frame: usize,
+    /// Set when the engine reports the container stopped (see `watch_exit`).
+    exited: Arc<AtomicBool>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl Drop for HttpConnection {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
+    }
 }
 
 impl HttpConnection {
@@ -28,7 +44,27 @@ impl HttpConnection {
             base: format!("http://127.0.0.1:{host_port}"),
             key,
             max_frame,
+            exited: Arc::new(AtomicBool::new(false)),
+            watcher: None,
         }
+    }
+
+    /// Unlike the attach stream of stdio, an idle HTTP connection does not notice that
+    /// its container died; the engine's wait call does, so a dead pooled sandbox is
+    /// never handed out.
+    pub fn watch_exit(&mut self, docker: &Docker, id: &str) {
+        let docker = docker.clone();
+        let id = id.to_string();
+        let exited = self.exited.clone();
+        self.watcher = Some(tokio::spawn(async move {
+            let mut wait = docker.wait_container(&id, None::<WaitContainerOptions<String>>);
+            let _ = wait.next().await;
+            exited.store(true, Ordering::SeqCst);
+        }));
+    }
+
+    pub fn seems_alive(&self) -> bool {
+        !self.exited.load(Ordering::SeqCst)
     }
 
     pub async fn wait_ready(&mut self, within: Duration) -> Result<Vec<String>, SandboxError> {

@@ -60,7 +60,7 @@ impl Connection {
     pub fn seems_alive(&self) -> bool {
         match self {
             Connection::Stdio(conn) => conn.seems_alive(),
-            Connection::Http(_) => true,
+            Connection::Http(conn) => conn.seems_alive(),
         }
     }
 

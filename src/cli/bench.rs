@@ -1,0 +1,473 @@
+//! `runbox bench`: latency and throughput of `/runcode` against a server it starts itself
+//! (or one named by `--server`), next to what the engine alone costs in the same run,
+//! the idle memory of pooled sandboxes, and a check that nothing leaked. Writes JSON.
+
+mod baselines;
+mod load;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use runbox_core::config::{StaticToken, Transport};
+use runbox_core::Config;
+use runbox_dispatch::Application;
+use runbox_sandbox::baseline::list_containers;
+use runbox_sandbox::{connect_docker, ContainerKind, Docker};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use self::load::{PoolProbe, Scenario, Target};
+use self::report::{ChurnRun, Leaks, Report, ScenarioRun};
+use super::image::ensure_sandbox_image;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Bench this running server (e.g. http://127.0.0.1:8000) instead of starting one in
+    /// this process.
+    #[arg(long)]
+    server: Option<String>,
+    /// Bearer token for --server (default: the first static token of the configuration).
+    #[arg(long, env = "RUNBOX_BENCH_TOKEN")]
+    token: Option<String>,
+    /// Scenarios to run.
+    #[arg(long, value_delimiter = ',', default_value = "print,plot,sleep")]
+    scenarios: Vec<Scenario>,
+    /// Concurrency levels of every scenario and of the churn baseline.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    concurrency: Vec<usize>,
+    /// Levels at which every request first waits for a full pool (warm latency); the
+    /// others run back to back (sustained throughput, refill-bound). Empty: none.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    warm_at: Vec<usize>,
+    /// Requests of `print` at each level.
+    #[arg(long, default_value_t = 100)]
+    print_requests: usize,
+    /// Requests of `plot` at each level.
+    #[arg(long, default_value_t = 40)]
+    plot_requests: usize,
+    /// Requests of `sleep` at each level.
+    #[arg(long, default_value_t = 32)]
+    sleep_requests: usize,
+    /// Bare containers at each level of the churn baseline.
+    #[arg(long, default_value_t = 64)]
+    churn_requests: usize,
+    /// Runs of `docker run --rm`.
+    #[arg(long, default_value_t = 10)]
+    docker_run_requests: usize,
+    /// Skips the churn and `docker run` baselines.
+    #[arg(long)]
+    skip_baselines: bool,
+    /// Pooled sandboxes whose idle memory is read, with and without preload; 0 skips it.
+    #[arg(long, default_value_t = 3)]
+    memory_sandboxes: usize,
+    /// Pool size of the server this command starts (default: the configuration's).
+    #[arg(long)]
+    pool_size: Option<usize>,
+    /// Transport of the server this command starts (default: the configuration's).
+    #[arg(long, value_enum)]
+    transport: Option<TransportArg>,
+    /// Where the JSON goes.
+    #[arg(long, default_value = "bench-results/latest.json")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TransportArg {
+    Stdio,
+    Http,
+}
+
+/// The server under test and how to stop it.
+struct Subject {
+    target: Arc<Target>,
+    in_process: Option<InProcess>,
+}
+
+struct InProcess {
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+    sandboxes: runbox_sandbox::Sandboxes,
+    instance: String,
+    _data_dir: tempfile::TempDir,
+}
+
+pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    // The server's own logs would tear the progress bars; warnings still show.
+    config.logging.level = "warn".into();
+    super::logging::init(&config.logging);
+    if let Some(transport) = args.transport {
+        config.sandbox.transport = match transport {
+            TransportArg::Stdio => Transport::Stdio,
+            TransportArg::Http => Transport::Http,
+        };
+    }
+    if let Some(size) = args.pool_size {
+        config.sandbox.pool.size = size;
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: a debug build; figures of `cargo build --release` are the ones to quote"
+        );
+    }
+    let docker = connect_docker().await?;
+    let image = ensure_sandbox_image(&docker, &config, false).await?;
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let load_before = load_average();
+    let bench_instance = format!("bench-{}", baselines::short_id());
+    let config = Arc::new(config);
+
+    let subject = start_subject(&config, &docker, &image, &args).await?;
+    let mut report = Report {
+        commit: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+        dirty: git(&["status", "--porcelain", "--untracked-files=no"])
+            .is_some_and(|s| !s.is_empty()),
+        started_at,
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        host: json!({}),
+        config: json!({
+            "server": args.server.clone().unwrap_or_else(|| "in-process".into()),
+            "transport": config.sandbox.transport,
+            "pool_size": config.sandbox.pool.size,
+            "refill_parallelism": config.sandbox.pool.refill_parallelism,
+            "preload": config.sandbox.preload,
+            "max_concurrent_runs": config.admission.max_concurrent_runs,
+            "image": image,
+            "scenarios": args.scenarios,
+            "concurrency": args.concurrency,
+            "warm_at": args.warm_at,
+            "requests": {
+                "print": args.print_requests,
+                "plot": args.plot_requests,
+                "sleep": args.sleep_requests,
+                "churn": args.churn_requests,
+                "docker_run": args.docker_run_requests,
+            },
+        }),
+        scenarios: Vec::new(),
+        churn: Vec::new(),
+        docker_run: None,
+        idle_memory: Vec::new(),
+        leaks: Leaks::default(),
+        targets: Vec::new(),
+    };
+
+    // The pool fills before the first figure is taken.
+    if !subject
+        .target
+        .pool
+        .wait_settled(Duration::from_secs(120))
+        .await
+    {
+        eprintln!("warning: the pool did not fill within 120 s");
+    }
+    for &scenario in &args.scenarios {
+        let requests = match scenario {
+            Scenario::Print => args.print_requests,
+            Scenario::Plot => args.plot_requests,
+            Scenario::Sleep => args.sleep_requests,
+        };
+        for &concurrency in &args.concurrency {
+            let paced = args.warm_at.contains(&concurrency);
+            let mode = if paced { "warm" } else { "sustained" };
+            let bar = bar(
+                requests,
+                &format!("{} c={concurrency} {mode}", scenario.name()),
+            );
+            let figures = load::run_scenario(
+                &subject.target,
+                scenario,
+                concurrency,
+                requests,
+                paced,
+                &bar,
+            )
+            .await;
+            finish(&bar, &figures);
+            report.scenarios.push(ScenarioRun {
+                scenario,
+                concurrency,
+                mode,
+                figures,
+                ratio_to_churn: None,
+                speedup_vs_docker_run: None,
+            });
+            // The next level starts from a full pool, like the first.
+            subject
+                .target
+                .pool
+                .wait_settled(Duration::from_secs(120))
+                .await;
+        }
+    }
+    report.leaks.after_load = subject.target.pool.snapshot().await;
+
+    if !args.skip_baselines {
+        for &concurrency in &args.concurrency {
+            let bar = bar(args.churn_requests, &format!("churn c={concurrency}"));
+            let figures = baselines::churn(
+                &docker,
+                &config,
+                &image,
+                &bench_instance,
+                concurrency,
+                args.churn_requests,
+                &bar,
+            )
+            .await;
+            finish(&bar, &figures);
+            report.churn.push(ChurnRun {
+                concurrency,
+                figures,
+            });
+        }
+        if args.docker_run_requests > 0 {
+            let bar = bar(args.docker_run_requests, "docker run --rm");
+            let figures = baselines::docker_run(&image, args.docker_run_requests, &bar).await;
+            finish(&bar, &figures);
+            report.docker_run = Some(figures);
+        }
+    }
+    if args.memory_sandboxes > 0 {
+        let preloads = [Vec::new(), config.sandbox.preload.clone()];
+        for preload in preloads {
+            let label = if preload.is_empty() {
+                "idle memory, no preload".to_string()
+            } else {
+                format!("idle memory, preload {}", preload.join("+"))
+            };
+            let bar = bar(args.memory_sandboxes, &label);
+            let memory = baselines::idle_memory(
+                &docker,
+                &config,
+                &image,
+                &preload,
+                args.memory_sandboxes,
+                &bar,
+            )
+            .await;
+            bar.finish_with_message(format!(
+                "{} MiB working set per sandbox (max {})",
+                memory.working_set_mib, memory.working_set_max_mib
+            ));
+            report.idle_memory.push(memory);
+            if config.sandbox.preload.is_empty() {
+                break;
+            }
+        }
+    }
+
+    report.leaks = check_leaks(subject, &docker, &bench_instance, report.leaks.after_load).await;
+    report.host = json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "docker": runbox_sandbox::docker_status(&docker).await.version,
+    });
+    report.compute_ratios();
+    report.judge();
+
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let text = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&args.out, text + "\n")
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("\n{}", report.table());
+    println!(
+        "commit {}{}; written to {}",
+        report.commit,
+        if report.dirty { " (dirty)" } else { "" },
+        args.out.display()
+    );
+    Ok(())
+}
+
+async fn start_subject(
+    config: &Arc<Config>,
+    docker: &Docker,
+    image: &str,
+    args: &BenchArgs,
+) -> anyhow::Result<Subject> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    if let Some(server) = &args.server {
+        let base = server.trim_end_matches('/').to_string();
+        let token = args
+            .token
+            .clone()
+            .or_else(|| config.auth.tokens.first().map(|t| t.token().to_string()))
+            .context("--server needs --token (the configuration lists no static token)")?;
+        let pool = PoolProbe::Remote {
+            client: client.clone(),
+            base: base.clone(),
+        };
+        return Ok(Subject {
+            target: Arc::new(Target {
+                client,
+                base,
+                token,
+                pool,
+            }),
+            in_process: None,
+        });
+    }
+    let data_dir = tempfile::tempdir().context("cannot create a data dir for the bench")?;
+    let token = format!("bench-{}", baselines::short_id());
+    let instance = format!("bench-server-{}", baselines::short_id());
+    let mut server_config = (**config).clone();
+    server_config.server.host = "127.0.0.1".into();
+    server_config.server.port = 0;
+    server_config.server.public_url = String::new();
+    server_config.data_dir = data_dir.path().to_path_buf();
+    server_config.database.url =
+        format!("sqlite://{}", data_dir.path().join("runbox.db").display());
+    server_config.sandbox.instance = instance.clone();
+    server_config
+        .auth
+        .tokens
+        .push(StaticToken::Bare(token.clone()));
+    let app = Application::build(server_config, docker.clone(), image.to_string()).await?;
+    let address = app
+        .local_addr()
+        .context("the bench server has no address")?;
+    let sandboxes = app.state().sandboxes.clone();
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            app.run_until_stopped(stop)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    });
+    Ok(Subject {
+        target: Arc::new(Target {
+            client,
+            base: format!("http://{address}"),
+            token,
+            pool: PoolProbe::InProcess(sandboxes.clone()),
+        }),
+        in_process: Some(InProcess {
+            stop,
+            serving,
+            sandboxes,
+            instance,
+            _data_dir: data_dir,
+        }),
+    })
+}
+
+/// Stops the in-process server and counts what it left: containers of its instance and
+/// port leases. Against a remote server, counts on-demand containers left on the engine
+/// and leases beyond the pool's.
+async fn check_leaks(
+    subject: Subject,
+    docker: &Docker,
+    bench_instance: &str,
+    after_load: Option<load::PoolSnapshot>,
+) -> Leaks {
+    let mut leaks = Leaks {
+        after_load,
+        ..Leaks::default()
+    };
+    leaks.baseline_containers = list_containers(docker, Some(bench_instance), None)
+        .await
+        .ok()
+        .map(|ids| ids.len());
+    let settled = subject
+        .target
+        .pool
+        .wait_settled(Duration::from_secs(60))
+        .await;
+    if !settled {
+        leaks
+            .notes
+            .push("sandboxes were still in use 60 s after the load".into());
+    }
+    match subject.in_process {
+        Some(server) => {
+            server.stop.cancel();
+            match server.serving.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => leaks
+                    .notes
+                    .push(format!("the server stopped with an error: {err}")),
+                Err(err) => leaks.notes.push(format!("the server task failed: {err}")),
+            }
+            leaks.port_leases = Some(server.sandboxes.status().port_leases);
+            leaks.containers = list_containers(docker, Some(&server.instance), None)
+                .await
+                .ok()
+                .map(|ids| ids.len());
+        }
+        None => {
+            // The pool's own containers (and their leases) are the server's to keep.
+            let snapshot = subject.target.pool.snapshot().await;
+            let pooled_leases = snapshot.map(|s| s.ready).unwrap_or_default();
+            leaks.port_leases = snapshot.map(|s| s.port_leases.saturating_sub(pooled_leases));
+            leaks.containers = list_containers(docker, None, Some(ContainerKind::OnDemand))
+                .await
+                .ok()
+                .map(|ids| ids.len());
+            leaks.notes.push(
+                "remote server: containers counts on-demand sandboxes of every runbox on the engine; \
+                 port_leases counts leases beyond the pool's (http transport)"
+                    .into(),
+            );
+        }
+    }
+    leaks
+}
+
+fn bar(length: usize, prefix: &str) -> ProgressBar {
+    let bar = ProgressBar::new(length as u64);
+    let style = ProgressStyle::with_template("{prefix:>34} [{bar:30}] {pos}/{len} {elapsed} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(prefix.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn finish(bar: &ProgressBar, figures: &stats::Figures) {
+    let rate = figures
+        .requests_per_s
+        .map(|r| format!(", {r} req/s"))
+        .unwrap_or_default();
+    bar.finish_with_message(format!(
+        "p50 {} ms, p99 {} ms{rate}, {} errors",
+        figures.p50_ms, figures.p99_ms, figures.errors
+    ));
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("git").args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+fn load_average() -> Option<Vec<f64>> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .filter_map(|v| v.parse().ok())
+            .collect(),
+    )
+}
