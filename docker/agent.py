@@ -12,6 +12,7 @@ Environment:
   RUNBOX_TRANSPORT  stdio (default) or http
   RUNBOX_AGENT_PORT http port (default 8080)
   RUNBOX_AGENT_KEY  http request key (required for http; removed from the environment)
+  RUNBOX_PREFORK    0: fork each run's child on demand instead of ahead of time
 """
 
 import ast
@@ -84,6 +85,7 @@ OOM_PATH = None
 KILL_STRAYS = False       # kill every other process of the container after a one-shot run
 SESSION = None            # the persistent module (sessions)
 UNREAPED = set()          # children of finished runs still exiting
+PREFORK = None            # (pid, req_w, out_r, err_r, res_r): the next one-shot run's child
 
 
 def diag(message):
@@ -1015,25 +1017,29 @@ def kill_leftovers(pgid, sweep):
         time.sleep(0.002)
 
 
-def run_forked(req, sink, sweep):
+def run_forked(req, sink, sweep, message):
     write_input_files(req.files)
     before = snapshot_images()
     oom_before = read_oom_kills()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    res_r, res_w = os.pipe()
-    flush_std_streams()  # nothing buffered in the agent may reach the child's output
     started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # the child never returns
-        code = 70
-        try:
-            code = child_main(req, out_w, err_w, res_w, (out_r, err_r, res_r))
-        finally:
-            os._exit(code)
-    os.close(out_w)
-    os.close(err_w)
-    os.close(res_w)
+    child = hand_to_prefork(message)
+    if child is not None:
+        pid, out_r, err_r, res_r = child
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        flush_std_streams()  # nothing buffered in the agent may reach the child's output
+        pid = os.fork()
+        if pid == 0:  # the child never returns
+            code = 70
+            try:
+                code = child_main(req, out_w, err_w, res_w, (out_r, err_r, res_r))
+            finally:
+                os._exit(code)
+        os.close(out_w)
+        os.close(err_w)
+        os.close(res_w)
 
     pump = Pump(req, sink, out_r, err_r)
     pump.open.add(res_r)  # closed with the others
@@ -1175,9 +1181,104 @@ def run_forked(req, sink, sweep):
 
 def child_main(req, out_w, err_w, res_w, parent_fds):
     """In the forked child: set up the process and run the code. Returns the exit code."""
+    prepare_child(out_w, err_w, parent_fds)
+    return run_child(req, res_w)
+
+
+# --------------------------------------------------------------------------------------
+# Prefork: with numpy and matplotlib loaded, fork() and the child's set-up take several
+# milliseconds, more than running a small snippet. The agent forks the child of its
+# first one-shot run while it waits for work; the request then only travels through a
+# pipe. A one-shot sandbox serves one run, so later runs fork on demand as before.
+
+def prefork():
+    global PREFORK
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    res_r, res_w = os.pipe()
+    req_r, req_w = os.pipe()
+    flush_std_streams()
+    pid = os.fork()
+    if pid == 0:  # the child never returns
+        code = 70
+        try:
+            prepare_child(out_w, err_w, (out_r, err_r, res_r, req_w))
+            code = prefork_child(req_r, res_w)
+        finally:
+            os._exit(code)
+    for fd in (out_w, err_w, res_w, req_r):
+        os.close(fd)
+    AGENT_FDS.update((req_w, out_r, err_r, res_r))
+    PREFORK = (pid, req_w, out_r, err_r, res_r)
+
+
+def prefork_child(req_r, res_w):
+    """Waits for the exec message (the parent closes the pipe after it), then runs it."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(req_r, 1 << 20)
+        except InterruptedError:
+            continue
+        if not data:
+            break
+        chunks.append(data)
+    os.close(req_r)
+    if not chunks:
+        return 0  # not needed after all
+    return run_child(parse_exec(json.loads(b"".join(chunks))), res_w)
+
+
+def hand_to_prefork(message):
+    """Sends `message` to the child forked ahead; returns (pid, out_r, err_r, res_r), or
+    None when there is none or it died meanwhile (the caller forks then)."""
+    global PREFORK
+    child, PREFORK = PREFORK, None
+    if child is None:
+        return None
+    pid, req_w, out_r, err_r, res_r = child
+    AGENT_FDS.difference_update((req_w, out_r, err_r, res_r))
+    # The parent has written the input files already.
+    body = json.dumps({k: v for k, v in message.items() if k != "files"}).encode("utf-8")
+    try:
+        write_all(req_w, body)
+        os.close(req_w)
+        return pid, out_r, err_r, res_r
+    except OSError:
+        for fd in (req_w, out_r, err_r, res_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        UNREAPED.add(pid)
+        return None
+
+
+def discard_prefork():
+    """A persistent run needs no forked child: the waiting one exits on end of file."""
+    global PREFORK
+    child, PREFORK = PREFORK, None
+    if child is None:
+        return
+    pid, req_w, out_r, err_r, res_r = child
+    AGENT_FDS.difference_update((req_w, out_r, err_r, res_r))
+    for fd in (req_w, out_r, err_r, res_r):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    UNREAPED.add(pid)
+
+
+def prepare_child(out_w, err_w, parent_fds):
+    """In a forked child, before it knows its request: no key, own session, only its
+    own pipes open, first in line for the OOM killer."""
     global DIAG_FD
     DIAG_FD = -1
-    me = os.getpid()
     for index in range(len(AGENT_KEY)):
         AGENT_KEY[index] = 0
     try:
@@ -1201,6 +1302,12 @@ def child_main(req, out_w, err_w, res_w, parent_fds):
             f.write("1000")
     except OSError:
         pass
+    settle_interpreter()
+
+
+def run_child(req, res_w):
+    """In a prepared child: runs the code, writes the outcome. Returns the exit code."""
+    me = os.getpid()
     try:
         os.chdir(WORKDIR)
         os.environ["HOME"] = WORKDIR
@@ -1249,16 +1356,22 @@ def new_user_module(name):
     return module
 
 
-def run_python_child(req):
+def settle_interpreter():
+    """What a child's interpreter needs whatever it will run: argv and path as under
+    `python -c`, numpy's global generator reseeded (fork copies its state, unlike that
+    of `random`). Done before the request arrives where the child is forked ahead."""
     sys.argv = ["-c"]
     if sys.path and sys.path[0] != "":
         sys.path[0] = ""
     numpy_random = sys.modules.get("numpy.random")
-    if numpy_random is not None:  # not reseeded by fork, unlike `random`
+    if numpy_random is not None:
         try:
             numpy_random.seed()
         except BaseException:
             pass
+
+
+def run_python_child(req):
     name = "__runbox__" if (req.call or req.check) else "__main__"
     module = new_user_module(name)
     sys.modules["__main__"] = module
@@ -1437,9 +1550,10 @@ def run_exec(message, sink):
     try:
         req = parse_exec(message)
         if req.persistent and req.language == "python":
+            discard_prefork()
             result = run_persistent_python(req, sink)
         else:
-            result = run_forked(req, sink, sweep=KILL_STRAYS and not req.persistent)
+            result = run_forked(req, sink, KILL_STRAYS and not req.persistent, message)
     except InvalidArgs as exc:
         result = result_message(error=error("invalid_args", str(exc)))
     sink.send(result)
@@ -1796,6 +1910,8 @@ def main():
     # Objects that exist now are never collected: forked children do not copy their pages.
     gc.collect()
     gc.freeze()
+    if os.environ.get("RUNBOX_PREFORK", "1") != "0":
+        prefork()
     READY = {
         "type": "ready",
         "protocol": PROTOCOL_VERSION,

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -670,6 +671,58 @@ class PreloadTests(unittest.TestCase):
                 agent.close()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+class PreforkTests(unittest.TestCase):
+    """The first one-shot run goes to the child forked while the agent waited."""
+
+    def fresh_agent(self, **env):
+        workdir = tempfile.mkdtemp(prefix="runbox-agent-test-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        agent = AgentProcess(env=dict(BASE_ENV, RUNBOX_WORKDIR=workdir, **env))
+        self.addCleanup(agent.close)
+        return agent
+
+    def test_the_first_run_is_the_waiting_child(self):
+        agent = self.fresh_agent()
+        code = ("import os, sys\nprint(os.getppid() == %d, os.getpid() == os.getpgid(0), "
+                "sys.argv, os.environ['FOO'], open('in.txt').read(), n + 1)" % agent.ready["pid"])
+        files = [{"path": "in.txt", "content": b64(b"from the request")}]
+        result, _ = agent.exec(code, variables={"n": 41}, env={"FOO": "bar"}, files=files)
+        self.assertIsNone(result["error"], result)
+        self.assertEqual(result["stdout"], "True True ['-c'] bar from the request 42\n")
+        # Later runs fork on demand and behave the same.
+        second, _ = agent.exec("print(open('in.txt').read())")
+        self.assertEqual(second["stdout"], "from the request\n")
+
+    def test_the_waiting_child_runs_bash_too(self):
+        agent = self.fresh_agent()
+        result, _ = agent.exec("echo $((n * 2))", language="bash", variables={"n": 21})
+        self.assertEqual(result["stdout"], "42\n")
+
+    def test_a_persistent_run_lets_the_waiting_child_go(self):
+        agent = self.fresh_agent()
+        result, _ = agent.exec("x = 1\nprint('session')", persistent=True)
+        self.assertEqual(result["stdout"], "session\n")
+        oneshot, _ = agent.exec("print('fork')")
+        self.assertEqual(oneshot["stdout"], "fork\n")
+
+    def test_a_dead_waiting_child_is_replaced_by_a_fork(self):
+        agent = self.fresh_agent()
+        children = [int(p) for p in open("/proc/%d/task/%d/children"
+                                         % (agent.ready["pid"], agent.ready["pid"])).read().split()]
+        self.assertEqual(len(children), 1)
+        os.kill(children[0], signal.SIGKILL)
+        time.sleep(0.1)
+        result, _ = agent.exec("print('still fine')")
+        self.assertEqual(result["stdout"], "still fine\n")
+
+    def test_prefork_can_be_turned_off(self):
+        agent = self.fresh_agent(RUNBOX_PREFORK="0")
+        pid = agent.ready["pid"]
+        self.assertEqual(open("/proc/%d/task/%d/children" % (pid, pid)).read().split(), [])
+        result, _ = agent.exec("print(1)")
+        self.assertEqual(result["stdout"], "1\n")
 
 
 def free_port():
