@@ -37,6 +37,12 @@ pub struct Options {
     pub max_wait: &'static str,
     /// `limits.timeout`: the wall-clock limit of a run that names none.
     pub timeout: &'static str,
+    /// `sandbox.transport` for this server; `None`: RUNBOX_TEST_TRANSPORT (default stdio).
+    pub transport: Option<&'static str>,
+    /// How many ports of this server's slice `sandbox.port_range` spans (at most 40).
+    pub port_count: Option<u16>,
+    /// Extra environment of the server process (e.g. DOCKER_HOST).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -50,6 +56,9 @@ impl Default for Options {
             max_concurrent_runs: 8,
             max_wait: "20s",
             timeout: "20s",
+            transport: None,
+            port_count: None,
+            env: Vec::new(),
         }
     }
 }
@@ -64,6 +73,7 @@ pub struct Server {
     pub database_url: String,
     config_path: PathBuf,
     log_path: PathBuf,
+    env: Vec<(String, String)>,
     _tempdir: Option<tempfile::TempDir>,
     pg_schema: Option<String>,
 }
@@ -137,7 +147,10 @@ impl Server {
         let dir = tempdir.path().to_path_buf();
         let instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let (database_url, pg_schema) = database_for_test(&dir).await;
-        let (port_start, port_end) = next_port_range();
+        let (port_start, mut port_end) = next_port_range();
+        if let Some(count) = options.port_count {
+            port_end = port_end.min(port_start + count.max(1) - 1);
+        }
         let preload = serde_json::to_string(&options.preload).expect("json");
         let config = format!(
             r#"server:
@@ -170,7 +183,10 @@ admission:
 {extra}
 "#,
             dir = dir.display().to_string(),
-            transport = transport(),
+            transport = options
+                .transport
+                .map(str::to_string)
+                .unwrap_or_else(transport),
             pool = options.pool_size,
             sandbox_extra = indent(&options.sandbox_yaml),
             limits_extra = indent(&options.limits_yaml),
@@ -195,6 +211,7 @@ admission:
             database_url,
             config_path,
             log_path: dir.join("server.log"),
+            env: options.env.clone(),
             _tempdir: Some(tempdir),
             pg_schema,
         };
@@ -220,6 +237,7 @@ admission:
                 "--stop-on-stdin-eof",
             ])
             .env("RUST_LOG", "info,runbox_sandbox=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("RUNBOX_CONFIG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -375,6 +393,29 @@ admission:
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(60);
         format!("--- server log (tail) ---\n{}", lines[start..].join("\n"))
+    }
+
+    /// The whole server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// GET /health, parsed.
+    pub async fn health(&self) -> Value {
+        self.get("/health", None).await.1
+    }
+
+    /// Waits until /health says the pool holds `ready` sandboxes, for at most `within`;
+    /// returns the last /health body.
+    pub async fn wait_pool_ready(&self, ready: u64, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let health = self.health().await;
+            if health["pool"]["ready"].as_u64() == Some(ready) || Instant::now() >= deadline {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn data_dir(&self) -> &Path {

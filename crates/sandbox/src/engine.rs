@@ -23,6 +23,9 @@ use crate::spec::uses_http;
 use crate::sweep;
 use crate::SandboxError;
 
+/// How often a run is tried when its sandbox turns out to have died before it began.
+const DIED_BEFORE_USE_ATTEMPTS: usize = 3;
+
 /// What a run may carry besides the request.
 #[derive(Default)]
 pub struct RunOptions {
@@ -133,8 +136,27 @@ impl Sandboxes {
             .image
             .clone()
             .unwrap_or_else(|| self.inner.default_image.clone());
+        let mut attempt = 1;
+        loop {
+            match self.run_once(&image, request, &options).await {
+                // Nothing ran: another sandbox gets the request.
+                Err(SandboxError::DiedBeforeUse) if attempt < DIED_BEFORE_USE_ATTEMPTS => {
+                    tracing::warn!("a sandbox died before its run began; using another");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn run_once(
+        &self,
+        image: &str,
+        request: &ExecRequest,
+        options: &RunOptions,
+    ) -> Result<ExecOutcome, SandboxError> {
         let acquiring = Instant::now();
-        let mut sandbox = self.acquire(&image).await?;
+        let mut sandbox = self.acquire(image).await?;
         let _in_use = InUse::enter(&self.inner.in_use);
         let caps = self.inner.launcher.caps();
         let cancel = options.cancel.clone().unwrap_or_default();

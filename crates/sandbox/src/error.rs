@@ -28,6 +28,10 @@ pub enum SandboxError {
     PortTaken(u16),
     #[error("the sandbox agent exited during start-up: {0}")]
     AgentExited(String),
+    /// The sandbox's container had stopped before the code was sent: nothing ran, and
+    /// the run may go to another sandbox.
+    #[error("the sandbox died before it was used")]
+    DiedBeforeUse,
     #[error("the session has ended")]
     SessionEnded,
     #[error("runbox is shutting down")]
@@ -49,6 +53,7 @@ impl SandboxError {
                 | SandboxError::AgentStartup(_)
                 | SandboxError::PortsExhausted { .. }
                 | SandboxError::PortTaken(_)
+                | SandboxError::DiedBeforeUse
                 | SandboxError::ShuttingDown
         )
     }

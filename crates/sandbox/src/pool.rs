@@ -8,6 +8,11 @@
 //! by the engine's container churn rather than by imports nobody may need; once the
 //! pressure is gone, the sandboxes started without preload are replaced one at a time by
 //! preloaded ones.
+//!
+//! Refill timing: while ready sandboxes remain, the replacement of a taken one waits until
+//! the run that took it has ended (at most `DEFER_REFILL_MAX`), so that a request does not
+//! share the CPU with the start and preload of its own replacement. An empty pool refills
+//! at once.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +35,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const PRESSURE_WINDOW: Duration = Duration::from_secs(3);
 /// How often the refill looks for pooled sandboxes that died.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// The longest a refill waits for the runs of taken sandboxes to end.
+const DEFER_REFILL_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PoolStatus {
@@ -58,6 +65,19 @@ pub(crate) struct Pool {
     recovered: Notify,
     last_error: Mutex<Option<String>>,
     last_miss: Mutex<Option<Instant>>,
+    /// Sandboxes taken from this pool whose runs have not ended, and the latest take.
+    on_loan: AtomicUsize,
+    last_take: Mutex<Option<Instant>>,
+}
+
+/// Held by a sandbox taken from a pool until it is removed: tells the pool its run ended.
+pub(crate) struct Loan(Arc<Pool>);
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        self.0.on_loan.fetch_sub(1, Ordering::SeqCst);
+        self.0.wake.notify_one();
+    }
 }
 
 impl Pool {
@@ -80,12 +100,14 @@ impl Pool {
             recovered: Notify::new(),
             last_error: Mutex::new(None),
             last_miss: Mutex::new(None),
+            on_loan: AtomicUsize::new(0),
+            last_take: Mutex::new(None),
         })
     }
 
     /// A ready sandbox nobody has used, or `None` when the pool is empty (the caller
     /// then creates one itself rather than waiting for the refill).
-    pub async fn take(&self) -> Option<Sandbox> {
+    pub async fn take(self: &Arc<Self>) -> Option<Sandbox> {
         loop {
             let candidate = self.lock_ready().pop_front();
             self.wake.notify_one();
@@ -99,6 +121,9 @@ impl Pool {
                 && (sandbox.idle_since.elapsed() < PING_WHEN_IDLE_FOR
                     || sandbox.ping(PING_TIMEOUT).await);
             if alive {
+                self.on_loan.fetch_add(1, Ordering::SeqCst);
+                *lock(&self.last_take) = Some(Instant::now());
+                sandbox.loan = Some(Loan(self.clone()));
                 return Some(sandbox);
             }
             tracing::warn!(container = %sandbox.id(), "a pooled sandbox died or stopped answering; replacing it");
@@ -127,6 +152,21 @@ impl Pool {
             under_pressure: self.under_pressure(),
             last_error: lock(&self.last_error).clone(),
         }
+    }
+
+    /// How much longer the next launch waits for runs of taken sandboxes to end; `None`
+    /// when it goes now (the pool is empty or under pressure, or no run is going on).
+    fn refill_deferred_for(&self) -> Option<Duration> {
+        if self.lock_ready().is_empty()
+            || self.under_pressure()
+            || self.on_loan.load(Ordering::SeqCst) == 0
+        {
+            return None;
+        }
+        let since = lock(&self.last_take).map(|at| at.elapsed())?;
+        DEFER_REFILL_MAX
+            .checked_sub(since)
+            .filter(|left| !left.is_zero())
     }
 
     fn under_pressure(&self) -> bool {
@@ -159,8 +199,20 @@ impl Pool {
             let starting = self.starting.load(Ordering::SeqCst);
             let have = self.lock_ready().len() + starting;
             if have < self.target && starting < self.parallelism {
-                self.spawn_launch(&cancel, done_tx.clone());
-                continue;
+                match self.refill_deferred_for() {
+                    None => {
+                        self.spawn_launch(&cancel, done_tx.clone());
+                        continue;
+                    }
+                    Some(wait) => {
+                        tokio::select! {
+                            () = cancel.cancelled() => break,
+                            () = self.wake.notified() => {}
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                        continue;
+                    }
+                }
             }
             if have >= self.target && starting == 0 && self.upgrade_one() {
                 continue;

@@ -1,7 +1,7 @@
 //! One started container with a ready agent: how it is launched and how code runs in it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bollard::container::{CreateContainerOptions, WaitContainerOptions};
 use bollard::Docker;
@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::guard::ContainerGuard;
 use crate::labels::ContainerKind;
+use crate::pool::Loan;
 use crate::ports::PortLeases;
 use crate::protocol::{ExecMessage, OutputCaps};
 use crate::spec::{uses_http, SandboxSpec};
@@ -172,6 +173,7 @@ impl Launcher {
             docker: self.docker.clone(),
             idle_since: Instant::now(),
             preloaded: !preload.is_empty(),
+            loan: None,
             memory_limit: self.config.limits.memory.to_string(),
             lost: false,
         })
@@ -193,6 +195,8 @@ pub(crate) struct Sandbox {
     pub idle_since: Instant,
     /// Started with the modules its pool preloads (see pool.rs for when it is not).
     pub preloaded: bool,
+    /// Set while a sandbox taken from a pool is in use; dropped with the sandbox.
+    pub loan: Option<Loan>,
     memory_limit: String,
     /// Set once the agent went away during an exec.
     lost: bool,
@@ -222,6 +226,7 @@ impl Sandbox {
         events: Option<&mpsc::Sender<ExecEvent>>,
     ) -> Result<ExecOutcome, SandboxError> {
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let message = ExecMessage::new(request, caps, events.is_some(), persistent);
         let mut forwarder = EventForwarder::new(events, caps.output_bytes);
         let end = self.conn.exec(&message, &mut forwarder).await?;
@@ -236,8 +241,9 @@ impl Sandbox {
                     self.guard.id(),
                     &self.memory_limit,
                     diagnostics,
+                    started_at,
                 )
-                .await;
+                .await?;
                 outcome.execution_time = started.elapsed();
                 Ok(outcome)
             }
@@ -265,7 +271,8 @@ async fn lost_outcome(
     id: &str,
     memory_limit: &str,
     diagnostics: String,
-) -> ExecOutcome {
+    exec_started: SystemTime,
+) -> Result<ExecOutcome, SandboxError> {
     // The engine records the exit (and the OOM flag) a moment after the stream ends.
     let mut wait = docker.wait_container(id, None::<WaitContainerOptions<String>>);
     let _ = tokio::time::timeout(Duration::from_secs(2), wait.next()).await;
@@ -274,12 +281,21 @@ async fn lost_outcome(
         .await
         .ok()
         .and_then(|c| c.state);
+    let finished = state
+        .as_ref()
+        .and_then(|s| s.finished_at.as_deref())
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+        .map(SystemTime::from);
+    if finished.is_some_and(|at| at < exec_started) {
+        // It died while it waited in the pool: the code never reached it.
+        return Err(SandboxError::DiedBeforeUse);
+    }
     let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
     if oom {
-        return ExecOutcome::failed(
+        return Ok(ExecOutcome::failed(
             ErrorKind::Memory,
             format!("the sandbox ran out of memory (limit {memory_limit}) and was killed"),
-        );
+        ));
     }
     let mut message = "the sandbox's agent was killed before it could report a result".to_string();
     if let Some(code) = state.and_then(|s| s.exit_code) {
@@ -288,5 +304,5 @@ async fn lost_outcome(
     if !diagnostics.is_empty() {
         tracing::debug!(%diagnostics, "agent diagnostics of a lost sandbox");
     }
-    ExecOutcome::failed(ErrorKind::Killed, message)
+    Ok(ExecOutcome::failed(ErrorKind::Killed, message))
 }
