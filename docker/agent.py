@@ -23,7 +23,6 @@ import codecs
 import datetime
 import errno
 import gc
-import hmac
 import importlib
 import io
 import json
@@ -77,6 +76,7 @@ for _name in dir(signal):
 
 WORKDIR = "/workspace"
 AGENT_KEY = bytearray()   # the http key; zeroed in forked children
+compare_digest = None     # hmac.compare_digest, imported by serve_http
 DIAG_FD = 2               # the container's stderr, kept even while fd 2 is redirected
 AGENT_FDS = set()         # fds a forked child must close (protocol channel, sockets)
 READY = {}
@@ -1693,7 +1693,7 @@ def http_handle(conn):
             http_json(conn, 413, {"error": "body too large"}, False)
             return False
         key = headers.get("x-runbox-key", "").encode("latin-1")
-        authorized = bool(AGENT_KEY) and hmac.compare_digest(key, bytes(AGENT_KEY))
+        authorized = bool(AGENT_KEY) and compare_digest(key, bytes(AGENT_KEY))
         if authorized and length > len(conn.buf) and headers.get("expect", "").lower() == "100-continue":
             conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         if length and (authorized or length <= MAX_HEADER_BYTES):
@@ -1741,6 +1741,9 @@ def http_handle(conn):
 
 
 def serve_http(port):
+    # Imported here: hmac pulls in OpenSSL, milliseconds of every stdio sandbox's start.
+    global compare_digest
+    from hmac import compare_digest
     import socket
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

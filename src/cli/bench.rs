@@ -42,7 +42,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     concurrency: Vec<usize>,
     /// Levels at which every request first waits for a full pool (warm latency); the
-    /// others run back to back (sustained throughput, refill-bound). Empty: none.
+    /// others run back to back (sustained throughput, refill-bound). 0: none.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     warm_at: Vec<usize>,
     /// Requests of `print` at each level.
@@ -170,6 +170,25 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     {
         eprintln!("warning: the pool did not fill within 120 s");
     }
+    // The engine's churn is measured before and after the load, and runbox's figures are
+    // divided by the mean of the two: other work on the machine drifts during a run.
+    if !args.skip_baselines {
+        churn_phase(
+            &mut report,
+            &docker,
+            &config,
+            &image,
+            &bench_instance,
+            &args,
+            "before",
+        )
+        .await;
+        subject
+            .target
+            .pool
+            .wait_settled(Duration::from_secs(120))
+            .await;
+    }
     for &scenario in &args.scenarios {
         let requests = match scenario {
             Scenario::Print => args.print_requests,
@@ -212,24 +231,16 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     report.leaks.after_load = subject.target.pool.snapshot().await;
 
     if !args.skip_baselines {
-        for &concurrency in &args.concurrency {
-            let bar = bar(args.churn_requests, &format!("churn c={concurrency}"));
-            let figures = baselines::churn(
-                &docker,
-                &config,
-                &image,
-                &bench_instance,
-                concurrency,
-                args.churn_requests,
-                &bar,
-            )
-            .await;
-            finish(&bar, &figures);
-            report.churn.push(ChurnRun {
-                concurrency,
-                figures,
-            });
-        }
+        churn_phase(
+            &mut report,
+            &docker,
+            &config,
+            &image,
+            &bench_instance,
+            &args,
+            "after",
+        )
+        .await;
         if args.docker_run_requests > 0 {
             let bar = bar(args.docker_run_requests, "docker run --rm");
             let figures = baselines::docker_run(&image, args.docker_run_requests, &bar).await;
@@ -291,6 +302,40 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The bare container churn at every concurrency level.
+async fn churn_phase(
+    report: &mut Report,
+    docker: &Docker,
+    config: &Arc<Config>,
+    image: &str,
+    instance: &str,
+    args: &BenchArgs,
+    phase: &'static str,
+) {
+    for &concurrency in &args.concurrency {
+        let bar = bar(
+            args.churn_requests,
+            &format!("churn c={concurrency} ({phase})"),
+        );
+        let figures = baselines::churn(
+            docker,
+            config,
+            image,
+            instance,
+            concurrency,
+            args.churn_requests,
+            &bar,
+        )
+        .await;
+        finish(&bar, &figures);
+        report.churn.push(ChurnRun {
+            concurrency,
+            phase,
+            figures,
+        });
+    }
 }
 
 async fn start_subject(

@@ -115,7 +115,8 @@ impl SandboxSpec<'_> {
             cmd: Some(vec![
                 "python3".into(),
                 "-u".into(),
-                "/opt/runbox/agent.py".into(),
+                // Compiled at image build (see docker/Dockerfile).
+                "/opt/runbox/agent.pyc".into(),
             ]),
             user: Some(SANDBOX_USER.to_string()),
             working_dir: Some(WORKDIR.to_string()),

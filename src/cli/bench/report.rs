@@ -25,6 +25,8 @@ pub struct ScenarioRun {
 #[derive(Debug, Serialize)]
 pub struct ChurnRun {
     pub concurrency: usize,
+    /// `before` or `after` runbox's load.
+    pub phase: &'static str,
     #[serde(flatten)]
     pub figures: Figures,
 }
@@ -70,12 +72,12 @@ impl Report {
     /// Fills the ratios in, once every figure is there.
     pub fn compute_ratios(&mut self) {
         let docker_run_p50 = self.docker_run.as_ref().map(|f| f.p50_ms);
-        for run in &mut self.scenarios {
-            let churn = self
-                .churn
-                .iter()
-                .find(|c| c.concurrency == run.concurrency)
-                .and_then(|c| c.figures.requests_per_s);
+        let rates: Vec<Option<f64>> = self
+            .scenarios
+            .iter()
+            .map(|run| self.churn_rate(run.concurrency))
+            .collect();
+        for (run, churn) in self.scenarios.iter_mut().zip(rates) {
             run.ratio_to_churn = match (run.figures.requests_per_s, churn) {
                 (Some(rps), Some(base)) if base > 0.0 => Some(round(rps / base)),
                 _ => None,
@@ -87,6 +89,17 @@ impl Report {
                 _ => None,
             };
         }
+    }
+
+    /// The mean churn rate at `concurrency` over the phases measured.
+    pub fn churn_rate(&self, concurrency: usize) -> Option<f64> {
+        let rates: Vec<f64> = self
+            .churn
+            .iter()
+            .filter(|c| c.concurrency == concurrency)
+            .filter_map(|c| c.figures.requests_per_s)
+            .collect();
+        (!rates.is_empty()).then(|| round(rates.iter().sum::<f64>() / rates.len() as f64))
     }
 
     fn run(&self, scenario: Scenario, concurrency: usize) -> Option<&ScenarioRun> {
@@ -184,8 +197,18 @@ impl Report {
         for run in &self.churn {
             let f = &run.figures;
             out.push_str(&format!(
-                "| baseline: create+start+wait+remove | {} | sustained | {} | {} | {} | {} | {} | {} | 1 | — |\n",
-                run.concurrency, f.requests, f.errors, f.p50_ms, f.p95_ms, f.p99_ms, opt(f.requests_per_s)
+                "| baseline: create+start+wait+remove ({}) | {} | sustained | {} | {} | {} | {} | {} | {} | — | — |\n",
+                run.phase, run.concurrency, f.requests, f.errors, f.p50_ms, f.p95_ms, f.p99_ms, opt(f.requests_per_s)
+            ));
+        }
+        let mut levels: Vec<usize> = self.churn.iter().map(|c| c.concurrency).collect();
+        levels.dedup();
+        levels.sort_unstable();
+        levels.dedup();
+        for concurrency in levels {
+            out.push_str(&format!(
+                "| baseline: churn, mean of before and after | {concurrency} | sustained | — | — | — | — | — | {} | 1 | — |\n",
+                opt(self.churn_rate(concurrency))
             ));
         }
         if let Some(f) = &self.docker_run {
