@@ -49,13 +49,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100)]
     print_requests: usize,
     /// Requests of `plot` at each level.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 30)]
     plot_requests: usize,
     /// Requests of `sleep` at each level.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 24)]
     sleep_requests: usize,
     /// Bare containers at each level of the churn baseline.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 48)]
     churn_requests: usize,
     /// Runs of `docker run --rm`.
     #[arg(long, default_value_t = 10)]
