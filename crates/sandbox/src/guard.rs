@@ -31,13 +31,14 @@ impl ContainerGuard {
         &self.id
     }
 
-    /// Kills and removes the container and waits until the engine has done it.
+    /// Kills and removes the container and waits until the engine has done it. Stays
+    /// armed until then: a caller dropped mid-removal (a cancelled request) leaves the
+    /// removal to `Drop`, never to nobody.
     pub async fn remove(mut self) {
-        self.armed = false;
-        let lease = self.lease.take();
         remove_container(&self.docker, &self.id).await;
+        self.armed = false;
         // The port is free only once the container that published it is gone.
-        drop(lease);
+        drop(self.lease.take());
     }
 
     /// Removes the container in the background; shutdown waits for the tracker.
