@@ -2,7 +2,9 @@
 //! PostgreSQL when RUNBOX_TEST_POSTGRES_URL is set), a real HTTP client.
 
 mod harness;
+mod sse;
 
 mod auth;
 mod compat;
+mod execute;
 mod lifecycle;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::Admission;
 use crate::auth::{load_or_create_secret, Authenticator, SecretError};
 use crate::routes::router;
+use crate::sessions::Sessions;
 use crate::state::AppState;
 
 const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -76,7 +77,13 @@ impl Application {
             RETENTION_SWEEP_EVERY,
             background.clone(),
         );
+        let sessions = Sessions::start(
+            sandboxes.clone(),
+            config.sessions.clone(),
+            background.clone(),
+        );
         let state = AppState {
+            sessions,
             admission: Admission::new(
                 config.admission.max_concurrent_runs,
                 config.admission.max_wait.get(),
@@ -133,6 +140,7 @@ impl Application {
             }
         };
         state.admission.close();
+        state.sessions.close_all().await;
         background.cancel();
         state.sandboxes.shutdown().await;
         state.store.close().await;

@@ -27,6 +27,16 @@ impl AppState {
     /// `Err` is overload (504) or a failure of runbox's own machinery (5xx).
     pub async fn execute(&self, request: &ExecRequest, options: RunOptions) -> ApiResult<Executed> {
         let _admitted = self.admission.admit().await?;
+        self.run_admitted(request, options).await
+    }
+
+    /// [`AppState::execute`] for a caller that holds its admission already (a stream
+    /// admits before it answers, so that overload is still a 504 and not an event).
+    pub async fn run_admitted(
+        &self,
+        request: &ExecRequest,
+        options: RunOptions,
+    ) -> ApiResult<Executed> {
         let mut outcome = self.sandboxes.run(request, options).await?;
         let images = self.store_images(&mut outcome).await?;
         Ok(Executed { outcome, images })

@@ -8,6 +8,7 @@ pub mod error;
 pub mod execution;
 pub mod result;
 mod routes;
+pub mod sessions;
 pub mod state;
 
 pub use app::{instance_name, Application, StartupError};

@@ -8,6 +8,7 @@ use runbox_store::Store;
 
 use crate::admission::Admission;
 use crate::auth::Authenticator;
+use crate::sessions::Sessions;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,6 +17,7 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub admission: Admission,
+    pub sessions: Sessions,
     /// Base of the URLs of stored images, without a trailing slash.
     pub public_url: Arc<str>,
 }

@@ -31,6 +31,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         },
         "port_leases": engine.port_leases,
         "running": state.admission.running(),
+        "sessions": state.sessions.live(),
         "image": state.sandboxes.default_image(),
         "version": env!("CARGO_PKG_VERSION"),
     });

@@ -1,14 +1,20 @@
 //! The router: which path goes to which handler, and which need a bearer token.
 
+mod exec_body;
+mod execute;
+mod execute_function;
 mod health;
 mod image;
+mod json;
 mod runcode;
+mod sessions;
+mod stream;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -26,6 +32,16 @@ pub fn router(state: AppState) -> Router {
                 .post(runcode::post_runcode)
                 .fallback(runcode::method_not_allowed),
         )
+        .route("/execute", post(execute::post_execute))
+        .route(
+            "/sessions",
+            post(sessions::create_session).get(sessions::list_sessions),
+        )
+        .route(
+            "/sessions/{id}",
+            get(sessions::get_session).delete(sessions::delete_session),
+        )
+        .route("/sessions/{id}/execute", post(sessions::execute_in_session))
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             require_bearer,
