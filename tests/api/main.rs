@@ -8,3 +8,4 @@ mod auth;
 mod compat;
 mod execute;
 mod lifecycle;
+mod sessions;
