@@ -262,6 +262,8 @@ async fn sessions_end_when_idle_timed_out_or_killed() {
 async fn live_sessions_per_subject_are_capped() {
     let server = Server::start_with(Options {
         extra_yaml: "sessions:\n  max_per_subject: 2\n  idle_timeout: 5m".into(),
+        max_concurrent_runs: 1,
+        max_wait: "2s",
         ..Options::default()
     })
     .await;
@@ -271,7 +273,36 @@ async fn live_sessions_per_subject_are_capped() {
         info["idle_timeout"], 300.0,
         "capped by sessions.idle_timeout"
     );
-    open(&server, TOKEN, json!({})).await;
+    let second = open(&server, TOKEN, json!({})).await;
+
+    // Open sessions hold no admission slot: with room for one run, a run still starts.
+    let (status, result) = server
+        .post("/execute", Some(TOKEN), &json!({"code": "1"}))
+        .await;
+    assert_eq!((status, &result["value"]), (200, &json!(1)), "{result}");
+
+    // A client that leaves a session's stream does not cut its execution off: it
+    // finishes, and the session goes on.
+    let mut stream = open_stream(
+        &server,
+        &format!("/sessions/{second}/execute"),
+        TOKEN,
+        &json!({"code": "import time\nprint('begun')\ntime.sleep(1)\ny = 5"}),
+    )
+    .await;
+    assert_eq!(stream.next().await.expect("an event").name, "stdout");
+    drop(stream);
+    let mut seen = None;
+    for _ in 0..60 {
+        let (status, result) = exec(&server, &second, json!({"code": "y"})).await;
+        if status != 409 {
+            seen = Some((status, result));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, result) = seen.expect("the session is free again");
+    assert_eq!((status, &result["value"]), (200, &json!(5)), "{result}");
 
     let response = server
         .client
