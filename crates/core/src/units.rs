@@ -97,6 +97,16 @@ impl HumanDuration {
     }
 }
 
+/// A duration as people read it in a message: `30 s`, `1.5 s`.
+pub fn human_seconds(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds.fract() == 0.0 {
+        format!("{} s", seconds as u64)
+    } else {
+        format!("{seconds:.1} s")
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let lower = text.trim().to_ascii_lowercase();
     let digits_end = lower
@@ -164,6 +174,12 @@ impl Serialize for HumanDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_seconds() {
+        assert_eq!(human_seconds(Duration::from_secs(30)), "30 s");
+        assert_eq!(human_seconds(Duration::from_millis(1500)), "1.5 s");
+    }
 
     #[test]
     fn sizes_use_binary_multiples() {

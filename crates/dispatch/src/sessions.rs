@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use runbox_core::config::SessionsConfig;
+use runbox_core::units::human_seconds;
 use runbox_core::{ErrorKind, ExecEvent, ExecOutcome, ExecRequest, Language};
 use runbox_sandbox::{SandboxError, Sandboxes, SessionSandbox};
 use serde::Serialize;
@@ -314,13 +315,13 @@ impl Sessions {
                         session.clone(),
                         format!(
                             "it reached the maximum lifetime of {}",
-                            human(session.max_lifetime)
+                            human_seconds(session.max_lifetime)
                         ),
                     ));
                 } else if !status.busy && now >= status.last_used + session.idle_timeout {
                     ending.push((
                         session.clone(),
-                        format!("it was idle for {}", human(session.idle_timeout)),
+                        format!("it was idle for {}", human_seconds(session.idle_timeout)),
                     ));
                 }
                 true
@@ -488,7 +489,7 @@ impl ExecLease {
                     let reason = match outcome.error.as_ref().map(|e| e.kind) {
                         Some(ErrorKind::Timeout) => format!(
                             "an execution exceeded its time limit of {}",
-                            human(request.timeout)
+                            human_seconds(request.timeout)
                         ),
                         Some(ErrorKind::Memory) => "the sandbox ran out of memory".to_string(),
                         _ => "the interpreter was killed".to_string(),
@@ -523,14 +524,5 @@ impl ExecLease {
 impl Drop for ExecLease {
     fn drop(&mut self) {
         self.session.status().busy = false;
-    }
-}
-
-fn human(duration: Duration) -> String {
-    let seconds = duration.as_secs_f64();
-    if seconds.fract() == 0.0 {
-        format!("{} s", seconds as u64)
-    } else {
-        format!("{seconds:.1} s")
     }
 }

@@ -4,10 +4,11 @@
 
 use std::time::Instant;
 
+use runbox_core::units::human_seconds;
 use runbox_core::{ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::mpsc;
 
-use crate::engine::{human_seconds, InUse};
+use crate::engine::InUse;
 use crate::protocol::OutputCaps;
 use crate::sandbox::Sandbox;
 use crate::SandboxError;
