@@ -319,6 +319,24 @@ admission:
         }
     }
 
+    /// Waits until `/health` reports at least `wanted` warm containers ready, for at
+    /// most `within`.
+    pub async fn wait_pool_ready(&self, wanted: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, health) = self.get("/health", None).await;
+            let ready = health["pool"]["ready"].as_u64().unwrap_or(0);
+            if ready >= wanted {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pool has {ready} of {wanted} ready after {within:?}: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: nothing of runbox's shutdown runs.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
