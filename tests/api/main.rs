@@ -8,4 +8,5 @@ mod auth;
 mod compat;
 mod execute;
 mod lifecycle;
+mod playground;
 mod sessions;

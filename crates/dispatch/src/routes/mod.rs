@@ -6,6 +6,7 @@ mod execute_function;
 mod health;
 mod image;
 mod json;
+mod playground;
 mod runcode;
 mod sessions;
 mod stream;
@@ -57,7 +58,9 @@ pub fn router(state: AppState) -> Router {
         images
     };
 
-    let public = Router::new().route("/health", get(health::health));
+    let public = Router::new()
+        .route("/health", get(health::health))
+        .route("/", get(playground::playground));
 
     Router::new()
         .merge(protected)
