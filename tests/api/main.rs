@@ -8,5 +8,6 @@ mod auth;
 mod compat;
 mod execute;
 mod lifecycle;
+mod ops;
 mod playground;
 mod sessions;

@@ -93,6 +93,7 @@ impl Application {
             store,
             auth,
             public_url: public_url.into(),
+            metrics: crate::metrics::install(),
         };
         Ok(Application {
             listener,

@@ -20,6 +20,7 @@ pub struct AppState {
     pub sessions: Sessions,
     /// Base of the URLs of stored images, without a trailing slash.
     pub public_url: Arc<str>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Authenticator> {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::docker::{docker_status, DockerStatus};
+use crate::guard::LiveContainers;
 use crate::labels::ContainerKind;
 use crate::pool::{Pool, PoolStatus};
 use crate::ports::PortLeases;
@@ -40,6 +41,8 @@ pub struct EngineStatus {
     /// Sandboxes running code right now (one-shot runs and open sessions).
     pub in_use: usize,
     pub port_leases: usize,
+    /// Containers runbox owns right now (pooled, running, being removed).
+    pub live_containers: usize,
 }
 
 #[derive(Clone)]
@@ -78,6 +81,7 @@ impl Sandboxes {
             tracker: tracker.clone(),
             http_client,
             config: config.clone(),
+            live: LiveContainers::default(),
         });
         let cancel = CancellationToken::new();
         let mut pools = HashMap::new();
@@ -188,15 +192,25 @@ impl Sandboxes {
         if self.inner.cancel.is_cancelled() {
             return Err(SandboxError::ShuttingDown);
         }
+        let started = Instant::now();
         if let Some(pool) = self.inner.pools.get(image) {
             if let Some(sandbox) = pool.take().await {
+                metrics::histogram!("runbox_sandbox_acquire_seconds", "source" => "pool")
+                    .record(started.elapsed().as_secs_f64());
                 return Ok(sandbox);
             }
         }
-        self.inner
+        let launched = self
+            .inner
             .launcher
             .launch(image, ContainerKind::OnDemand, &[])
-            .await
+            .await;
+        match &launched {
+            Ok(_) => metrics::histogram!("runbox_sandbox_acquire_seconds", "source" => "cold")
+                .record(started.elapsed().as_secs_f64()),
+            Err(_) => metrics::counter!("runbox_sandbox_launch_failures_total").increment(1),
+        }
+        launched
     }
 
     pub fn status(&self) -> EngineStatus {
@@ -206,6 +220,7 @@ impl Sandboxes {
             pools,
             in_use: self.inner.in_use.load(Ordering::SeqCst),
             port_leases: self.inner.launcher.ports.in_use(),
+            live_containers: self.inner.launcher.live.count(),
         }
     }
 

@@ -2,27 +2,62 @@
 //! is explicit on the normal paths; `Drop` is the backstop for every other path (an
 //! error, a panic, a request whose client went away), so no path leaks a container.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use bollard::container::RemoveContainerOptions;
 use bollard::Docker;
 use tokio_util::task::TaskTracker;
 
 use crate::ports::PortLease;
 
+/// How many containers runbox owns right now: created and not yet removed.
+#[derive(Clone, Debug, Default)]
+pub struct LiveContainers(Arc<AtomicUsize>);
+
+impl LiveContainers {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> LiveToken {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        LiveToken(self.0.clone())
+    }
+}
+
+/// One container counted live; dropped once the container is gone.
+struct LiveToken(Arc<AtomicUsize>);
+
+impl Drop for LiveToken {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 pub struct ContainerGuard {
     docker: Docker,
     id: String,
     tracker: TaskTracker,
     lease: Option<PortLease>,
+    live: Option<LiveToken>,
     armed: bool,
 }
 
 impl ContainerGuard {
-    pub fn new(docker: Docker, id: String, tracker: TaskTracker, lease: Option<PortLease>) -> Self {
+    pub fn new(
+        docker: Docker,
+        id: String,
+        tracker: TaskTracker,
+        lease: Option<PortLease>,
+        live: &LiveContainers,
+    ) -> Self {
         ContainerGuard {
             docker,
             id,
             tracker,
             lease,
+            live: Some(live.enter()),
             armed: true,
         }
     }
@@ -39,6 +74,7 @@ impl ContainerGuard {
         self.armed = false;
         // The port is free only once the container that published it is gone.
         drop(self.lease.take());
+        drop(self.live.take());
     }
 
     /// Removes the container in the background; shutdown waits for the tracker.
@@ -47,9 +83,11 @@ impl ContainerGuard {
         let docker = self.docker.clone();
         let id = std::mem::take(&mut self.id);
         let lease = self.lease.take();
+        let live = self.live.take();
         self.tracker.spawn(async move {
             remove_container(&docker, &id).await;
             drop(lease);
+            drop(live);
         });
     }
 }
@@ -62,11 +100,13 @@ impl Drop for ContainerGuard {
         let docker = self.docker.clone();
         let id = std::mem::take(&mut self.id);
         let lease = self.lease.take();
+        let live = self.live.take();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let task = async move {
                     remove_container(&docker, &id).await;
                     drop(lease);
+                    drop(live);
                 };
                 // Tracked, so that shutdown waits for this removal too.
                 handle.spawn(self.tracker.track_future(task));

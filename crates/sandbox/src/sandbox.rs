@@ -11,7 +11,7 @@ use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::guard::ContainerGuard;
+use crate::guard::{ContainerGuard, LiveContainers};
 use crate::labels::ContainerKind;
 use crate::ports::PortLeases;
 use crate::protocol::{ExecMessage, OutputCaps};
@@ -30,6 +30,7 @@ pub(crate) struct Launcher {
     pub ports: PortLeases,
     pub tracker: TaskTracker,
     pub http_client: reqwest::Client,
+    pub live: LiveContainers,
 }
 
 impl Launcher {
@@ -111,8 +112,13 @@ impl Launcher {
                     source,
                 },
             })?;
-        let guard =
-            ContainerGuard::new(self.docker.clone(), created.id, self.tracker.clone(), lease);
+        let guard = ContainerGuard::new(
+            self.docker.clone(),
+            created.id,
+            self.tracker.clone(),
+            lease,
+            &self.live,
+        );
         let max_frame = self.caps().max_frame();
         let mut conn = match host_port {
             Some(port) => Connection::Http(HttpConnection::new(

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Principal;
 use crate::error::ApiResult;
+use crate::metrics::Surface;
 use crate::result::ResultObject;
 use crate::routes::exec_body::ExecBody;
 use crate::routes::execute_function::call_stored_function;
@@ -53,7 +54,9 @@ pub async fn post_execute(
     if stream {
         return stream_run(state, principal, request).await;
     }
-    let executed = state.execute(&request, RunOptions::default()).await?;
+    let executed = state
+        .execute(Surface::Execute, &request, RunOptions::default())
+        .await?;
     let result = ResultObject::from_executed(executed);
     log_result(&principal, &request, &result, None);
     Ok(Json(result).into_response())
@@ -74,7 +77,9 @@ async fn stream_run(
                 events: Some(events),
                 ..RunOptions::default()
             };
-            let executed = state.run_admitted(&request, options).await?;
+            let executed = state
+                .run_admitted(Surface::Execute, &request, options)
+                .await?;
             let result = ResultObject::from_executed(executed);
             log_result(&principal, &request, &result, None);
             Ok(result)

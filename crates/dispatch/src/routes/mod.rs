@@ -13,11 +13,14 @@ mod stream;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
 
 use crate::auth::require_bearer;
 use crate::error::ApiError;
@@ -43,6 +46,7 @@ pub fn router(state: AppState) -> Router {
             get(sessions::get_session).delete(sessions::delete_session),
         )
         .route("/sessions/{id}/execute", post(sessions::execute_in_session))
+        .route("/metrics", get(crate::metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             require_bearer,
@@ -67,8 +71,54 @@ pub fn router(state: AppState) -> Router {
         .merge(images)
         .merge(public)
         .fallback(not_found)
+        .layer(middleware::from_fn(crate::metrics::track_http))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(request_tracing())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+}
+
+type RequestTracing = TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&axum::http::Request<axum::body::Body>) -> tracing::Span,
+    (),
+    DefaultOnResponse,
+    (),
+    (),
+    (),
+>;
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// One span per request, carrying its id into everything done for it (sandbox runs
+/// included), and one line when it is answered. Only the path is logged: a query string
+/// can hold code (GET /runcode) and headers hold tokens.
+fn request_tracing() -> RequestTracing {
+    fn span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+        let id = request
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!(
+            "request",
+            id = %id,
+            method = %request.method(),
+            path = %request.uri().path(),
+        )
+    }
+    TraceLayer::new_for_http()
+        .make_span_with(span as fn(&axum::http::Request<axum::body::Body>) -> tracing::Span)
+        .on_request(())
+        .on_response(
+            DefaultOnResponse::new()
+                .level(tracing::Level::INFO)
+                .latency_unit(LatencyUnit::Millis),
+        )
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
 }
 
 async fn not_found() -> (StatusCode, Json<serde_json::Value>) {

@@ -139,6 +139,11 @@ pub(crate) async fn run_in_session(
     let work = move |events: Option<mpsc::Sender<ExecEvent>>| async move {
         let _admitted = admitted;
         let mut outcome = lease.exec(&request, events.as_ref()).await;
+        crate::metrics::record_execution(
+            crate::metrics::Surface::Session,
+            request.language,
+            &outcome,
+        );
         let images = state.store_images(&mut outcome).await?;
         let result = ResultObject::from_executed(Executed { outcome, images });
         log_result(&principal, &request, &result, Some(&session_id));
