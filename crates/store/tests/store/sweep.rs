@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use runbox_store::spawn_retention_sweep;
+use runbox_store::{spawn_retention_sweep, Retention};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{unique, TestDb};
@@ -37,7 +37,10 @@ async fn sweep_deletes_old_data_and_stops_on_cancel(db: &TestDb) {
     // A zero period must not panic (tokio's interval would); the first sweep is immediate.
     let handle = spawn_retention_sweep(
         store.clone(),
-        Duration::from_secs(3600),
+        Retention {
+            images: Duration::from_secs(3600),
+            tasks: Duration::from_secs(3600),
+        },
         Duration::ZERO,
         cancel.clone(),
     );
