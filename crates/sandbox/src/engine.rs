@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::docker::{docker_status, DockerStatus};
+use crate::environment::{self, BuildFailure, BuildReport, DependencySet, EnvironmentPlan};
 use crate::labels::ContainerKind;
 use crate::pool::{Pool, PoolStatus};
 use crate::ports::PortLeases;
@@ -168,6 +169,40 @@ impl Sandboxes {
                 Ok(outcome)
             }
         }
+    }
+
+    /// Builds the dependency environment `plan` on top of the default sandbox image (see
+    /// `environment.rs`). Callers make sure that one set is built once at a time.
+    pub async fn build_environment(
+        &self,
+        deps: &DependencySet,
+        plan: &EnvironmentPlan,
+        timeout: Duration,
+    ) -> Result<BuildReport, BuildFailure> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(BuildFailure {
+                message: SandboxError::ShuttingDown.to_string(),
+                log: String::new(),
+            });
+        }
+        environment::build(
+            &self.inner.launcher,
+            &self.inner.default_image,
+            deps,
+            plan,
+            timeout,
+        )
+        .await
+    }
+
+    /// The environment a dependency set needs on top of the default sandbox image.
+    pub fn plan_environment(&self, deps: &DependencySet) -> EnvironmentPlan {
+        environment::plan_environment(&self.inner.launcher.config, &self.inner.default_image, deps)
+    }
+
+    /// Whether an image is present on the engine.
+    pub async fn image_exists(&self, image: &str) -> Result<bool, SandboxError> {
+        crate::image::image_exists(&self.inner.launcher.docker, image).await
     }
 
     /// A dedicated sandbox for a stateful session.

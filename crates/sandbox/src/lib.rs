@@ -4,6 +4,7 @@
 
 mod docker;
 mod engine;
+pub mod environment;
 mod error;
 mod frame;
 mod guard;
@@ -21,6 +22,9 @@ mod transport;
 pub use bollard::Docker;
 pub use docker::{connect_docker, docker_status, DockerStatus};
 pub use engine::{EngineStatus, RunOptions, Sandboxes};
+pub use environment::{
+    plan_environment, BuildFailure, BuildReport, DependencySet, EnvironmentPlan, InvalidRequirement,
+};
 pub use error::SandboxError;
 pub use pool::PoolStatus;
 pub use session::SessionSandbox;
