@@ -3,17 +3,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use runbox_core::Config;
 use runbox_sandbox::{SandboxError, Sandboxes};
-use runbox_store::{spawn_retention_sweep, Store, StoreError};
+use runbox_store::{spawn_retention_sweep, Retention, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
 use crate::auth::{load_or_create_secret, Authenticator, SecretError};
+use crate::functions::{recover_interrupted, Functions};
 use crate::routes::router;
 use crate::state::AppState;
 
@@ -67,12 +68,16 @@ impl Application {
         let secret = load_or_create_secret(&config.auth.jwt_secret, &config.data_dir)?;
         let auth = Arc::new(Authenticator::new(&config.auth, &secret, store.clone()));
         let instance = instance_name(&config);
+        recover_interrupted(&store, &instance).await?;
         let sandboxes = Sandboxes::start(config.clone(), docker, image, instance).await?;
         let public_url = public_url(&config, local);
         let background = CancellationToken::new();
         spawn_retention_sweep(
             store.clone(),
-            config.images.retention.get(),
+            Retention {
+                images: config.images.retention.get(),
+                tasks: config.tasks.retention.get(),
+            },
             RETENTION_SWEEP_EVERY,
             background.clone(),
         );
@@ -86,6 +91,7 @@ impl Application {
             store,
             auth,
             public_url: public_url.into(),
+            functions: Functions::new(),
         };
         Ok(Application {
             listener,
@@ -114,6 +120,15 @@ impl Application {
             background,
         } = self;
         let grace = state.config.server.shutdown_grace.get();
+        let stopped_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+        tokio::spawn({
+            let stop = stop.clone();
+            let stopped_at = stopped_at.clone();
+            async move {
+                stop.cancelled().await;
+                let _ = stopped_at.set(Instant::now());
+            }
+        });
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let serve =
             axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());
@@ -132,6 +147,12 @@ impl Application {
                 Ok(())
             }
         };
+        // Async tasks get what is left of the grace period, then are killed (they end
+        // FAILED, reason `interrupted`).
+        let left = stopped_at
+            .get()
+            .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
+        state.functions.shutdown(left).await;
         state.admission.close();
         background.cancel();
         state.sandboxes.shutdown().await;

@@ -25,6 +25,10 @@ pub enum ApiError {
     InsufficientScope(&'static str),
     #[error("{0}")]
     NotFound(String),
+    /// 409: the request contradicts what exists (a function name that is taken, a task
+    /// that has already finished).
+    #[error("{0}")]
+    Conflict(String),
     #[error("Request body too large")]
     PayloadTooLarge,
     #[error("{message}")]
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::MissingAuth | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

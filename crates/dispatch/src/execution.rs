@@ -27,6 +27,15 @@ impl AppState {
     /// `Err` is overload (504) or a failure of runbox's own machinery (5xx).
     pub async fn execute(&self, request: &ExecRequest, options: RunOptions) -> ApiResult<Executed> {
         let _admitted = self.admission.admit().await?;
+        self.run_and_store(request, options).await
+    }
+
+    /// A run and its images, for callers that hold an admission slot already.
+    pub async fn run_and_store(
+        &self,
+        request: &ExecRequest,
+        options: RunOptions,
+    ) -> ApiResult<Executed> {
         let mut outcome = self.sandboxes.run(request, options).await?;
         let images = self.store_images(&mut outcome).await?;
         Ok(Executed { outcome, images })

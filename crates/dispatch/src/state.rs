@@ -8,6 +8,7 @@ use runbox_store::Store;
 
 use crate::admission::Admission;
 use crate::auth::Authenticator;
+use crate::functions::Functions;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,6 +19,8 @@ pub struct AppState {
     pub admission: Admission,
     /// Base of the URLs of stored images, without a trailing slash.
     pub public_url: Arc<str>,
+    /// Running calls of stored functions, environment builds, async tasks.
+    pub functions: Functions,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Authenticator> {

@@ -512,10 +512,10 @@ fn tail_bytes(text: &str, max: usize) -> String {
 
 /// pip's own summary of what went wrong: its last `ERROR:` line, else the last line.
 fn last_error_line(log: &str) -> String {
-    let lines = log.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut lines = log.lines().map(str::trim).filter(|l| !l.is_empty());
     let last_error = lines.clone().rev().find(|l| l.starts_with("ERROR:"));
     last_error
-        .or_else(|| lines.last())
+        .or_else(|| lines.next_back())
         .unwrap_or("no output")
         .to_string()
 }

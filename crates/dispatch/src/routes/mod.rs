@@ -1,14 +1,16 @@
 //! The router: which path goes to which handler, and which need a bearer token.
 
+mod functions;
 mod health;
 mod image;
 mod runcode;
+mod tasks;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -26,6 +28,23 @@ pub fn router(state: AppState) -> Router {
                 .post(runcode::post_runcode)
                 .fallback(runcode::method_not_allowed),
         )
+        .route("/functions", get(functions::list).post(functions::create))
+        .route("/submit", post(functions::create))
+        .route(
+            "/functions/{name}",
+            get(functions::get)
+                .put(functions::put)
+                .delete(functions::delete),
+        )
+        .route(
+            "/functions/{name}/versions/{version}",
+            get(functions::get_version),
+        )
+        .route("/functions/{name}/call", post(functions::call))
+        .route("/functions/{name}/terminate", post(functions::terminate))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
+        .route("/tasks/{id}/result", get(tasks::result))
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             require_bearer,
