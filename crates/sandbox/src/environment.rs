@@ -228,9 +228,12 @@ pub fn plan_environment(
     }
 }
 
-/// A finished build: pip's output (tail) and how long it took.
+/// A finished build: the image to run, pip's output (tail) and how long it took.
 #[derive(Clone, Debug)]
 pub struct BuildReport {
+    /// The environment image; the sandbox image itself when pip found every requirement
+    /// already satisfied (then calls also get its warm pool).
+    pub image: String,
     pub log: String,
     pub duration: Duration,
 }
@@ -326,6 +329,15 @@ pub(crate) async fn build(
         });
     }
 
+    if !installed_anything(&log) {
+        guard.remove().await;
+        return Ok(BuildReport {
+            image: base_image.to_string(),
+            log,
+            duration: started.elapsed(),
+        });
+    }
+
     // What the container changed, under the sandbox image's own user, command,
     // environment and labels (commit would otherwise keep the build's).
     let mut image_labels = base.labels.clone().unwrap_or_default();
@@ -352,6 +364,13 @@ pub(crate) async fn build(
         .image
         .split_once(':')
         .unwrap_or((ENV_REPOSITORY, plan.hash.as_str()));
+    // A rebuild (after a lost record, or a failed image check) retags; the image it
+    // replaces would be left dangling.
+    let replaced = docker
+        .inspect_image(&plan.image)
+        .await
+        .ok()
+        .and_then(|i| i.id);
     let committed = docker
         .commit_container(
             CommitContainerOptions {
@@ -367,14 +386,78 @@ pub(crate) async fn build(
         )
         .await;
     guard.remove().await;
-    committed.map_err(|e| BuildFailure {
+    let committed = committed.map_err(|e| BuildFailure {
         log: log.clone(),
         ..BuildFailure::engine("committing the environment image", e)
     })?;
+    if let Some(old) = replaced.filter(|old| Some(old) != committed.id.as_ref()) {
+        // In use by a running sandbox: it stays dangling until `docker image prune`.
+        let _ = docker.remove_image(&old, None, None).await;
+    }
     Ok(BuildReport {
+        image: plan.image.clone(),
         log,
         duration: started.elapsed(),
     })
+}
+
+/// What `runbox image prune` did.
+#[derive(Clone, Debug, Default)]
+pub struct PruneReport {
+    /// Environment images removed (or, in a dry run, that would be).
+    pub removed: Vec<String>,
+    /// Environment images kept because a function needs them.
+    pub kept: Vec<String>,
+    /// Images that could not be removed, with the engine's reason (in use, …).
+    pub failed: Vec<(String, String)>,
+}
+
+/// Removes every environment image (label `runbox.env`) whose hash is not in `keep`.
+pub async fn prune_environments(
+    docker: &bollard::Docker,
+    keep: &std::collections::HashSet<String>,
+    dry_run: bool,
+) -> Result<PruneReport, crate::SandboxError> {
+    let options = bollard::image::ListImagesOptions::<String> {
+        all: false,
+        filters: HashMap::from([("label".to_string(), vec![ENV_LABEL.to_string()])]),
+        ..Default::default()
+    };
+    let images = docker
+        .list_images(Some(options))
+        .await
+        .map_err(crate::SandboxError::docker("listing environment images"))?;
+    let mut report = PruneReport::default();
+    for image in images {
+        let hash = image.labels.get(ENV_LABEL).cloned().unwrap_or_default();
+        let name = image
+            .repo_tags
+            .iter()
+            .find(|t| t.starts_with(ENV_REPOSITORY))
+            .cloned()
+            .unwrap_or_else(|| image.id.clone());
+        if keep.contains(&hash) {
+            report.kept.push(name);
+            continue;
+        }
+        if dry_run {
+            report.removed.push(name);
+            continue;
+        }
+        match docker.remove_image(&image.id, None, None).await {
+            Ok(_) => report.removed.push(name),
+            Err(err) => report.failed.push((name, err.to_string())),
+        }
+    }
+    Ok(report)
+}
+
+/// pip reports every install (and upgrade) with this line; without it the sandbox image
+/// already satisfies the set, and committing an identical image is not worth its
+/// seconds.
+fn installed_anything(log: &str) -> bool {
+    log.lines()
+        .any(|line| line.trim_start().starts_with("Successfully installed"))
 }
 
 fn build_container_config(
@@ -608,6 +691,16 @@ mod tests {
             labels.get(labels::INSTANCE).map(String::as_str),
             Some("inst")
         );
+    }
+
+    #[test]
+    fn an_already_satisfied_set_installs_nothing() {
+        assert!(!installed_anything(
+            "Requirement already satisfied: numpy in /usr/lib/python3/dist-packages (1.24.2)\n"
+        ));
+        assert!(installed_anything(
+            "Collecting tabulate==0.9.0\nInstalling collected packages: tabulate\nSuccessfully installed tabulate-0.9.0\n"
+        ));
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub use bollard::Docker;
 pub use docker::{connect_docker, docker_status, DockerStatus};
 pub use engine::{EngineStatus, RunOptions, Sandboxes};
 pub use environment::{
-    plan_environment, BuildFailure, BuildReport, DependencySet, EnvironmentPlan, InvalidRequirement,
+    plan_environment, prune_environments, BuildFailure, BuildReport, DependencySet,
+    EnvironmentPlan, InvalidRequirement, PruneReport,
 };
 pub use error::SandboxError;
 pub use pool::PoolStatus;

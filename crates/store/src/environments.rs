@@ -37,6 +37,8 @@ impl EnvironmentStatus {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EnvironmentRecord {
     pub hash: String,
+    /// The image calls run in: the environment image, or the sandbox image when it
+    /// already had every requirement.
     pub image: String,
     pub dependencies: Vec<String>,
     pub status: EnvironmentStatus,
@@ -86,11 +88,13 @@ impl Store {
         .map_err(StoreError::db("recording an environment build"))
     }
 
-    /// Records how a build ended: `ready` or `failed`, with pip's log.
+    /// Records how a build ended: `ready` (running in `image`) or `failed`, with pip's
+    /// log.
     pub async fn environment_finished(
         &self,
         hash: &str,
         status: EnvironmentStatus,
+        image: &str,
         log: &str,
         build_ms: i64,
     ) -> Result<(), StoreError> {
@@ -100,13 +104,14 @@ impl Store {
             ));
         }
         const SQL: &str = "UPDATE environments SET status = $2, log = $3, build_ms = $4, \
-                           updated_at = $5 WHERE hash = $1";
+                           updated_at = $5, image = $6 WHERE hash = $1";
         with_pool!(self, pool => sqlx::query(SQL)
             .bind(hash)
             .bind(status.as_str())
             .bind(log)
             .bind(build_ms)
             .bind(now())
+            .bind(image)
             .execute(pool)
             .await
             .map(|_| ()))

@@ -86,10 +86,12 @@ impl Environments {
         }
         match state.store.environment(&plan.hash).await? {
             Some(record) if record.status == EnvironmentStatus::Ready => {
-                if state.sandboxes.image_exists(&plan.image).await? {
-                    return Ok(Environment::Ready { image: plan.image });
+                if state.sandboxes.image_exists(&record.image).await? {
+                    return Ok(Environment::Ready {
+                        image: record.image,
+                    });
                 }
-                tracing::info!(image = %plan.image, "environment image is gone; rebuilding it");
+                tracing::info!(image = %record.image, "environment image is gone; rebuilding it");
             }
             Some(record) if record.status == EnvironmentStatus::Failed && need == Need::Call => {
                 let age = chrono::Utc::now().signed_duration_since(record.updated_at);
@@ -119,7 +121,7 @@ impl Environments {
         let building = self.running(&plan.hash).is_some();
         let view = |status: &'static str, record: Option<&EnvironmentRecord>| EnvironmentView {
             status,
-            image: plan.image.clone(),
+            image: record.map_or_else(|| plan.image.clone(), |r| r.image.clone()),
             hash: Some(plan.hash.clone()),
             log: record.map(|r| r.log.clone()).unwrap_or_default(),
             build_seconds: record.and_then(|r| r.build_ms).map(|ms| ms as f64 / 1000.0),
@@ -131,7 +133,7 @@ impl Environments {
             Some(r) if r.status == EnvironmentStatus::Failed => Ok(view("failed", Some(r))),
             Some(r)
                 if r.status == EnvironmentStatus::Ready
-                    && state.sandboxes.image_exists(&plan.image).await? =>
+                    && state.sandboxes.image_exists(&r.image).await? =>
             {
                 Ok(view("ready", Some(r)))
             }
@@ -200,20 +202,23 @@ async fn build(state: &AppState, deps: &DependencySet, plan: &EnvironmentPlan) -
     tracing::info!(image = %plan.image, requirements = ?requirements, "building a dependency environment");
     let timeout = state.config.functions.build_timeout.get();
     let built = state.sandboxes.build_environment(deps, plan, timeout).await;
-    let (status, log, elapsed_ms, outcome) = match built {
+    let (status, image, log, elapsed_ms, outcome) = match built {
         Ok(report) => {
             tracing::info!(
-                image = %plan.image,
+                image = %report.image,
                 seconds = report.duration.as_secs_f64(),
                 "dependency environment ready"
             );
             let ms = report.duration.as_millis() as i64;
-            let image = plan.image.clone();
+            let outcome = Environment::Ready {
+                image: report.image.clone(),
+            };
             (
                 EnvironmentStatus::Ready,
+                report.image,
                 report.log,
                 ms,
-                Environment::Ready { image },
+                outcome,
             )
         }
         Err(failure) => {
@@ -222,9 +227,11 @@ async fn build(state: &AppState, deps: &DependencySet, plan: &EnvironmentPlan) -
                 message: failure.message.clone(),
                 log: failure.log.clone(),
             };
+            let log = failure_log(&failure.message, &failure.log);
             (
                 EnvironmentStatus::Failed,
-                failure_log(&failure.message, &failure.log),
+                plan.image.clone(),
+                log,
                 0,
                 outcome,
             )
@@ -232,7 +239,7 @@ async fn build(state: &AppState, deps: &DependencySet, plan: &EnvironmentPlan) -
     };
     if let Err(err) = state
         .store
-        .environment_finished(&plan.hash, status, &log, elapsed_ms)
+        .environment_finished(&plan.hash, status, &image, &log, elapsed_ms)
         .await
     {
         tracing::warn!(error = %err, "cannot record the end of an environment build");

@@ -51,12 +51,14 @@ async fn a_build_goes_from_building_to_ready_or_failed(db: &TestDb) {
         )
         .await
         .unwrap();
+    let ready = store.environment(&hash).await.unwrap().unwrap();
+    assert_eq!(ready.status, EnvironmentStatus::Ready);
     assert_eq!(
-        store.environment(&hash).await.unwrap().unwrap().status,
-        EnvironmentStatus::Ready
+        ready.image, "runbox-sandbox:1",
+        "nothing to install: the sandbox image"
     );
     assert!(store
-        .environment_finished(&hash, EnvironmentStatus::Building, "", 0)
+        .environment_finished(&hash, EnvironmentStatus::Building, "i", "", 0)
         .await
         .is_err());
     assert!(store
