@@ -5,4 +5,6 @@ mod harness;
 
 mod auth;
 mod compat;
+mod functions;
 mod lifecycle;
+mod tasks;

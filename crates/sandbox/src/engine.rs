@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub events: Option<mpsc::Sender<ExecEvent>>,
     /// Fires to stop the run early (a cancelled task): the container is killed.
     pub cancel: Option<CancellationToken>,
+    /// Told once the run has its sandbox and the code starts (a task turns RUNNING).
+    pub started: Option<oneshot::Sender<()>>,
 }
 
 /// Figures for /health, /metrics and `runbox doctor`.
@@ -131,6 +133,9 @@ impl Sandboxes {
             .unwrap_or_else(|| self.inner.default_image.clone());
         let mut sandbox = self.acquire(&image).await?;
         let _in_use = InUse::enter(&self.inner.in_use);
+        if let Some(started) = options.started {
+            let _ = started.send(());
+        }
         let caps = self.inner.launcher.caps();
         let cancel = options.cancel.clone().unwrap_or_default();
         let started = Instant::now();

@@ -11,6 +11,7 @@ use runbox_core::{ErrorKind, ExecError, ExecMode, ExecRequest, FunctionCall, Lan
 use runbox_sandbox::{DependencySet, RunOptions};
 use runbox_store::FunctionVersion;
 use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
 
 use super::args;
 use super::environments::{Environment, Need};
@@ -104,7 +105,7 @@ pub(crate) enum Admit<'a> {
     /// A sync call: at most `admission.max_wait`, then 504.
     Bounded,
     /// A task: QUEUED for as long as it takes (it can be cancelled meanwhile); marked
-    /// RUNNING once admitted.
+    /// RUNNING once its sandbox is there.
     Queued { task_id: &'a str },
 }
 
@@ -218,16 +219,10 @@ pub(crate) async fn run(state: &AppState, prepared: &Prepared, admit: Admit<'_>)
     };
     let _admitted = match admit {
         Admit::Bounded => state.admission.admit().await?,
-        Admit::Queued { task_id } => {
-            let admitted = tokio::select! {
-                admitted = state.admission.admit_queued() => admitted?,
-                () = cancel.cancelled() => return Ok(Ran::Cancelled),
-            };
-            if !state.store.mark_task_running(task_id).await? {
-                return Ok(Ran::Cancelled);
-            }
-            admitted
-        }
+        Admit::Queued { .. } => tokio::select! {
+            admitted = state.admission.admit_queued() => admitted?,
+            () = cancel.cancelled() => return Ok(Ran::Cancelled),
+        },
     };
     let mut request = ExecRequest::new(Language::Python, function.code.clone(), prepared.timeout);
     request.mode = ExecMode::Script;
@@ -235,14 +230,25 @@ pub(crate) async fn run(state: &AppState, prepared: &Prepared, admit: Admit<'_>)
         function: function.name.clone(),
         args: prepared.args.clone(),
     });
+    let (started, sandbox_ready) = oneshot::channel();
     let options = RunOptions {
         image: Some(image),
         cancel: Some(cancel.clone()),
+        started: Some(started),
         ..RunOptions::default()
     };
-    let executed = state.run_and_store(&request, options).await?;
+    // A task is RUNNING from the moment its code has a sandbox: queueing, the
+    // environment and the container start are QUEUED time.
+    let mark_running = async {
+        if let (Admit::Queued { task_id }, Ok(())) = (&admit, sandbox_ready.await) {
+            if let Err(err) = state.store.mark_task_running(task_id).await {
+                tracing::warn!(task = %task_id, error = %err, "cannot record that a task runs");
+            }
+        }
+    };
+    let (executed, ()) = tokio::join!(state.run_and_store(&request, options), mark_running);
     Ok(Ran::Finished(Box::new(ResultObject::from_executed(
-        executed,
+        executed?,
     ))))
 }
 
