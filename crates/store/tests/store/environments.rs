@@ -24,6 +24,7 @@ async fn a_build_goes_from_building_to_ready_or_failed(db: &TestDb) {
         .environment_finished(
             &hash,
             EnvironmentStatus::Failed,
+            "runbox-env:x",
             "ERROR: no such version",
             1200,
         )
@@ -46,7 +47,8 @@ async fn a_build_goes_from_building_to_ready_or_failed(db: &TestDb) {
         .environment_finished(
             &hash,
             EnvironmentStatus::Ready,
-            "Successfully installed",
+            "runbox-sandbox:1",
+            "Requirement already satisfied",
             800,
         )
         .await
