@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{Options, Server, OTHER_TOKEN, TOKEN};
+use crate::harness::{Server, OTHER_TOKEN, TOKEN};
 
 const SLEEPER: &str =
     "import time\n\ndef sleeper(seconds=2):\n    time.sleep(seconds)\n    return seconds\n";
@@ -121,15 +121,8 @@ async fn max_concurrency_counts_running_calls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_over_its_timeout_ends_timeout_and_its_container_goes() {
-    let server = Server::start_with(Options {
-        pool_size: 1,
-        ..Options::default()
-    })
-    .await;
+    let server = Server::start().await;
     register_sleeper(&server, json!({"timeout": 1})).await;
-    let pooled = server
-        .wait_containers_at_most(1, Duration::from_secs(10))
-        .await;
     let id = start_task(&server, json!({"seconds": 5})).await;
     let started = Instant::now();
     let (status, result) = server
@@ -146,15 +139,14 @@ async fn a_task_over_its_timeout_ends_timeout_and_its_container_goes() {
         "timeout 1 s: task ran {ran_for:.2} s, answered after {:.2} s",
         waited.as_secs_f64()
     );
+    // RUNNING starts when the sandbox is there, so this is the timeout plus the kill.
     assert!(ran_for < 2.0, "TIMEOUT after {ran_for} s");
-    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    assert!(waited < Duration::from_secs(6), "{waited:?}");
     let left = server.containers();
-    for id in &pooled {
-        assert!(
-            !left.contains(id),
-            "the timed-out sandbox {id} is still there"
-        );
-    }
+    assert!(
+        left.is_empty(),
+        "the timed-out sandbox is still there: {left:?}"
+    );
     server.stop().await;
 }
 
