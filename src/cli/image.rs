@@ -91,7 +91,7 @@ async fn prune(
         eprintln!("cannot remove {image}: {reason}");
     }
     println!(
-        "{} environment image(s) {verb}, {} kept, {} failed",
+        "{verb} {} environment image(s), kept {}, {} could not be removed",
         report.removed.len(),
         report.kept.len(),
         report.failed.len()

@@ -149,6 +149,25 @@ async fn two_pinned_versions_of_one_package_live_side_by_side() {
     let (_, new_result) = call(&server, "new_tab", json!({})).await;
     assert_eq!(old_result["value"], "0.8.10", "{old_result}");
     assert_eq!(new_result["value"], "0.9.0", "{new_result}");
+
+    // Once no function needs the old pin, `runbox image prune` would remove its image.
+    let (status, _) = server.delete("/functions/old_tab", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    let output = std::process::Command::new(crate::harness::binary())
+        .args(["--config"])
+        .arg(server.dir.join("config.yaml"))
+        .args(["image", "prune", "--dry-run"])
+        .output()
+        .expect("run runbox image prune");
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{listed}");
+    let old_image = old.1["env"]["image"].as_str().expect("image");
+    let new_image = new.1["env"]["image"].as_str().expect("image");
+    assert!(
+        listed.contains(&format!("would remove {old_image}")),
+        "{listed}"
+    );
+    assert!(!listed.contains(new_image), "{listed}");
     // Without a dependency the package is not there at all.
     let (status, body) = register(
         &server,

@@ -430,13 +430,15 @@ pub async fn prune_environments(
     let mut report = PruneReport::default();
     for image in images {
         let hash = image.labels.get(ENV_LABEL).cloned().unwrap_or_default();
-        let name = image
+        let tag = image
             .repo_tags
             .iter()
-            .find(|t| t.starts_with(ENV_REPOSITORY))
-            .cloned()
-            .unwrap_or_else(|| image.id.clone());
-        if keep.contains(&hash) {
+            .find(|t| t.starts_with(&format!("{ENV_REPOSITORY}:")))
+            .cloned();
+        // An untagged one was replaced by a rebuild while a sandbox still used it.
+        let in_use = tag.is_some() && keep.contains(&hash);
+        let name = tag.unwrap_or_else(|| format!("{} (untagged)", image.id));
+        if in_use {
             report.kept.push(name);
             continue;
         }
