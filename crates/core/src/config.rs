@@ -604,6 +604,9 @@ pub struct FunctionsConfig {
     /// needs more than running code does).
     #[serde(default = "default_build_memory")]
     pub build_memory: ByteSize,
+    /// Environment builds running at once; more wait (their status reads `building`).
+    #[serde(default = "default_parallel_builds")]
+    pub max_parallel_builds: usize,
 }
 
 fn default_build_timeout() -> HumanDuration {
@@ -612,12 +615,16 @@ fn default_build_timeout() -> HumanDuration {
 fn default_build_memory() -> ByteSize {
     ByteSize::mib(2048)
 }
+fn default_parallel_builds() -> usize {
+    2
+}
 
 impl Default for FunctionsConfig {
     fn default() -> Self {
         FunctionsConfig {
             build_timeout: default_build_timeout(),
             build_memory: default_build_memory(),
+            max_parallel_builds: default_parallel_builds(),
         }
     }
 }
@@ -754,6 +761,12 @@ impl Config {
                     "{} is below the 64m that pip needs",
                     self.functions.build_memory
                 ),
+            ));
+        }
+        if self.functions.max_parallel_builds == 0 {
+            return Err(ConfigError::key(
+                "functions.max_parallel_builds",
+                "must be at least 1",
             ));
         }
         if self.sandbox.pids_limit < 8 {

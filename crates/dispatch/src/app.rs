@@ -81,7 +81,9 @@ impl Application {
             RETENTION_SWEEP_EVERY,
             background.clone(),
         );
+        let functions = Functions::new(config.functions.max_parallel_builds);
         let state = AppState {
+            functions,
             admission: Admission::new(
                 config.admission.max_concurrent_runs,
                 config.admission.max_wait.get(),
@@ -91,7 +93,6 @@ impl Application {
             store,
             auth,
             public_url: public_url.into(),
-            functions: Functions::new(),
         };
         Ok(Application {
             listener,

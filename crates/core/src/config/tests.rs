@@ -167,6 +167,7 @@ fn functions_section_has_defaults_and_overrides() {
         Duration::from_secs(600)
     );
     assert_eq!(config.functions.build_memory, ByteSize::mib(2048));
+    assert_eq!(config.functions.max_parallel_builds, 2);
     let config = load("", &[("RUNBOX_FUNCTIONS__BUILD_TIMEOUT", "90s")]).expect("override");
     assert_eq!(
         config.functions.build_timeout.get(),

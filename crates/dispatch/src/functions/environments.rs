@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use runbox_sandbox::{DependencySet, EnvironmentPlan};
 use runbox_store::{EnvironmentRecord, EnvironmentStatus};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -54,14 +55,17 @@ type Build = Shared<BoxFuture<'static, Environment>>;
 #[derive(Clone)]
 pub struct Environments {
     inflight: Arc<Mutex<HashMap<String, Build>>>,
+    /// Builds are heavy (network, pip, a commit): only so many at once.
+    builders: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl Environments {
-    pub fn new(tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+    pub fn new(parallel_builds: usize, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
         Environments {
             inflight: Arc::default(),
+            builders: Arc::new(Semaphore::new(parallel_builds.max(1))),
             tracker,
             shutdown,
         }
@@ -163,9 +167,13 @@ impl Environments {
             let plan = plan.clone();
             let inflight = self.inflight.clone();
             let shutdown = self.shutdown.clone();
+            let builders = self.builders.clone();
             async move {
                 let built = tokio::select! {
-                    built = build(&state, &deps, &plan) => built,
+                    built = async {
+                        let _turn = builders.acquire_owned().await;
+                        build(&state, &deps, &plan).await
+                    } => built,
                     () = shutdown.cancelled() => Environment::Failed {
                         message: "runbox is shutting down".into(),
                         log: String::new(),

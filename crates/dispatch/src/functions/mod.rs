@@ -46,12 +46,13 @@ pub struct Functions {
 }
 
 impl Functions {
-    pub fn new() -> Self {
+    /// `parallel_builds`: `functions.max_parallel_builds`.
+    pub fn new(parallel_builds: usize) -> Self {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         Functions {
             running: RunningCalls::default(),
-            environments: Environments::new(tracker.clone(), shutdown.clone()),
+            environments: Environments::new(parallel_builds, tracker.clone(), shutdown.clone()),
             tracker,
             shutdown,
             finished: watch::Sender::new(0),
@@ -85,12 +86,6 @@ impl Functions {
 
     fn task_finished(&self) {
         self.finished.send_modify(|generation| *generation += 1);
-    }
-}
-
-impl Default for Functions {
-    fn default() -> Self {
-        Functions::new()
     }
 }
 
