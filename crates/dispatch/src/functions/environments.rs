@@ -184,10 +184,17 @@ impl Environments {
             }
         };
         let handle = self.tracker.spawn(task);
+        let map = self.inflight.clone();
+        let hash = plan.hash.clone();
         let shared = async move {
-            handle.await.unwrap_or_else(|err| Environment::Failed {
-                message: format!("the environment build stopped unexpectedly: {err}"),
-                log: String::new(),
+            handle.await.unwrap_or_else(|err| {
+                // The task could not remove its own entry: without this, the set
+                // would read `building` for ever.
+                lock(&map).remove(&hash);
+                Environment::Failed {
+                    message: format!("the environment build stopped unexpectedly: {err}"),
+                    log: String::new(),
+                }
             })
         }
         .boxed()

@@ -1,11 +1,7 @@
-//! Dependency environments of stored functions: the normalised, sorted dependency set
-//! hashes (with the sandbox image it extends and the package index) to an image tag;
-//! building one runs pip in a build container that has network, then commits it.
-//!
-//! The build container runs as root (pip installs into the system site-packages, which
-//! the sandbox user can read but not change) with every capability dropped except the
-//! few file-ownership ones pip needs. The committed image keeps the sandbox image's user,
-//! command, environment and labels, so its containers are sandboxes like any other.
+//! One environment build: pip in a container of the sandbox image that has network,
+//! then a commit of what it changed. The build container runs as root (pip installs
+//! into the system site-packages, which the sandbox user can read but not change) with
+//! every capability dropped but the few file-ownership ones pip needs.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,216 +13,17 @@ use bollard::image::CommitContainerOptions;
 use bollard::models::HostConfig;
 use futures::StreamExt;
 use runbox_core::Config;
-use sha2::{Digest, Sha256};
 
+use super::{DependencySet, EnvironmentPlan, ENV_LABEL, ENV_REPOSITORY, ENV_REQUIREMENTS_LABEL};
 use crate::guard::ContainerGuard;
 use crate::labels::{self, ContainerKind};
 use crate::sandbox::Launcher;
 
-/// Repository of environment images; the tag is the environment's hash.
-pub const ENV_REPOSITORY: &str = "runbox-env";
-/// Image label carrying the environment hash (used by `runbox image prune`).
-pub const ENV_LABEL: &str = "runbox.env";
-/// Image label listing the requirements an environment installed, one per line.
-pub const ENV_REQUIREMENTS_LABEL: &str = "runbox.env.requirements";
 /// Where the operator's CA bundle is mounted in a build container.
 const CA_MOUNT: &str = "/run/runbox-pip-ca.crt";
 /// What is kept of pip's output: enough for the error and what led to it.
 const LOG_TAIL_LINES: usize = 200;
 const LOG_TAIL_BYTES: usize = 32 * 1024;
-const MAX_REQUIREMENTS: usize = 100;
-const MAX_REQUIREMENT_LEN: usize = 300;
-
-/// A function's dependencies, normalised (PEP 503 names, no blanks) and sorted, so that
-/// the same set always names the same environment.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct DependencySet {
-    requirements: Vec<String>,
-}
-
-/// A requirement runbox refuses before pip ever sees it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("dependency `{requirement}`: {reason}")]
-pub struct InvalidRequirement {
-    pub requirement: String,
-    pub reason: String,
-}
-
-impl DependencySet {
-    pub fn parse<S: AsRef<str>>(list: &[S]) -> Result<Self, InvalidRequirement> {
-        if list.len() > MAX_REQUIREMENTS {
-            return Err(InvalidRequirement {
-                requirement: format!("({} requirements)", list.len()),
-                reason: format!("at most {MAX_REQUIREMENTS} dependencies are allowed"),
-            });
-        }
-        let mut requirements = list
-            .iter()
-            .map(|r| normalize_requirement(r.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
-        requirements.sort();
-        requirements.dedup();
-        Ok(DependencySet { requirements })
-    }
-
-    pub fn requirements(&self) -> &[String] {
-        &self.requirements
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.requirements.is_empty()
-    }
-}
-
-/// `Pandas [SQL,excel] >= 2.2 ; python_version>"3"` → `pandas[excel,sql]>=2.2; python_version>"3"`.
-fn normalize_requirement(raw: &str) -> Result<String, InvalidRequirement> {
-    let invalid = |reason: &str| InvalidRequirement {
-        requirement: raw.to_string(),
-        reason: reason.to_string(),
-    };
-    let text = raw.trim();
-    if text.is_empty() {
-        return Err(invalid("is empty"));
-    }
-    if text.len() > MAX_REQUIREMENT_LEN {
-        return Err(invalid("is too long"));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(invalid("contains control characters"));
-    }
-    if text.starts_with('-') {
-        // `--index-url …`, `-e …`, `-r file`: pip options are the operator's business.
-        return Err(invalid("pip options are not allowed, only requirements"));
-    }
-    let name_len = text
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        .unwrap_or(text.len());
-    let name = project_name(&text[..name_len])
-        .ok_or_else(|| invalid("does not start with a package name"))?;
-    let mut rest = text[name_len..].trim_start();
-    let mut normalized = name;
-    if let Some(after) = rest.strip_prefix('[') {
-        let close = after
-            .find(']')
-            .ok_or_else(|| invalid("has an unclosed `[` of extras"))?;
-        let mut extras = after[..close]
-            .split(',')
-            .map(|e| project_name(e.trim()).ok_or_else(|| invalid("has an invalid extra")))
-            .collect::<Result<Vec<_>, _>>()?;
-        extras.sort();
-        extras.dedup();
-        normalized.push('[');
-        normalized.push_str(&extras.join(","));
-        normalized.push(']');
-        rest = after[close + 1..].trim_start();
-    }
-    if let Some(url) = rest.strip_prefix('@') {
-        let url = url.trim();
-        if url.is_empty() || url.contains(char::is_whitespace) {
-            return Err(invalid("has an invalid URL after `@`"));
-        }
-        normalized.push_str(" @ ");
-        normalized.push_str(url);
-        return Ok(normalized);
-    }
-    let (specifier, marker) = match rest.split_once(';') {
-        Some((specifier, marker)) => (specifier, Some(marker)),
-        None => (rest, None),
-    };
-    let tokens: Vec<&str> = specifier.split_whitespace().collect();
-    // `== 1.2` is fine; `==1 2` is two versions pasted together.
-    let glued = tokens.windows(2).any(|pair| {
-        pair[0].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '*')
-            && pair[1].starts_with(|c: char| c.is_ascii_alphanumeric())
-    });
-    if glued {
-        return Err(invalid("has a space inside a version"));
-    }
-    let specifier = tokens.concat();
-    if !specifier.is_empty() {
-        let valid = specifier.starts_with(['<', '>', '=', '!', '~'])
-            && specifier.chars().all(|c| {
-                c.is_ascii_alphanumeric()
-                    || matches!(
-                        c,
-                        '.' | '*' | '+' | '!' | '<' | '>' | '=' | '~' | ',' | '_' | '-'
-                    )
-            });
-        if !valid {
-            return Err(invalid(
-                "has an invalid version specifier (e.g. `==1.2`, `>=2,<3`, `~=2.2`)",
-            ));
-        }
-        normalized.push_str(&specifier);
-    }
-    if let Some(marker) = marker {
-        let marker = marker.split_whitespace().collect::<Vec<_>>().join(" ");
-        if marker.is_empty() {
-            return Err(invalid("has an empty environment marker after `;`"));
-        }
-        normalized.push_str("; ");
-        normalized.push_str(&marker);
-    }
-    Ok(normalized)
-}
-
-/// PEP 503: lower case, runs of `-`, `_` and `.` become one `-`.
-fn project_name(text: &str) -> Option<String> {
-    let valid = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && text.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if !valid {
-        return None;
-    }
-    let mut name = String::with_capacity(text.len());
-    let mut separator = false;
-    for c in text.chars() {
-        if matches!(c, '.' | '_' | '-') {
-            separator = true;
-        } else {
-            if separator {
-                name.push('-');
-                separator = false;
-            }
-            name.push(c.to_ascii_lowercase());
-        }
-    }
-    Some(name)
-}
-
-/// Which environment a dependency set needs on top of a sandbox image.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnvironmentPlan {
-    pub hash: String,
-    /// The image tag, `runbox-env:<hash>`.
-    pub image: String,
-}
-
-/// The hash covers the sandbox image too: a new agent or base means new environments,
-/// never an old agent under a new server.
-pub fn plan_environment(
-    config: &Config,
-    base_image: &str,
-    deps: &DependencySet,
-) -> EnvironmentPlan {
-    let mut hasher = Sha256::new();
-    hasher.update(b"runbox-env-v1\0");
-    hasher.update(base_image.as_bytes());
-    hasher.update([0]);
-    hasher.update(config.pip.index_url.trim().as_bytes());
-    for requirement in deps.requirements() {
-        hasher.update([0]);
-        hasher.update(requirement.as_bytes());
-    }
-    let hash = hex::encode(hasher.finalize())[..16].to_string();
-    EnvironmentPlan {
-        image: format!("{ENV_REPOSITORY}:{hash}"),
-        hash,
-    }
-}
 
 /// A finished build: the image to run, pip's output (tail) and how long it took.
 #[derive(Clone, Debug)]
@@ -401,59 +198,6 @@ pub(crate) async fn build(
     })
 }
 
-/// What `runbox image prune` did.
-#[derive(Clone, Debug, Default)]
-pub struct PruneReport {
-    /// Environment images removed (or, in a dry run, that would be).
-    pub removed: Vec<String>,
-    /// Environment images kept because a function needs them.
-    pub kept: Vec<String>,
-    /// Images that could not be removed, with the engine's reason (in use, …).
-    pub failed: Vec<(String, String)>,
-}
-
-/// Removes every environment image (label `runbox.env`) whose hash is not in `keep`.
-pub async fn prune_environments(
-    docker: &bollard::Docker,
-    keep: &std::collections::HashSet<String>,
-    dry_run: bool,
-) -> Result<PruneReport, crate::SandboxError> {
-    let options = bollard::image::ListImagesOptions::<String> {
-        all: false,
-        filters: HashMap::from([("label".to_string(), vec![ENV_LABEL.to_string()])]),
-        ..Default::default()
-    };
-    let images = docker
-        .list_images(Some(options))
-        .await
-        .map_err(crate::SandboxError::docker("listing environment images"))?;
-    let mut report = PruneReport::default();
-    for image in images {
-        let hash = image.labels.get(ENV_LABEL).cloned().unwrap_or_default();
-        let tag = image
-            .repo_tags
-            .iter()
-            .find(|t| t.starts_with(&format!("{ENV_REPOSITORY}:")))
-            .cloned();
-        // An untagged one was replaced by a rebuild while a sandbox still used it.
-        let in_use = tag.is_some() && keep.contains(&hash);
-        let name = tag.unwrap_or_else(|| format!("{} (untagged)", image.id));
-        if in_use {
-            report.kept.push(name);
-            continue;
-        }
-        if dry_run {
-            report.removed.push(name);
-            continue;
-        }
-        match docker.remove_image(&image.id, None, None).await {
-            Ok(_) => report.removed.push(name),
-            Err(err) => report.failed.push((name, err.to_string())),
-        }
-    }
-    Ok(report)
-}
-
 /// pip reports every install (and upgrade) with this line; without it the sandbox image
 /// already satisfies the set, and committing an identical image is not worth its
 /// seconds.
@@ -608,64 +352,6 @@ fn last_error_line(log: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn normalized(list: &[&str]) -> Vec<String> {
-        DependencySet::parse(list)
-            .expect("valid")
-            .requirements()
-            .to_vec()
-    }
-
-    #[test]
-    fn requirements_are_normalised_sorted_and_deduplicated() {
-        assert_eq!(
-            normalized(&["Pandas == 2.2.*", "numpy", " numpy ", "Foo_Bar.baz>=1,<2"]),
-            vec!["foo-bar-baz>=1,<2", "numpy", "pandas==2.2.*"]
-        );
-        assert_eq!(
-            normalized(&["Requests [Socks, security] ~= 2.31"]),
-            vec!["requests[security,socks]~=2.31"]
-        );
-        assert_eq!(
-            normalized(&["tomli; python_version  < \"3.11\""]),
-            vec!["tomli; python_version < \"3.11\""]
-        );
-        assert_eq!(
-            normalized(&["pkg @ https://example.org/pkg-1.0.tar.gz"]),
-            vec!["pkg @ https://example.org/pkg-1.0.tar.gz"]
-        );
-    }
-
-    #[test]
-    fn options_and_garbage_are_refused() {
-        for bad in [
-            "",
-            "  ",
-            "--index-url=http://evil",
-            "-e .",
-            "numpy; ",
-            "numpy ==1 2",
-            "numpy$(id)",
-            "numpy\nscipy",
-            "[extra]",
-            "numpy[",
-        ] {
-            assert!(DependencySet::parse(&[bad]).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn the_same_set_plans_the_same_image_and_the_base_matters() {
-        let config = Config::defaults();
-        let a = DependencySet::parse(&["tabulate==0.9.0", "numpy"]).expect("valid");
-        let b = DependencySet::parse(&["NumPy", "tabulate == 0.9.0"]).expect("valid");
-        let plan = plan_environment(&config, "runbox-sandbox:1", &a);
-        assert_eq!(plan, plan_environment(&config, "runbox-sandbox:1", &b));
-        assert!(plan.image.starts_with("runbox-env:"));
-        assert_ne!(plan, plan_environment(&config, "runbox-sandbox:2", &a));
-        let other = DependencySet::parse(&["tabulate==0.8.10", "numpy"]).expect("valid");
-        assert_ne!(plan, plan_environment(&config, "runbox-sandbox:1", &other));
-    }
 
     #[test]
     fn the_build_runs_pip_as_root_with_network_and_the_ca_bundle() {
