@@ -512,3 +512,57 @@ async fn each_route_needs_its_scope() {
     assert_eq!(status, 401);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_environment_makes_calls_answer_dependency() {
+    let mut server = Server::start().await;
+    let (status, body) = register(
+        &server,
+        json!({"name": "tab_dep", "code": tabulate_version("tab_dep"), "dependencies": ["tabulate==0.9.0"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Another package index changes every environment; this one has nothing.
+    server.kill9();
+    let config = server.dir.join("config.yaml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replacen(
+            "pip:\n",
+            "pip:\n  index_url: file:///nonexistent/simple\n",
+            1,
+        ),
+    )
+    .expect("config");
+    server.spawn();
+
+    let (status, result) = call(&server, "tab_dep", json!({})).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["success"], false);
+    assert_eq!(result["error"]["kind"], "dependency", "{result}");
+    let message = result["error"]["message"].as_str().expect("message");
+    assert!(message.contains("tabulate==0.9.0"), "{message}");
+    let log = result["error"]["traceback"].as_str().expect("pip's log");
+    assert!(log.contains("No matching distribution"), "{log}");
+
+    let (_, definition) = server.get("/functions/tab_dep", Some(TOKEN)).await;
+    assert_eq!(definition["env"]["status"], "failed", "{definition}");
+    assert!(definition["env"]["log"]
+        .as_str()
+        .expect("log")
+        .contains("No matching distribution"));
+    // A second call right away answers from the recorded failure, without pip.
+    let (_, again) = call(&server, "tab_dep", json!({})).await;
+    assert_eq!(again["error"]["kind"], "dependency");
+    let builds = server
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("building a dependency environment"))
+        .count();
+    assert_eq!(
+        builds, 2,
+        "one build at registration, one for the new index"
+    );
+    server.stop().await;
+}
