@@ -182,9 +182,10 @@ async fn bad_requests_are_4xx_naming_the_field() {
             &json!({"name": "nope", "args": {"a": 1}}),
         )
         .await;
-    assert_eq!(
-        (status, answer),
-        (404, json!({"error": "Function not found: nope"}))
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap_or("").contains("nope"),
+        "{answer}"
     );
 
     let (status, _) = server.post("/execute", None, &json!({"code": "1"})).await;

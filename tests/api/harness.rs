@@ -20,6 +20,10 @@ pub const OTHER_TOKEN: &str = "other-subject-token";
 pub const JWT_SECRET: &str = "runbox-test-secret";
 pub const POSTGRES_URL_VAR: &str = "RUNBOX_TEST_POSTGRES_URL";
 pub const TRANSPORT_VAR: &str = "RUNBOX_TEST_TRANSPORT";
+/// A CA bundle for pip in environment builds (TLS-intercepting proxies); default: the
+/// system bundle when there is one.
+pub const PIP_CA_BUNDLE_VAR: &str = "RUNBOX_TEST_PIP_CA_BUNDLE";
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
@@ -113,6 +117,15 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_runbox")
 }
 
+/// `pip.extra_ca_bundle` of the test servers.
+pub fn pip_ca_bundle() -> String {
+    match std::env::var(PIP_CA_BUNDLE_VAR) {
+        Ok(path) => path,
+        Err(_) if Path::new(SYSTEM_CA_BUNDLE).exists() => SYSTEM_CA_BUNDLE.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 pub fn transport() -> String {
     std::env::var(TRANSPORT_VAR).unwrap_or_else(|_| "stdio".into())
 }
@@ -167,6 +180,8 @@ limits:
 admission:
   max_concurrent_runs: {max_runs}
   max_wait: {max_wait}
+pip:
+  extra_ca_bundle: {ca_bundle:?}
 {extra}
 "#,
             dir = dir.display().to_string(),
@@ -177,6 +192,7 @@ admission:
             max_runs = options.max_concurrent_runs,
             max_wait = options.max_wait,
             timeout = options.timeout,
+            ca_bundle = pip_ca_bundle(),
             extra = options.extra_yaml,
         );
         let config_path = dir.join("config.yaml");
@@ -272,6 +288,14 @@ admission:
         }
         let response = request.send().await.expect("request");
         decode(response).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.client.put(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        decode(request.send().await.expect("request")).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -393,6 +417,11 @@ admission:
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(60);
         format!("--- server log (tail) ---\n{}", lines[start..].join("\n"))
+    }
+
+    /// The whole server log so far (every start of this server).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     pub fn data_dir(&self) -> &Path {

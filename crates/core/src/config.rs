@@ -74,6 +74,8 @@ pub struct Config {
     #[serde(default)]
     pub tasks: TasksConfig,
     #[serde(default)]
+    pub functions: FunctionsConfig,
+    #[serde(default)]
     pub rate_limit: RateLimitConfig,
 
     // Keys of the original Flask "Code Interpreter API" (see compat.rs).
@@ -592,6 +594,41 @@ impl Default for TasksConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsConfig {
+    /// A dependency install (pip in a build container) that takes longer fails.
+    #[serde(default = "default_build_timeout")]
+    pub build_timeout: HumanDuration,
+    /// Memory of the container that installs a function's dependencies (building wheels
+    /// needs more than running code does).
+    #[serde(default = "default_build_memory")]
+    pub build_memory: ByteSize,
+    /// Environment builds running at once; more wait (their status reads `building`).
+    #[serde(default = "default_parallel_builds")]
+    pub max_parallel_builds: usize,
+}
+
+fn default_build_timeout() -> HumanDuration {
+    HumanDuration::secs(600)
+}
+fn default_build_memory() -> ByteSize {
+    ByteSize::mib(2048)
+}
+fn default_parallel_builds() -> usize {
+    2
+}
+
+impl Default for FunctionsConfig {
+    fn default() -> Self {
+        FunctionsConfig {
+            build_timeout: default_build_timeout(),
+            build_memory: default_build_memory(),
+            max_parallel_builds: default_parallel_builds(),
+        }
+    }
+}
+
 /// Requests per subject, as a token bucket. 0 turns the limit off.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -711,6 +748,27 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.functions.build_timeout.get().is_zero() {
+            return Err(ConfigError::key(
+                "functions.build_timeout",
+                "must be above zero",
+            ));
+        }
+        if self.functions.build_memory < ByteSize::mib(64) {
+            return Err(ConfigError::key(
+                "functions.build_memory",
+                format!(
+                    "{} is below the 64m that pip needs",
+                    self.functions.build_memory
+                ),
+            ));
+        }
+        if self.functions.max_parallel_builds == 0 {
+            return Err(ConfigError::key(
+                "functions.max_parallel_builds",
+                "must be at least 1",
+            ));
+        }
         if self.sandbox.pids_limit < 8 {
             return Err(ConfigError::key("sandbox.pids_limit", "must be at least 8"));
         }
@@ -818,6 +876,7 @@ fn top_level_keys() -> Vec<&'static str> {
         "logging",
         "sessions",
         "tasks",
+        "functions",
         "rate_limit",
         "domain",
         "interpreter_image",

@@ -55,6 +55,19 @@ impl Admission {
         }
     }
 
+    /// Waits for a slot for as long as it takes (async tasks, which stay QUEUED
+    /// meanwhile and can be cancelled by dropping this future).
+    pub async fn admit_queued(&self) -> Result<Admitted, ApiError> {
+        let started = Instant::now();
+        match self.slots.clone().acquire_owned().await {
+            Ok(permit) => Ok(Admitted {
+                _permit: permit,
+                waited: started.elapsed(),
+            }),
+            Err(_closed) => Err(ApiError::Unavailable("runbox is shutting down".into())),
+        }
+    }
+
     /// Runs executing right now.
     pub fn running(&self) -> usize {
         self.capacity - self.slots.available_permits()

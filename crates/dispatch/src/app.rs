@@ -3,17 +3,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use runbox_core::Config;
 use runbox_sandbox::{SandboxError, Sandboxes};
-use runbox_store::{spawn_retention_sweep, Store, StoreError};
+use runbox_store::{spawn_retention_sweep, Retention, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
 use crate::auth::{load_or_create_secret, Authenticator, SecretError};
+use crate::functions::{recover_interrupted, Functions};
 use crate::routes::router;
 use crate::sessions::Sessions;
 use crate::state::AppState;
@@ -68,12 +69,16 @@ impl Application {
         let secret = load_or_create_secret(&config.auth.jwt_secret, &config.data_dir)?;
         let auth = Arc::new(Authenticator::new(&config.auth, &secret, store.clone()));
         let instance = instance_name(&config);
+        recover_interrupted(&store, &instance).await?;
         let sandboxes = Sandboxes::start(config.clone(), docker, image, instance).await?;
         let public_url = public_url(&config, local);
         let background = CancellationToken::new();
         spawn_retention_sweep(
             store.clone(),
-            config.images.retention.get(),
+            Retention {
+                images: config.images.retention.get(),
+                tasks: config.tasks.retention.get(),
+            },
             RETENTION_SWEEP_EVERY,
             background.clone(),
         );
@@ -82,8 +87,10 @@ impl Application {
             config.sessions.clone(),
             background.clone(),
         );
+        let functions = Functions::new(config.functions.max_parallel_builds);
         let state = AppState {
             sessions,
+            functions,
             admission: Admission::new(
                 config.admission.max_concurrent_runs,
                 config.admission.max_wait.get(),
@@ -122,6 +129,15 @@ impl Application {
             background,
         } = self;
         let grace = state.config.server.shutdown_grace.get();
+        let stopped_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+        tokio::spawn({
+            let stop = stop.clone();
+            let stopped_at = stopped_at.clone();
+            async move {
+                stop.cancelled().await;
+                let _ = stopped_at.set(Instant::now());
+            }
+        });
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let serve =
             axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());
@@ -140,6 +156,12 @@ impl Application {
                 Ok(())
             }
         };
+        // Async tasks get what is left of the grace period, then are killed (they end
+        // FAILED, reason `interrupted`).
+        let left = stopped_at
+            .get()
+            .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
+        state.functions.shutdown(left).await;
         state.admission.close();
         state.sessions.close_all().await;
         background.cancel();

@@ -28,7 +28,8 @@ pub enum ApiError {
     InvalidField { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
-    /// 409: the resource is busy (a session running another execution).
+    /// 409: the request contradicts what exists (a session running another execution,
+    /// a function name that is taken, a task that has already finished).
     #[error("{0}")]
     Conflict(String),
     /// 410: the resource existed and has ended (a session that timed out or crashed).

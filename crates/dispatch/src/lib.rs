@@ -6,6 +6,7 @@ mod app;
 pub mod auth;
 pub mod error;
 pub mod execution;
+pub mod functions;
 pub mod metrics;
 pub mod result;
 mod routes;

@@ -26,6 +26,8 @@ pub enum Surface {
     Execute,
     Session,
     Function,
+    /// The check of a function's code at registration.
+    FunctionCheck,
 }
 
 impl Surface {
@@ -35,6 +37,7 @@ impl Surface {
             Surface::Execute => "execute",
             Surface::Session => "session",
             Surface::Function => "function",
+            Surface::FunctionCheck => "function_check",
         }
     }
 }

@@ -8,6 +8,7 @@ use runbox_store::Store;
 
 use crate::admission::Admission;
 use crate::auth::Authenticator;
+use crate::functions::Functions;
 use crate::sessions::Sessions;
 
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct AppState {
     /// Base of the URLs of stored images, without a trailing slash.
     pub public_url: Arc<str>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Running calls of stored functions, environment builds, async tasks.
+    pub functions: Functions,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Authenticator> {

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use runbox_core::units::human_seconds;
 use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::docker::{docker_status, DockerStatus};
+use crate::environment::{self, BuildFailure, BuildReport, DependencySet, EnvironmentPlan};
 use crate::guard::LiveContainers;
 use crate::labels::ContainerKind;
 use crate::pool::{Pool, PoolStatus};
@@ -32,6 +33,8 @@ pub struct RunOptions {
     pub events: Option<mpsc::Sender<ExecEvent>>,
     /// Fires to stop the run early (a cancelled task): the container is killed.
     pub cancel: Option<CancellationToken>,
+    /// Told once the run has its sandbox and the code starts (a task turns RUNNING).
+    pub started: Option<oneshot::Sender<()>>,
 }
 
 /// Figures for /health, /metrics and `runbox doctor`.
@@ -135,6 +138,9 @@ impl Sandboxes {
             .unwrap_or_else(|| self.inner.default_image.clone());
         let mut sandbox = self.acquire(&image).await?;
         let _in_use = InUse::enter(&self.inner.in_use);
+        if let Some(started) = options.started {
+            let _ = started.send(());
+        }
         let caps = self.inner.launcher.caps();
         let cancel = options.cancel.clone().unwrap_or_default();
         let started = Instant::now();
@@ -173,6 +179,40 @@ impl Sandboxes {
                 Ok(outcome)
             }
         }
+    }
+
+    /// Builds the dependency environment `plan` on top of the default sandbox image (see
+    /// `environment.rs`). Callers make sure that one set is built once at a time.
+    pub async fn build_environment(
+        &self,
+        deps: &DependencySet,
+        plan: &EnvironmentPlan,
+        timeout: Duration,
+    ) -> Result<BuildReport, BuildFailure> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(BuildFailure {
+                message: SandboxError::ShuttingDown.to_string(),
+                log: String::new(),
+            });
+        }
+        environment::build(
+            &self.inner.launcher,
+            &self.inner.default_image,
+            deps,
+            plan,
+            timeout,
+        )
+        .await
+    }
+
+    /// The environment a dependency set needs on top of the default sandbox image.
+    pub fn plan_environment(&self, deps: &DependencySet) -> EnvironmentPlan {
+        environment::plan_environment(&self.inner.launcher.config, &self.inner.default_image, deps)
+    }
+
+    /// Whether an image is present on the engine.
+    pub async fn image_exists(&self, image: &str) -> Result<bool, SandboxError> {
+        crate::image::image_exists(&self.inner.launcher.docker, image).await
     }
 
     /// A dedicated sandbox for a stateful session.

@@ -4,6 +4,7 @@
 
 mod docker;
 mod engine;
+pub mod environment;
 mod error;
 mod frame;
 mod guard;
@@ -21,6 +22,10 @@ mod transport;
 pub use bollard::Docker;
 pub use docker::{connect_docker, docker_runtimes, docker_status, DockerStatus};
 pub use engine::{EngineStatus, RunOptions, Sandboxes};
+pub use environment::{
+    plan_environment, prune_environments, BuildFailure, BuildReport, DependencySet,
+    EnvironmentPlan, InvalidRequirement, PruneReport,
+};
 pub use error::SandboxError;
 pub use pool::PoolStatus;
 pub use session::SessionSandbox;

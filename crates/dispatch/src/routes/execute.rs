@@ -15,10 +15,10 @@ use serde_json::{Map, Value};
 
 use crate::auth::Principal;
 use crate::error::ApiResult;
+use crate::functions::call_stored_function;
 use crate::metrics::Surface;
 use crate::result::ResultObject;
 use crate::routes::exec_body::ExecBody;
-use crate::routes::execute_function::call_stored_function;
 use crate::routes::json::{from_object, json_object};
 use crate::routes::sessions::run_in_session;
 use crate::routes::stream::{self, wants_stream, OnDisconnect};
@@ -43,7 +43,7 @@ pub async fn post_execute(
     if !fields.contains_key("code") && fields.contains_key("name") {
         let call: FunctionCallBody = from_object(fields)?;
         let args = call.args.unwrap_or_default();
-        return call_stored_function(&state, &principal, &call.name, args).await;
+        return call_stored_function(&state, &principal, &call.name, Value::Object(args)).await;
     }
     let body: ExecBody = from_object(fields)?;
     let stream = wants_stream(&headers, body.stream);

@@ -2,7 +2,7 @@
 
 mod exec_body;
 mod execute;
-mod execute_function;
+mod functions;
 mod health;
 mod image;
 mod json;
@@ -10,6 +10,7 @@ mod playground;
 mod runcode;
 mod sessions;
 mod stream;
+mod tasks;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
@@ -47,6 +48,23 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sessions/{id}/execute", post(sessions::execute_in_session))
         .route("/metrics", get(crate::metrics::scrape))
+        .route("/functions", get(functions::list).post(functions::create))
+        .route("/submit", post(functions::create))
+        .route(
+            "/functions/{name}",
+            get(functions::get)
+                .put(functions::put)
+                .delete(functions::delete),
+        )
+        .route(
+            "/functions/{name}/versions/{version}",
+            get(functions::get_version),
+        )
+        .route("/functions/{name}/call", post(functions::call))
+        .route("/functions/{name}/terminate", post(functions::terminate))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
+        .route("/tasks/{id}/result", get(tasks::result))
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             require_bearer,
