@@ -70,6 +70,7 @@ async fn metrics_move_and_requests_are_traceable() {
         "runbox_pool_target",
         "runbox_containers_live",
         "runbox_image_bytes_stored",
+        "runbox_tasks{status=\"DONE\"}",
     ] {
         assert!(after.contains(family), "{family} missing:\n{after}");
     }

@@ -132,6 +132,15 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
     if let Ok(bytes) = state.store.image_bytes_total().await {
         metrics::gauge!("runbox_image_bytes_stored").set(bytes as f64);
     }
+    if let Ok(counts) = state.store.count_tasks_by_status().await {
+        for status in runbox_store::TaskStatus::ALL {
+            let count = counts
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("runbox_tasks", "status" => status.as_str()).set(count as f64);
+        }
+    }
     let body = state.metrics.render();
     (
         [(

@@ -238,6 +238,21 @@ impl Store {
         .map_err(StoreError::db("failing interrupted tasks"))
     }
 
+    /// How many tasks are in each status (statuses without tasks are left out).
+    pub async fn count_tasks_by_status(&self) -> Result<Vec<(TaskStatus, u64)>, StoreError> {
+        const SQL: &str = "SELECT status, COUNT(*) FROM tasks GROUP BY status";
+        let rows: Vec<(String, i64)> = with_pool!(self, pool => sqlx::query_as(SQL)
+            .fetch_all(pool)
+            .await)
+        .map_err(StoreError::db("counting tasks"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(status, count)| {
+                Some((TaskStatus::parse(&status)?, u64::try_from(count).unwrap_or(0)))
+            })
+            .collect())
+    }
+
     /// Deletes tasks that finished strictly before `cutoff`; returns how many went.
     pub async fn delete_tasks_finished_before(
         &self,
