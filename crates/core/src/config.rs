@@ -894,4 +894,6 @@ fn top_level_keys() -> Vec<&'static str> {
 }
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
