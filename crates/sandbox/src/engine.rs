@@ -15,10 +15,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::docker::{docker_status, DockerStatus};
 use crate::labels::ContainerKind;
+use crate::network::ensure_sandbox_network;
 use crate::pool::{Pool, PoolStatus};
 use crate::ports::PortLeases;
 use crate::sandbox::{Launcher, Sandbox};
 use crate::session::SessionSandbox;
+use crate::spec::uses_http;
 use crate::sweep;
 use crate::SandboxError;
 
@@ -65,6 +67,9 @@ impl Sandboxes {
         instance: String,
     ) -> Result<Self, SandboxError> {
         sweep::sweep_instance(&docker, &instance).await?;
+        if uses_http(&config) {
+            ensure_sandbox_network(&docker).await?;
+        }
         let http_client = reqwest::Client::builder()
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30))

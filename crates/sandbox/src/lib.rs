@@ -9,6 +9,7 @@ mod frame;
 mod guard;
 pub mod image;
 pub mod labels;
+pub mod network;
 mod pool;
 mod ports;
 mod protocol;
