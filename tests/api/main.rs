@@ -7,6 +7,7 @@ mod sse;
 mod auth;
 mod compat;
 mod execute;
+mod hostile_code;
 mod lifecycle;
 mod playground;
 mod sessions;
