@@ -6,6 +6,7 @@ mod app;
 pub mod auth;
 pub mod error;
 pub mod execution;
+pub mod rate_limit;
 pub mod result;
 mod routes;
 pub mod sessions;

@@ -1,5 +1,6 @@
 //! The router: which path goes to which handler, and which need a bearer token.
 
+mod body_guard;
 mod exec_body;
 mod execute;
 mod execute_function;
@@ -21,6 +22,7 @@ use serde_json::json;
 
 use crate::auth::require_bearer;
 use crate::error::ApiError;
+use crate::rate_limit::{limit_rate, RateLimiter};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -42,11 +44,16 @@ pub fn router(state: AppState) -> Router {
             "/sessions/{id}",
             get(sessions::get_session).delete(sessions::delete_session),
         )
-        .route("/sessions/{id}/execute", post(sessions::execute_in_session))
-        .route_layer(middleware::from_fn_with_state(
-            state.auth.clone(),
-            require_bearer,
-        ));
+        .route("/sessions/{id}/execute", post(sessions::execute_in_session));
+    // Route layers run last-added first: authentication, then the rate limit.
+    let protected = match RateLimiter::from_config(&state.config.rate_limit) {
+        Some(limiter) => protected.route_layer(middleware::from_fn_with_state(limiter, limit_rate)),
+        None => protected,
+    };
+    let protected = protected.route_layer(middleware::from_fn_with_state(
+        state.auth.clone(),
+        require_bearer,
+    ));
 
     let images = Router::new().route("/image/{name}", get(image::get_image));
     let images = if state.config.images.require_auth {
@@ -69,6 +76,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            body_limit as u64,
+            body_guard::guard_body,
+        ))
 }
 
 async fn not_found() -> (StatusCode, Json<serde_json::Value>) {

@@ -1,0 +1,36 @@
+//! Request bodies that cannot be worth waiting for are refused before anything reads
+//! them: a declared `Content-Length` above `server.max_body_bytes` is 413 at once (the
+//! body limit of the extractors only notices once that much has arrived), and a body
+//! that stops arriving fails after an idle timeout instead of holding its request open.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::Next;
+use axum::response::Response;
+use tower_http::timeout::TimeoutBody;
+
+use crate::error::ApiError;
+
+/// How long a request body may pause between two pieces.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn guard_body(
+    State(limit): State<u64>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let (parts, body) = request.into_parts();
+    let body = Body::new(TimeoutBody::new(BODY_IDLE_TIMEOUT, body));
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
