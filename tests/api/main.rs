@@ -8,6 +8,7 @@ mod auth;
 mod compat;
 mod execute;
 mod hostile_code;
+mod hostile_requests;
 mod lifecycle;
 mod playground;
 mod sessions;
