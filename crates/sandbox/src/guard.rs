@@ -2,11 +2,17 @@
 //! is explicit on the normal paths; `Drop` is the backstop for every other path (an
 //! error, a panic, a request whose client went away), so no path leaks a container.
 
+use std::time::{Duration, Instant};
+
 use bollard::container::RemoveContainerOptions;
 use bollard::Docker;
 use tokio_util::task::TaskTracker;
 
 use crate::ports::PortLease;
+
+const RETRY_START: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+const RETRY_FOR: Duration = Duration::from_secs(600);
 
 pub struct ContainerGuard {
     docker: Docker,
@@ -33,12 +39,21 @@ impl ContainerGuard {
 
     /// Kills and removes the container and waits until the engine has done it. Stays
     /// armed until then: a caller dropped mid-removal (a cancelled request) leaves the
-    /// removal to `Drop`, never to nobody.
+    /// removal to `Drop`, never to nobody. When the engine cannot remove it now (it is
+    /// away), the removal goes on in the background until it can.
     pub async fn remove(mut self) {
-        remove_container(&self.docker, &self.id).await;
+        let removed = remove_container(&self.docker, &self.id).await;
         self.armed = false;
-        // The port is free only once the container that published it is gone.
-        drop(self.lease.take());
+        let lease = self.lease.take();
+        if removed {
+            // The port is free only once the container that published it is gone.
+            drop(lease);
+        } else {
+            let docker = self.docker.clone();
+            let id = std::mem::take(&mut self.id);
+            self.tracker
+                .spawn(async move { remove_until_gone(&docker, &id, lease).await });
+        }
     }
 
     /// Removes the container in the background; shutdown waits for the tracker.
@@ -47,10 +62,8 @@ impl ContainerGuard {
         let docker = self.docker.clone();
         let id = std::mem::take(&mut self.id);
         let lease = self.lease.take();
-        self.tracker.spawn(async move {
-            remove_container(&docker, &id).await;
-            drop(lease);
-        });
+        self.tracker
+            .spawn(async move { remove_until_gone(&docker, &id, lease).await });
     }
 }
 
@@ -64,10 +77,7 @@ impl Drop for ContainerGuard {
         let lease = self.lease.take();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                let task = async move {
-                    remove_container(&docker, &id).await;
-                    drop(lease);
-                };
+                let task = async move { remove_until_gone(&docker, &id, lease).await };
                 // Tracked, so that shutdown waits for this removal too.
                 handle.spawn(self.tracker.track_future(task));
             }
@@ -78,7 +88,26 @@ impl Drop for ContainerGuard {
     }
 }
 
-pub(crate) async fn remove_container(docker: &Docker, id: &str) {
+/// Keeps trying to remove `id` while the engine cannot (it restarts, or is away for a
+/// while), backing off up to `RETRY_MAX`, for at most `RETRY_FOR`; the lease of its
+/// port is held until the container is gone. What is still there after that is left
+/// to the next start-up sweep.
+async fn remove_until_gone(docker: &Docker, id: &str, lease: Option<PortLease>) {
+    let started = Instant::now();
+    let mut pause = RETRY_START;
+    while !remove_container(docker, id).await {
+        if started.elapsed() >= RETRY_FOR {
+            tracing::error!(container = %id, "container could not be removed; the start-up sweep will retry");
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+    drop(lease);
+}
+
+/// Kills and removes `id`; true when it is gone (or was already).
+pub(crate) async fn remove_container(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptions {
         force: true,
         v: true,
@@ -86,22 +115,19 @@ pub(crate) async fn remove_container(docker: &Docker, id: &str) {
     };
     for attempt in 0..3u32 {
         match docker.remove_container(id, Some(options)).await {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => return,
+            }) => return true,
             // 409: removal already in progress — done as far as we are concerned.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
-            }) => return,
+            }) => return true,
             Err(err) => {
                 tracing::warn!(container = %id, attempt, error = %err, "removing container failed");
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    200 * u64::from(attempt + 1),
-                ))
-                .await;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
             }
         }
     }
-    tracing::error!(container = %id, "container could not be removed; the start-up sweep will retry");
+    false
 }
