@@ -11,6 +11,7 @@ use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
+use crate::docker::{blame_the_engine, engine_answers};
 use crate::guard::ContainerGuard;
 use crate::labels::ContainerKind;
 use crate::ports::PortLeases;
@@ -59,7 +60,11 @@ impl Launcher {
                         "a leased port is used by another program; trying another"
                     );
                 }
-                other => return other,
+                Err(err @ (SandboxError::ImageMissing(_) | SandboxError::ImageWithoutAgent(_))) => {
+                    return Err(err)
+                }
+                Err(err) => return Err(blame_the_engine(&self.docker, err).await),
+                ok => return ok,
             }
         }
     }
@@ -218,7 +223,10 @@ impl Sandbox {
         let started = Instant::now();
         let message = ExecMessage::new(request, caps, events.is_some(), persistent);
         let mut forwarder = EventForwarder::new(events, caps.output_bytes);
-        let end = self.conn.exec(&message, &mut forwarder).await?;
+        let end = match self.conn.exec(&message, &mut forwarder).await {
+            Ok(end) => end,
+            Err(err) => return Err(blame_the_engine(&self.docker, err).await),
+        };
         self.idle_since = Instant::now();
         match end {
             ExecEnd::Result(result) => Ok(result.into_outcome(caps)),
@@ -231,7 +239,7 @@ impl Sandbox {
                     &self.memory_limit,
                     diagnostics,
                 )
-                .await;
+                .await?;
                 outcome.execution_time = started.elapsed();
                 Ok(outcome)
             }
@@ -253,27 +261,36 @@ impl Sandbox {
     }
 }
 
-/// The agent vanished mid-run: the container was OOM-killed, or the code killed it.
+/// The agent vanished mid-run: the container was OOM-killed, or the code killed it —
+/// or the engine went away with the stream, which is no outcome of the code at all.
 async fn lost_outcome(
     docker: &Docker,
     id: &str,
     memory_limit: &str,
     diagnostics: String,
-) -> ExecOutcome {
+) -> Result<ExecOutcome, SandboxError> {
     // The engine records the exit (and the OOM flag) a moment after the stream ends.
     let mut wait = docker.wait_container(id, None::<WaitContainerOptions<String>>);
     let _ = tokio::time::timeout(Duration::from_secs(2), wait.next()).await;
-    let state = docker
-        .inspect_container(id, None)
-        .await
-        .ok()
-        .and_then(|c| c.state);
+    let state = match docker.inspect_container(id, None).await {
+        Ok(container) => container.state,
+        Err(err) => {
+            let err = SandboxError::Docker {
+                action: "inspecting a sandbox whose agent went away",
+                source: err,
+            };
+            if let Err(why) = engine_answers(docker).await {
+                return Err(SandboxError::DockerUnavailable(format!("{why} ({err})")));
+            }
+            None
+        }
+    };
     let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
     if oom {
-        return ExecOutcome::failed(
+        return Ok(ExecOutcome::failed(
             ErrorKind::Memory,
             format!("the sandbox ran out of memory (limit {memory_limit}) and was killed"),
-        );
+        ));
     }
     let mut message = "the sandbox's agent was killed before it could report a result".to_string();
     if let Some(code) = state.and_then(|s| s.exit_code) {
@@ -282,5 +299,5 @@ async fn lost_outcome(
     if !diagnostics.is_empty() {
         tracing::debug!(%diagnostics, "agent diagnostics of a lost sandbox");
     }
-    ExecOutcome::failed(ErrorKind::Killed, message)
+    Ok(ExecOutcome::failed(ErrorKind::Killed, message))
 }
