@@ -36,7 +36,7 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     if args.stop_on_stdin_eof {
-        tokio::spawn(stop_on_stdin_eof(stop.clone()));
+        stop_on_stdin_eof(stop.clone());
     }
     app.run_until_stopped(stop).await?;
     Ok(())
@@ -63,15 +63,24 @@ async fn stop_on_signal(stop: CancellationToken) {
     stop.cancel();
 }
 
-async fn stop_on_stdin_eof(stop: CancellationToken) {
-    use tokio::io::AsyncReadExt;
-    let mut stdin = tokio::io::stdin();
-    let mut buffer = [0u8; 256];
-    loop {
-        match stdin.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => continue,
-        }
+/// A thread of its own rather than the runtime's blocking pool: a read of stdin cannot
+/// be cancelled, and the runtime would wait for it at exit after a SIGTERM.
+fn stop_on_stdin_eof(stop: CancellationToken) {
+    use std::io::Read;
+    let spawned = std::thread::Builder::new()
+        .name("stdin-eof".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buffer = [0u8; 256];
+            loop {
+                match stdin.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+            stop.cancel();
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "cannot watch stdin; stop with SIGTERM");
     }
-    stop.cancel();
 }

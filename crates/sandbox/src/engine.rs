@@ -54,6 +54,8 @@ struct Engine {
     default_image: String,
     pools: HashMap<String, Arc<Pool>>,
     cancel: CancellationToken,
+    /// Fired when shutdown stops waiting for runs: each ends with `ShuttingDown`.
+    runs_stopped: CancellationToken,
     in_use: Arc<AtomicUsize>,
 }
 
@@ -109,6 +111,7 @@ impl Sandboxes {
                 default_image: image,
                 pools,
                 cancel,
+                runs_stopped: CancellationToken::new(),
                 in_use: Arc::new(AtomicUsize::new(0)),
             }),
         })
@@ -150,6 +153,10 @@ impl Sandboxes {
                 outcome.execution_time = started.elapsed();
                 return Ok(outcome);
             }
+            () = self.inner.runs_stopped.cancelled() => {
+                sandbox.remove().await;
+                return Err(SandboxError::ShuttingDown);
+            }
         };
         match ran {
             Ok(Ok(outcome)) => {
@@ -190,7 +197,7 @@ impl Sandboxes {
     /// A pooled sandbox when one is ready, else a new one (the cold path, which never
     /// waits behind the refill).
     async fn acquire(&self, image: &str) -> Result<Sandbox, SandboxError> {
-        if self.inner.cancel.is_cancelled() {
+        if self.inner.cancel.is_cancelled() || self.inner.runs_stopped.is_cancelled() {
             return Err(SandboxError::ShuttingDown);
         }
         if let Some(pool) = self.inner.pools.get(image) {
@@ -220,6 +227,12 @@ impl Sandboxes {
 
     pub fn docker(&self) -> &Docker {
         &self.inner.launcher.docker
+    }
+
+    /// Ends every run still going (its sandbox is removed; the caller gets
+    /// `ShuttingDown`) and refuses new ones: for a shutdown whose grace has expired.
+    pub fn stop_runs(&self) {
+        self.inner.runs_stopped.cancel();
     }
 
     /// Stops the refill, removes the pools and waits for every removal runbox started.
