@@ -2,6 +2,7 @@
 //! PostgreSQL when RUNBOX_TEST_POSTGRES_URL is set), a real HTTP client.
 
 mod harness;
+mod proxy;
 mod sse;
 
 mod auth;
@@ -9,6 +10,7 @@ mod compat;
 mod execute;
 mod hostile_code;
 mod hostile_requests;
+mod infrastructure;
 mod lifecycle;
 mod playground;
 mod sessions;
