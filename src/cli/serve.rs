@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 use runbox_core::Config;
 use runbox_dispatch::Application;
-use runbox_sandbox::connect_docker;
+use runbox_sandbox::{connect_docker, docker_runtimes};
 use tokio_util::sync::CancellationToken;
 
 use super::image::ensure_sandbox_image;
@@ -22,6 +22,14 @@ pub struct ServeArgs {
 pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     logging::init(&config.logging);
     let docker = connect_docker().await?;
+    let runtime = config.sandbox.runtime.trim();
+    if !runtime.is_empty() && !docker_runtimes(&docker).await.iter().any(|r| r == runtime) {
+        tracing::warn!(
+            runtime,
+            "sandbox.runtime is not installed in the Docker engine: no sandbox can start \
+             and /health reports degraded until it is (see `runbox doctor`)"
+        );
+    }
     let image = ensure_sandbox_image(&docker, &config, false).await?;
     let app = Application::build(config, docker, image.clone()).await?;
     let address = app

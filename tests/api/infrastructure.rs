@@ -349,3 +349,45 @@ async fn sigterm_drains_then_kills_what_is_left() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_that_is_not_installed_is_reported() {
+    // gVisor's runsc cannot be installed here: the configured runtime is missing,
+    // which /health, `runbox doctor` and the requests all say plainly.
+    let server = Server::start_with(Options {
+        sandbox_yaml: "runtime: runsc".into(),
+        ..Options::default()
+    })
+    .await;
+    let (status, health) = server.get("/health", None).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["runtime"]["name"], "runsc");
+    assert_eq!(health["runtime"]["installed"], false, "{health}");
+    assert_eq!(health["docker"]["reachable"], true);
+
+    let (status, body) = server
+        .post("/execute", Some(TOKEN), &json!({"code": "1"}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("runsc"),
+        "{body}"
+    );
+
+    let doctor = std::process::Command::new(crate::harness::binary())
+        .args([
+            "--config",
+            &server.data_dir().join("config.yaml").display().to_string(),
+            "doctor",
+        ])
+        .output()
+        .expect("runbox doctor");
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(!doctor.status.success(), "{report}");
+    assert!(
+        report.contains("FAIL  runtime: sandbox.runtime runsc is not installed"),
+        "{report}"
+    );
+    server.stop().await;
+}
