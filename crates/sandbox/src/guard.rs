@@ -92,7 +92,7 @@ impl Drop for ContainerGuard {
 /// while), backing off up to `RETRY_MAX`, for at most `RETRY_FOR`; the lease of its
 /// port is held until the container is gone. What is still there after that is left
 /// to the next start-up sweep.
-async fn remove_until_gone(docker: &Docker, id: &str, lease: Option<PortLease>) {
+pub(crate) async fn remove_until_gone(docker: &Docker, id: &str, lease: Option<PortLease>) {
     let started = Instant::now();
     let mut pause = RETRY_START;
     while !remove_container(docker, id).await {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::container::{CreateContainerOptions, WaitContainerOptions};
+use bollard::container::{Config as ContainerConfig, CreateContainerOptions, WaitContainerOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use rand::RngCore;
@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::docker::{blame_the_engine, engine_answers};
-use crate::guard::ContainerGuard;
+use crate::guard::{remove_until_gone, ContainerGuard};
 use crate::labels::ContainerKind;
 use crate::ports::PortLeases;
 use crate::protocol::{ExecMessage, OutputCaps};
@@ -97,27 +97,8 @@ impl Launcher {
             kind.as_str(),
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let created = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: name.as_str(),
-                    platform: None,
-                }),
-                spec.container_config(),
-            )
-            .await
-            .map_err(|err| match err {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                } => SandboxError::ImageMissing(image.to_string()),
-                source => SandboxError::Docker {
-                    action: "creating a sandbox",
-                    source,
-                },
-            })?;
-        let guard =
-            ContainerGuard::new(self.docker.clone(), created.id, self.tracker.clone(), lease);
+        let id = self.create(name, spec.container_config(), image).await?;
+        let guard = ContainerGuard::new(self.docker.clone(), id, self.tracker.clone(), lease);
         let max_frame = self.caps().max_frame();
         let mut conn = match host_port {
             Some(port) => Connection::Http(HttpConnection::new(
@@ -176,6 +157,43 @@ impl Launcher {
             memory_limit: self.config.limits.memory.to_string(),
             lost: false,
         })
+    }
+}
+
+impl Launcher {
+    /// Creates the container in a task of its own. A caller dropped while the engine is
+    /// creating it (a cancelled request, a shutdown) would leave a container nobody
+    /// knows the id of; the task removes such an orphan instead, and shutdown waits
+    /// for it.
+    async fn create(
+        &self,
+        name: String,
+        config: ContainerConfig<String>,
+        image: &str,
+    ) -> Result<String, SandboxError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let docker = self.docker.clone();
+        self.tracker.spawn(async move {
+            let options = CreateContainerOptions {
+                name: name.as_str(),
+                platform: None,
+            };
+            let created = docker.create_container(Some(options), config).await;
+            if let Err(Ok(orphan)) = tx.send(created) {
+                remove_until_gone(&docker, &orphan.id, None).await;
+            }
+        });
+        match rx.await {
+            Ok(Ok(created)) => Ok(created.id),
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Err(SandboxError::ImageMissing(image.to_string())),
+            Ok(Err(source)) => Err(SandboxError::Docker {
+                action: "creating a sandbox",
+                source,
+            }),
+            Err(_) => Err(SandboxError::ShuttingDown),
+        }
     }
 }
 
