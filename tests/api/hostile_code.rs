@@ -601,3 +601,87 @@ fn docker_output(args: &[&str]) -> String {
         .expect("docker");
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_that_breaks_its_interpreter_ends_alone() {
+    // In a session the code runs inside the agent itself. Defence: runbox notices the
+    // agent going away (or the timeout), ends that session with a typed error, 410s
+    // after, and removes its container; other sessions and the server carry on.
+    let hostile = Hostile::start(Options::default()).await;
+    let open = |server: &Server| {
+        let request = server
+            .client
+            .post(server.url("/sessions"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"language": "python"}));
+        async move {
+            let response = request.send().await.expect("open");
+            assert_eq!(response.status(), 201);
+            let body: Value = response.json().await.expect("json");
+            body["id"].as_str().expect("id").to_string()
+        }
+    };
+    let bystander = open(&hostile.server).await;
+    let (status, _) = hostile
+        .server
+        .post(
+            &format!("/sessions/{bystander}/execute"),
+            Some(TOKEN),
+            &json!({"code": "kept = 41"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let cases = [
+        (
+            "import os\nfor fd in range(3, 1024):\n    try:\n        os.close(fd)\n    except OSError:\n        pass",
+            "killed",
+        ),
+        ("import os\nos.kill(os.getpid(), 9)", "killed"),
+        (
+            "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+            "timeout",
+        ),
+    ];
+    for (code, expected) in cases {
+        let id = open(&hostile.server).await;
+        let path = format!("/sessions/{id}/execute");
+        let started = Instant::now();
+        let (status, result) = hostile
+            .server
+            .post(&path, Some(TOKEN), &json!({"code": code, "timeout": 3}))
+            .await;
+        assert_eq!(status, 200, "{result}");
+        assert_eq!(kind(&result), expected, "{code}: {result}");
+        assert!(started.elapsed() < Duration::from_secs(8));
+        let (status, body) = hostile
+            .server
+            .post(&path, Some(TOKEN), &json!({"code": "1"}))
+            .await;
+        assert_eq!(status, 410, "{body}");
+        let _ = hostile
+            .server
+            .delete(&format!("/sessions/{id}"), Some(TOKEN))
+            .await;
+        // Only the bystander's container is left.
+        let left = hostile
+            .server
+            .wait_containers_at_most(1, Duration::from_secs(15))
+            .await;
+        assert_eq!(left.len(), 1, "{code}: {left:?}");
+    }
+    let (status, result) = hostile
+        .server
+        .post(
+            &format!("/sessions/{bystander}/execute"),
+            Some(TOKEN),
+            &json!({"code": "kept + 1"}),
+        )
+        .await;
+    assert_eq!((status, &result["value"]), (200, &json!(42)), "{result}");
+    let _ = hostile
+        .server
+        .delete(&format!("/sessions/{bystander}"), Some(TOKEN))
+        .await;
+    hostile.aftermath("broken session interpreters").await;
+    hostile.stop().await;
+}
