@@ -8,6 +8,7 @@ pub mod error;
 pub mod execution;
 pub mod functions;
 pub mod metrics;
+pub mod rate_limit;
 pub mod result;
 mod routes;
 pub mod sessions;

@@ -1,5 +1,6 @@
 //! The router: which path goes to which handler, and which need a bearer token.
 
+mod body_guard;
 mod exec_body;
 mod execute;
 mod functions;
@@ -25,6 +26,7 @@ use tower_http::LatencyUnit;
 
 use crate::auth::require_bearer;
 use crate::error::ApiError;
+use crate::rate_limit::{limit_rate, RateLimiter};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -64,11 +66,16 @@ pub fn router(state: AppState) -> Router {
         .route("/functions/{name}/terminate", post(functions::terminate))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
-        .route("/tasks/{id}/result", get(tasks::result))
-        .route_layer(middleware::from_fn_with_state(
-            state.auth.clone(),
-            require_bearer,
-        ));
+        .route("/tasks/{id}/result", get(tasks::result));
+    // Route layers run last-added first: authentication, then the rate limit.
+    let protected = match RateLimiter::from_config(&state.config.rate_limit) {
+        Some(limiter) => protected.route_layer(middleware::from_fn_with_state(limiter, limit_rate)),
+        None => protected,
+    };
+    let protected = protected.route_layer(middleware::from_fn_with_state(
+        state.auth.clone(),
+        require_bearer,
+    ));
 
     let images = Router::new().route("/image/{name}", get(image::get_image));
     let images = if state.config.images.require_auth {
@@ -95,6 +102,10 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            body_limit as u64,
+            body_guard::guard_body,
+        ))
 }
 
 type RequestTracing = TraceLayer<
