@@ -171,10 +171,13 @@ fn the_readme_reference_matches_the_config() {
         std::fs::write(&path, lines.join("\n") + "\n").expect("write README");
         return;
     }
-    assert_eq!(
-        readme_rows(&readme),
-        generated,
-        "README.md's configuration reference is stale: regenerate it with \
-         RUNBOX_WRITE_CONFIG_REFERENCE=1 cargo test -p runbox-core config::reference"
+    let current = readme_rows(&readme);
+    let stale: Vec<&String> = current.iter().filter(|row| !generated.contains(row)).collect();
+    let missing: Vec<&String> = generated.iter().filter(|row| !current.contains(row)).collect();
+    assert!(
+        current == generated,
+        "README.md's configuration reference is stale (regenerate it with \
+         RUNBOX_WRITE_CONFIG_REFERENCE=1 cargo test -p runbox-core config::reference)\n\
+         rows to drop: {stale:#?}\nrows to add: {missing:#?}"
     );
 }
