@@ -32,6 +32,15 @@ if ! docker image inspect python:3.12-slim >/dev/null 2>&1; then
     scripts/bootstrap-base-image.sh
 fi
 
+step "headless Chromium for the playground test"
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    command -v apt-get >/dev/null || die "Chromium is missing and there is no apt-get to install it"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+        || die "could not install chromium"
+fi
+
 step "PostgreSQL for the store and black-box tests"
 RUNBOX_TEST_POSTGRES_URL="$(scripts/start-test-postgres.sh)"
 export RUNBOX_TEST_POSTGRES_URL

@@ -82,6 +82,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 "stdout" => print_flush(&mut std::io::stdout(), &payload["data"]),
                 "stderr" => print_flush(&mut std::io::stderr(), &payload["data"]),
                 "result" => result = Some(payload),
+                // runbox itself failed after the stream had started.
+                "error" => bail!(
+                    "runbox failed ({}): {}",
+                    payload["status"],
+                    payload["error"].as_str().unwrap_or("unknown error")
+                ),
                 _ => {}
             }
         }

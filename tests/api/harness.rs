@@ -20,6 +20,10 @@ pub const OTHER_TOKEN: &str = "other-subject-token";
 pub const JWT_SECRET: &str = "runbox-test-secret";
 pub const POSTGRES_URL_VAR: &str = "RUNBOX_TEST_POSTGRES_URL";
 pub const TRANSPORT_VAR: &str = "RUNBOX_TEST_TRANSPORT";
+/// A CA bundle for pip in environment builds (TLS-intercepting proxies); default: the
+/// system bundle when there is one.
+pub const PIP_CA_BUNDLE_VAR: &str = "RUNBOX_TEST_PIP_CA_BUNDLE";
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
@@ -41,8 +45,12 @@ pub struct Options {
     pub transport: Option<&'static str>,
     /// How many ports of this server's slice `sandbox.port_range` spans (at most 40).
     pub port_count: Option<u16>,
-    /// Extra environment of the server process (e.g. DOCKER_HOST).
+    /// Extra environment of the server process (e.g. `DOCKER_HOST` to reach the engine
+    /// through a proxy the test controls).
     pub env: Vec<(String, String)>,
+    /// PostgreSQL only: reach the database on this local port instead of its own (a
+    /// proxy the test can cut).
+    pub database_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -59,6 +67,7 @@ impl Default for Options {
             transport: None,
             port_count: None,
             env: Vec::new(),
+            database_port: None,
         }
     }
 }
@@ -123,6 +132,15 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_runbox")
 }
 
+/// `pip.extra_ca_bundle` of the test servers.
+pub fn pip_ca_bundle() -> String {
+    match std::env::var(PIP_CA_BUNDLE_VAR) {
+        Ok(path) => path,
+        Err(_) if Path::new(SYSTEM_CA_BUNDLE).exists() => SYSTEM_CA_BUNDLE.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 pub fn transport() -> String {
     std::env::var(TRANSPORT_VAR).unwrap_or_else(|_| "stdio".into())
 }
@@ -146,7 +164,12 @@ impl Server {
         let tempdir = tempfile::tempdir().expect("tempdir");
         let dir = tempdir.path().to_path_buf();
         let instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let (database_url, pg_schema) = database_for_test(&dir).await;
+        let (mut database_url, pg_schema) = database_for_test(&dir).await;
+        if let (Some(port), Some(_)) = (options.database_port, &pg_schema) {
+            let mut url = reqwest::Url::parse(&database_url).expect("database url");
+            url.set_port(Some(port)).expect("set port");
+            database_url = url.to_string();
+        }
         let (port_start, mut port_end) = next_port_range();
         if let Some(count) = options.port_count {
             port_end = port_end.min(port_start + count.max(1) - 1);
@@ -180,6 +203,8 @@ limits:
 admission:
   max_concurrent_runs: {max_runs}
   max_wait: {max_wait}
+pip:
+  extra_ca_bundle: {ca_bundle:?}
 {extra}
 "#,
             dir = dir.display().to_string(),
@@ -193,6 +218,7 @@ admission:
             max_runs = options.max_concurrent_runs,
             max_wait = options.max_wait,
             timeout = options.timeout,
+            ca_bundle = pip_ca_bundle(),
             extra = options.extra_yaml,
         );
         let config_path = dir.join("config.yaml");
@@ -237,8 +263,8 @@ admission:
                 "--stop-on-stdin-eof",
             ])
             .env("RUST_LOG", "info,runbox_sandbox=debug")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("RUNBOX_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -292,6 +318,14 @@ admission:
         decode(response).await
     }
 
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.client.put(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        decode(request.send().await.expect("request")).await
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut request = self.client.get(self.url(path));
         if let Some(token) = token {
@@ -337,6 +371,24 @@ admission:
         }
     }
 
+    /// Waits until `/health` reports at least `wanted` warm containers ready, for at
+    /// most `within`.
+    pub async fn wait_pool_ready(&self, wanted: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, health) = self.get("/health", None).await;
+            let ready = health["pool"]["ready"].as_u64().unwrap_or(0);
+            if ready >= wanted {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pool has {ready} of {wanted} ready after {within:?}: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: nothing of runbox's shutdown runs.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -348,6 +400,52 @@ admission:
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then waits up to `within` for the process to exit; its exit status, or
+    /// `None` when it did not exit in time (it is then killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        self.stdin = None;
+        status
+    }
+
+    /// The server process's resident memory (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("the server runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// File descriptors the server process holds open.
+    pub fn open_fds(&self) -> usize {
+        let pid = self.pid().expect("the server runs");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
     }
 
     /// Graceful stop; then asserts that no container of this server is left.
@@ -395,19 +493,14 @@ admission:
         format!("--- server log (tail) ---\n{}", lines[start..].join("\n"))
     }
 
-    /// The whole server log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
     /// GET /health, parsed.
     pub async fn health(&self) -> Value {
         self.get("/health", None).await.1
     }
 
-    /// Waits until /health says the pool holds `ready` sandboxes, for at most `within`;
-    /// returns the last /health body.
-    pub async fn wait_pool_ready(&self, ready: u64, within: Duration) -> Value {
+    /// Waits until /health says the pool holds exactly `ready` sandboxes, for at most
+    /// `within`; returns the last /health body (the caller asserts on it).
+    pub async fn health_once_pool_holds(&self, ready: u64, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let health = self.health().await;
@@ -416,6 +509,11 @@ admission:
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The whole server log so far (every start of this server).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     pub fn data_dir(&self) -> &Path {

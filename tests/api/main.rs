@@ -3,8 +3,19 @@
 
 mod docker_proxy;
 mod harness;
+mod proxy;
+mod sse;
 
 mod auth;
 mod compat;
+mod execute;
+mod functions;
+mod hostile_code;
+mod hostile_requests;
+mod infrastructure;
 mod lifecycle;
+mod ops;
+mod playground;
 mod pool;
+mod sessions;
+mod tasks;

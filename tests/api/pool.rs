@@ -64,7 +64,7 @@ async fn concurrent_requests_never_share_a_sandbox() {
         ..Options::default()
     })
     .await;
-    server.wait_pool_ready(3, REFILL).await;
+    server.health_once_pool_holds(3, REFILL).await;
     let code = "import os, socket\nseen = os.path.exists('mine.txt')\n\
                 open('mine.txt', 'w').write('x')\nprint(seen, socket.gethostname())";
     let requests = (0..10).map(|_| server.runcode("python", code, json!({})));
@@ -88,13 +88,13 @@ async fn the_pool_refills_after_a_burst() {
         ..Options::default()
     })
     .await;
-    let health = server.wait_pool_ready(2, REFILL).await;
+    let health = server.health_once_pool_holds(2, REFILL).await;
     assert_eq!(health["pool"]["target"], 2, "{health}");
     let burst = (0..6).map(|_| server.runcode("python", "print('burst')", json!({})));
     for (status, body) in futures::future::join_all(burst).await {
         assert_eq!((status, body), (200, json!({"output": "burst\n"})));
     }
-    let health = server.wait_pool_ready(2, REFILL).await;
+    let health = server.health_once_pool_holds(2, REFILL).await;
     assert_eq!(
         health["pool"]["ready"], 2,
         "the pool did not refill: {health}"
@@ -123,7 +123,7 @@ async fn a_failing_engine_gives_a_clear_503_and_the_pool_recovers() {
         ..Options::default()
     })
     .await;
-    server.wait_pool_ready(1, REFILL).await;
+    server.health_once_pool_holds(1, REFILL).await;
 
     proxy.fail_creates(true);
     // The pooled sandbox still serves; its replacement cannot be created.
@@ -149,7 +149,9 @@ async fn a_failing_engine_gives_a_clear_503_and_the_pool_recovers() {
     proxy.fail_creates(false);
     let (status, body) = server.runcode("python", "print('back')", json!({})).await;
     assert_eq!((status, body), (200, json!({"output": "back\n"})));
-    let health = server.wait_pool_ready(1, Duration::from_secs(30)).await;
+    let health = server
+        .health_once_pool_holds(1, Duration::from_secs(30))
+        .await;
     assert_eq!(
         health["pool"]["ready"], 1,
         "the pool did not recover: {health}"
@@ -169,7 +171,7 @@ async fn a_dead_pooled_sandbox_is_replaced_not_handed_out() {
         ..Options::default()
     })
     .await;
-    server.wait_pool_ready(1, REFILL).await;
+    server.health_once_pool_holds(1, REFILL).await;
     let victims = pooled(&server);
     assert_eq!(victims.len(), 1, "{victims:?}");
     let killed = Command::new("docker")
@@ -184,7 +186,7 @@ async fn a_dead_pooled_sandbox_is_replaced_not_handed_out() {
         now.len() == 1 && now[0] != victims[0]
     })
     .await;
-    server.wait_pool_ready(1, REFILL).await;
+    server.health_once_pool_holds(1, REFILL).await;
     server.stop().await;
 }
 
@@ -268,7 +270,7 @@ async fn an_exhausted_port_range_is_a_clear_503_not_a_hang() {
     let message = body["error"].as_str().expect("an error message");
     assert!(message.contains("sandbox.port_range"), "{message}");
     assert!(
-        server.log().contains("port range exhausted"),
+        server.log_text().contains("port range exhausted"),
         "no log line:\n{}",
         server.log_tail()
     );
@@ -294,7 +296,7 @@ async fn the_agent_refuses_calls_without_its_containers_key() {
         ..Options::default()
     })
     .await;
-    server.wait_pool_ready(1, REFILL).await;
+    server.health_once_pool_holds(1, REFILL).await;
     let ids = pooled(&server);
     assert_eq!(ids.len(), 1);
     let port = inspect(&ids[0], "{{index .Config.Labels \"runbox.port\"}}");

@@ -74,6 +74,8 @@ pub struct Config {
     #[serde(default)]
     pub tasks: TasksConfig,
     #[serde(default)]
+    pub functions: FunctionsConfig,
+    #[serde(default)]
     pub rate_limit: RateLimitConfig,
 
     // Keys of the original Flask "Code Interpreter API" (see compat.rs).
@@ -295,6 +297,7 @@ pub struct SandboxConfig {
     pub pids_limit: i64,
     #[serde(default = "default_workdir_size")]
     pub workdir_size: ByteSize,
+    /// Size of /tmp, and of /dev/shm.
     #[serde(default = "default_tmp_size")]
     pub tmp_size: ByteSize,
     /// How long a new container may take until its agent answers.
@@ -592,6 +595,41 @@ impl Default for TasksConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsConfig {
+    /// A dependency install (pip in a build container) that takes longer fails.
+    #[serde(default = "default_build_timeout")]
+    pub build_timeout: HumanDuration,
+    /// Memory of the container that installs a function's dependencies (building wheels
+    /// needs more than running code does).
+    #[serde(default = "default_build_memory")]
+    pub build_memory: ByteSize,
+    /// Environment builds running at once; more wait (their status reads `building`).
+    #[serde(default = "default_parallel_builds")]
+    pub max_parallel_builds: usize,
+}
+
+fn default_build_timeout() -> HumanDuration {
+    HumanDuration::secs(600)
+}
+fn default_build_memory() -> ByteSize {
+    ByteSize::mib(2048)
+}
+fn default_parallel_builds() -> usize {
+    2
+}
+
+impl Default for FunctionsConfig {
+    fn default() -> Self {
+        FunctionsConfig {
+            build_timeout: default_build_timeout(),
+            build_memory: default_build_memory(),
+            max_parallel_builds: default_parallel_builds(),
+        }
+    }
+}
+
 /// Requests per subject, as a token bucket. 0 turns the limit off.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -599,7 +637,7 @@ pub struct RateLimitConfig {
     /// Sustained requests per minute one subject may make; 0: unlimited.
     #[serde(default)]
     pub per_minute: u32,
-    /// Requests a subject may make at once above the sustained rate; 0: per_minute / 6.
+    /// Requests a subject may make at once (the size of its bucket); 0: per_minute / 6.
     #[serde(default)]
     pub burst: u32,
 }
@@ -711,6 +749,27 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.functions.build_timeout.get().is_zero() {
+            return Err(ConfigError::key(
+                "functions.build_timeout",
+                "must be above zero",
+            ));
+        }
+        if self.functions.build_memory < ByteSize::mib(64) {
+            return Err(ConfigError::key(
+                "functions.build_memory",
+                format!(
+                    "{} is below the 64m that pip needs",
+                    self.functions.build_memory
+                ),
+            ));
+        }
+        if self.functions.max_parallel_builds == 0 {
+            return Err(ConfigError::key(
+                "functions.max_parallel_builds",
+                "must be at least 1",
+            ));
+        }
         if self.sandbox.pids_limit < 8 {
             return Err(ConfigError::key("sandbox.pids_limit", "must be at least 8"));
         }
@@ -818,6 +877,7 @@ fn top_level_keys() -> Vec<&'static str> {
         "logging",
         "sessions",
         "tasks",
+        "functions",
         "rate_limit",
         "domain",
         "interpreter_image",
@@ -834,5 +894,7 @@ fn top_level_keys() -> Vec<&'static str> {
     ]
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;

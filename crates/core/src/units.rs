@@ -24,7 +24,10 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MIB: u64 = 1024 * 1024;
-        if self.0 >= MIB && self.0.is_multiple_of(MIB) {
+        const GIB: u64 = 1024 * MIB;
+        if self.0 >= GIB && self.0.is_multiple_of(GIB) {
+            write!(f, "{}g", self.0 / GIB)
+        } else if self.0 >= MIB && self.0.is_multiple_of(MIB) {
             write!(f, "{}m", self.0 / MIB)
         } else {
             write!(f, "{}", self.0)
@@ -97,6 +100,16 @@ impl HumanDuration {
     }
 }
 
+/// A duration as people read it in a message: `30 s`, `1.5 s`.
+pub fn human_seconds(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds.fract() == 0.0 {
+        format!("{} s", seconds as u64)
+    } else {
+        format!("{seconds:.1} s")
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let lower = text.trim().to_ascii_lowercase();
     let digits_end = lower
@@ -157,13 +170,33 @@ impl<'de> Deserialize<'de> for HumanDuration {
 
 impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format!("{}s", self.0.as_secs_f64()))
+        serializer.serialize_str(&compact_duration(self.0))
     }
+}
+
+/// The shortest exact spelling config.yaml accepts: `7d`, `10m`, `30s`, `1.5s`.
+fn compact_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() != 0 || seconds == 0 {
+        return format!("{}s", duration.as_secs_f64());
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_seconds() {
+        assert_eq!(human_seconds(Duration::from_secs(30)), "30 s");
+        assert_eq!(human_seconds(Duration::from_millis(1500)), "1.5 s");
+    }
 
     #[test]
     fn sizes_use_binary_multiples() {

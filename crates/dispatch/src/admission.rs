@@ -34,12 +34,17 @@ impl Admission {
     pub async fn admit(&self) -> Result<Admitted, ApiError> {
         let started = Instant::now();
         match tokio::time::timeout(self.max_wait, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Admitted {
-                _permit: permit,
-                waited: started.elapsed(),
-            }),
+            Ok(Ok(permit)) => {
+                let waited = started.elapsed();
+                crate::metrics::record_admission_wait(waited);
+                Ok(Admitted {
+                    _permit: permit,
+                    waited,
+                })
+            }
             Ok(Err(_closed)) => Err(ApiError::Unavailable("runbox is shutting down".into())),
             Err(_elapsed) => {
+                metrics::counter!("runbox_admission_rejected_total").increment(1);
                 tracing::warn!(
                     capacity = self.capacity,
                     waited_ms = self.max_wait.as_millis() as u64,
@@ -47,6 +52,19 @@ impl Admission {
                 );
                 Err(ApiError::Overloaded)
             }
+        }
+    }
+
+    /// Waits for a slot for as long as it takes (async tasks, which stay QUEUED
+    /// meanwhile and can be cancelled by dropping this future).
+    pub async fn admit_queued(&self) -> Result<Admitted, ApiError> {
+        let started = Instant::now();
+        match self.slots.clone().acquire_owned().await {
+            Ok(permit) => Ok(Admitted {
+                _permit: permit,
+                waited: started.elapsed(),
+            }),
+            Err(_closed) => Err(ApiError::Unavailable("runbox is shutting down".into())),
         }
     }
 

@@ -1,23 +1,29 @@
 //! Building and running the server: `Application::build` → `local_addr` →
 //! `run_until_stopped`, so tests and the CLI start it the same way.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use runbox_core::Config;
 use runbox_sandbox::{SandboxError, Sandboxes};
-use runbox_store::{spawn_retention_sweep, Store, StoreError};
+use runbox_store::{spawn_retention_sweep, Retention, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
 use crate::auth::{load_or_create_secret, Authenticator, SecretError};
+use crate::functions::{recover_interrupted, Functions};
 use crate::routes::router;
+use crate::sessions::Sessions;
 use crate::state::AppState;
 
 const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// After the shutdown grace, how long the runs that were stopped get to send their
+/// answers.
+const ANSWER_AFTER_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -67,16 +73,28 @@ impl Application {
         let secret = load_or_create_secret(&config.auth.jwt_secret, &config.data_dir)?;
         let auth = Arc::new(Authenticator::new(&config.auth, &secret, store.clone()));
         let instance = instance_name(&config);
+        recover_interrupted(&store, &instance).await?;
         let sandboxes = Sandboxes::start(config.clone(), docker, image, instance).await?;
         let public_url = public_url(&config, local);
         let background = CancellationToken::new();
         spawn_retention_sweep(
             store.clone(),
-            config.images.retention.get(),
+            Retention {
+                images: config.images.retention.get(),
+                tasks: config.tasks.retention.get(),
+            },
             RETENTION_SWEEP_EVERY,
             background.clone(),
         );
+        let sessions = Sessions::start(
+            sandboxes.clone(),
+            config.sessions.clone(),
+            background.clone(),
+        );
+        let functions = Functions::new(config.functions.max_parallel_builds);
         let state = AppState {
+            sessions,
+            functions,
             admission: Admission::new(
                 config.admission.max_concurrent_runs,
                 config.admission.max_wait.get(),
@@ -86,6 +104,7 @@ impl Application {
             store,
             auth,
             public_url: public_url.into(),
+            metrics: crate::metrics::install(),
         };
         Ok(Application {
             listener,
@@ -114,9 +133,20 @@ impl Application {
             background,
         } = self;
         let grace = state.config.server.shutdown_grace.get();
+        let stopped_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+        tokio::spawn({
+            let stop = stop.clone();
+            let stopped_at = stopped_at.clone();
+            async move {
+                stop.cancelled().await;
+                let _ = stopped_at.set(Instant::now());
+            }
+        });
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let serve =
-            axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let serve = axum::serve(listener, service)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future();
+        tokio::pin!(serve);
         let deadline = async {
             stop.cancelled().await;
             tracing::info!(
@@ -126,13 +156,31 @@ impl Application {
             tokio::time::sleep(grace).await;
         };
         let result = tokio::select! {
-            served = serve => served.map_err(StartupError::Serve),
+            served = &mut serve => served.map_err(StartupError::Serve),
             () = deadline => {
                 tracing::warn!("shutdown grace expired; killing the sandboxes still running");
-                Ok(())
+                // The runs end with a 503 and session execs with an error, and those
+                // answers still reach their clients before the connections close.
+                state.admission.close();
+                state.sandboxes.stop_runs();
+                state.sessions.close_all().await;
+                match tokio::time::timeout(ANSWER_AFTER_GRACE, &mut serve).await {
+                    Ok(served) => served.map_err(StartupError::Serve),
+                    Err(_) => {
+                        tracing::warn!("some connections were still open; closing them");
+                        Ok(())
+                    }
+                }
             }
         };
+        // Async tasks get what is left of the grace period, then are killed (they end
+        // FAILED, reason `interrupted`).
+        let left = stopped_at
+            .get()
+            .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
+        state.functions.shutdown(left).await;
         state.admission.close();
+        state.sessions.close_all().await;
         background.cancel();
         state.sandboxes.shutdown().await;
         state.store.close().await;

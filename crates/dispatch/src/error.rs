@@ -23,10 +23,23 @@ pub enum ApiError {
     InvalidToken,
     #[error("Insufficient scope")]
     InsufficientScope(&'static str),
+    /// 400 naming the request field that is wrong (`context.x`, `files[0].path`).
+    #[error("invalid `{field}`: {message}")]
+    InvalidField { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// 409: the request contradicts what exists (a session running another execution,
+    /// a function name that is taken, a task that has already finished).
+    #[error("{0}")]
+    Conflict(String),
+    /// 410: the resource existed and has ended (a session that timed out or crashed).
+    #[error("{0}")]
+    Gone(String),
     #[error("Request body too large")]
     PayloadTooLarge,
+    /// 413 for a part of a body over its own limit (input files over `limits.file_bytes`).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{message}")]
     Unprocessable {
         message: String,
@@ -63,6 +76,13 @@ impl ApiError {
         }
     }
 
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     pub fn unprocessable(message: impl Into<String>) -> Self {
         ApiError::Unprocessable {
             message: message.into(),
@@ -72,11 +92,13 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             ApiError::MissingAuth | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::PayloadTooLarge | ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded => StatusCode::GATEWAY_TIMEOUT,
@@ -85,12 +107,16 @@ impl ApiError {
         }
     }
 
-    fn body(&self) -> Value {
+    /// The JSON body of the response (also sent as the `error` event of a stream).
+    pub fn body(&self) -> Value {
         match self {
             ApiError::BadRequest {
                 message,
                 detail: Some(detail),
             } => json!({"error": message, "detail": detail}),
+            ApiError::InvalidField { field, .. } => {
+                json!({"error": self.to_string(), "field": field})
+            }
             ApiError::InsufficientScope(scope) => {
                 json!({"error": "Insufficient scope", "required": scope})
             }

@@ -5,6 +5,7 @@ use runbox_core::{ExecOutcome, ExecRequest};
 use runbox_sandbox::RunOptions;
 
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::{record_execution, record_failure, Surface};
 use crate::state::AppState;
 
 /// An image the run produced, as stored and served.
@@ -25,9 +26,32 @@ pub struct Executed {
 impl AppState {
     /// Admits, runs and stores images. A failure of the user's code is in the outcome;
     /// `Err` is overload (504) or a failure of runbox's own machinery (5xx).
-    pub async fn execute(&self, request: &ExecRequest, options: RunOptions) -> ApiResult<Executed> {
+    pub async fn execute(
+        &self,
+        surface: Surface,
+        request: &ExecRequest,
+        options: RunOptions,
+    ) -> ApiResult<Executed> {
         let _admitted = self.admission.admit().await?;
-        let mut outcome = self.sandboxes.run(request, options).await?;
+        self.run_admitted(surface, request, options).await
+    }
+
+    /// [`AppState::execute`] for a caller that holds its admission already (a stream
+    /// admits before it answers, so that overload is still a 504 and not an event).
+    pub async fn run_admitted(
+        &self,
+        surface: Surface,
+        request: &ExecRequest,
+        options: RunOptions,
+    ) -> ApiResult<Executed> {
+        let mut outcome = match self.sandboxes.run(request, options).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                record_failure(surface, "sandbox");
+                return Err(err.into());
+            }
+        };
+        record_execution(surface, request.language, &outcome);
         let images = self.store_images(&mut outcome).await?;
         Ok(Executed { outcome, images })
     }

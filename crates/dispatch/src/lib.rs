@@ -6,8 +6,12 @@ mod app;
 pub mod auth;
 pub mod error;
 pub mod execution;
+pub mod functions;
+pub mod metrics;
+pub mod rate_limit;
 pub mod result;
 mod routes;
+pub mod sessions;
 pub mod state;
 
 pub use app::{instance_name, Application, StartupError};

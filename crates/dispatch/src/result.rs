@@ -1,7 +1,7 @@
 //! The result object of the native surface (API.md), shared by /execute, function calls,
 //! tasks and sessions.
 
-use runbox_core::ExecError;
+use runbox_core::{ExecError, ExecOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -38,5 +38,17 @@ impl ResultObject {
             execution_time: outcome.execution_time.as_secs_f64(),
             task_id: None,
         }
+    }
+
+    /// A run that never produced output: a failed dependency environment, a call
+    /// cancelled before it started, a task interrupted by a restart.
+    pub fn from_error(error: ExecError) -> Self {
+        ResultObject::from_executed(Executed {
+            outcome: ExecOutcome {
+                error: Some(error),
+                ..ExecOutcome::default()
+            },
+            images: Vec::new(),
+        })
     }
 }

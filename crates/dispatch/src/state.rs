@@ -8,6 +8,8 @@ use runbox_store::Store;
 
 use crate::admission::Admission;
 use crate::auth::Authenticator;
+use crate::functions::Functions;
+use crate::sessions::Sessions;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,8 +18,12 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub admission: Admission,
+    pub sessions: Sessions,
     /// Base of the URLs of stored images, without a trailing slash.
     pub public_url: Arc<str>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Running calls of stored functions, environment builds, async tasks.
+    pub functions: Functions,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Authenticator> {

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use runbox_core::units::human_seconds;
 use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::docker::{docker_status, DockerStatus};
+use crate::environment::{self, BuildFailure, BuildReport, DependencySet, EnvironmentPlan};
+use crate::guard::LiveContainers;
 use crate::labels::ContainerKind;
 use crate::network::ensure_sandbox_network;
 use crate::pool::{Pool, PoolStatus};
@@ -35,6 +38,8 @@ pub struct RunOptions {
     pub events: Option<mpsc::Sender<ExecEvent>>,
     /// Fires to stop the run early (a cancelled task): the container is killed.
     pub cancel: Option<CancellationToken>,
+    /// Told once the run has its sandbox and the code starts (a task turns RUNNING).
+    pub started: Option<oneshot::Sender<()>>,
 }
 
 /// Figures for /health, /metrics and `runbox doctor`.
@@ -44,6 +49,8 @@ pub struct EngineStatus {
     /// Sandboxes running code right now (one-shot runs and open sessions).
     pub in_use: usize,
     pub port_leases: usize,
+    /// Containers runbox owns right now (pooled, running, being removed).
+    pub live_containers: usize,
 }
 
 #[derive(Clone)]
@@ -56,6 +63,8 @@ struct Engine {
     default_image: String,
     pools: HashMap<String, Arc<Pool>>,
     cancel: CancellationToken,
+    /// Fired when shutdown stops waiting for runs: each ends with `ShuttingDown`.
+    runs_stopped: CancellationToken,
     in_use: Arc<AtomicUsize>,
 }
 
@@ -85,6 +94,7 @@ impl Sandboxes {
             tracker: tracker.clone(),
             http_client,
             config: config.clone(),
+            live: LiveContainers::default(),
         });
         let cancel = CancellationToken::new();
         let mut pools = HashMap::new();
@@ -111,6 +121,7 @@ impl Sandboxes {
                 default_image: image,
                 pools,
                 cancel,
+                runs_stopped: CancellationToken::new(),
                 in_use: Arc::new(AtomicUsize::new(0)),
             }),
         })
@@ -130,15 +141,16 @@ impl Sandboxes {
     pub async fn run(
         &self,
         request: &ExecRequest,
-        options: RunOptions,
+        mut options: RunOptions,
     ) -> Result<ExecOutcome, SandboxError> {
         let image = options
             .image
             .clone()
             .unwrap_or_else(|| self.inner.default_image.clone());
+        let mut started = options.started.take();
         let mut attempt = 1;
         loop {
-            match self.run_once(&image, request, &options).await {
+            match self.run_once(&image, request, &options, &mut started).await {
                 // Nothing ran: another sandbox gets the request.
                 Err(SandboxError::DiedBeforeUse) if attempt < DIED_BEFORE_USE_ATTEMPTS => {
                     tracing::warn!("a sandbox died before its run began; using another");
@@ -154,10 +166,14 @@ impl Sandboxes {
         image: &str,
         request: &ExecRequest,
         options: &RunOptions,
+        started: &mut Option<oneshot::Sender<()>>,
     ) -> Result<ExecOutcome, SandboxError> {
         let acquiring = Instant::now();
         let mut sandbox = self.acquire(image).await?;
         let _in_use = InUse::enter(&self.inner.in_use);
+        if let Some(started) = started.take() {
+            let _ = started.send(());
+        }
         let caps = self.inner.launcher.caps();
         let cancel = options.cancel.clone().unwrap_or_default();
         let started = Instant::now();
@@ -172,6 +188,10 @@ impl Sandboxes {
                 let mut outcome = ExecOutcome::failed(ErrorKind::Killed, "the run was cancelled");
                 outcome.execution_time = started.elapsed();
                 return Ok(outcome);
+            }
+            () = self.inner.runs_stopped.cancelled() => {
+                sandbox.remove().await;
+                return Err(SandboxError::ShuttingDown);
             }
         };
         match ran {
@@ -206,6 +226,40 @@ impl Sandboxes {
         }
     }
 
+    /// Builds the dependency environment `plan` on top of the default sandbox image (see
+    /// `environment.rs`). Callers make sure that one set is built once at a time.
+    pub async fn build_environment(
+        &self,
+        deps: &DependencySet,
+        plan: &EnvironmentPlan,
+        timeout: Duration,
+    ) -> Result<BuildReport, BuildFailure> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(BuildFailure {
+                message: SandboxError::ShuttingDown.to_string(),
+                log: String::new(),
+            });
+        }
+        environment::build(
+            &self.inner.launcher,
+            &self.inner.default_image,
+            deps,
+            plan,
+            timeout,
+        )
+        .await
+    }
+
+    /// The environment a dependency set needs on top of the default sandbox image.
+    pub fn plan_environment(&self, deps: &DependencySet) -> EnvironmentPlan {
+        environment::plan_environment(&self.inner.launcher.config, &self.inner.default_image, deps)
+    }
+
+    /// Whether an image is present on the engine.
+    pub async fn image_exists(&self, image: &str) -> Result<bool, SandboxError> {
+        crate::image::image_exists(&self.inner.launcher.docker, image).await
+    }
+
     /// A dedicated sandbox for a stateful session.
     pub async fn open_session(&self) -> Result<SessionSandbox, SandboxError> {
         let image = self.inner.default_image.clone();
@@ -220,24 +274,34 @@ impl Sandboxes {
     /// A pooled sandbox when one is ready, else a new one (the cold path, which never
     /// waits behind the refill).
     async fn acquire(&self, image: &str) -> Result<Sandbox, SandboxError> {
-        if self.inner.cancel.is_cancelled() {
+        if self.inner.cancel.is_cancelled() || self.inner.runs_stopped.is_cancelled() {
             return Err(SandboxError::ShuttingDown);
         }
+        let started = Instant::now();
         let pool = self.inner.pools.get(image);
         if let Some(pool) = pool {
             if let Some(sandbox) = pool.take().await {
+                metrics::histogram!("runbox_sandbox_acquire_seconds", "source" => "pool")
+                    .record(started.elapsed().as_secs_f64());
                 return Ok(sandbox);
             }
         }
-        let sandbox = self
+        let launched = self
             .inner
             .launcher
             .launch(image, ContainerKind::OnDemand, &[])
-            .await?;
-        if let Some(pool) = pool {
-            pool.docker_recovered();
+            .await;
+        match &launched {
+            Ok(_) => {
+                metrics::histogram!("runbox_sandbox_acquire_seconds", "source" => "cold")
+                    .record(started.elapsed().as_secs_f64());
+                if let Some(pool) = pool {
+                    pool.docker_recovered();
+                }
+            }
+            Err(_) => metrics::counter!("runbox_sandbox_launch_failures_total").increment(1),
         }
-        Ok(sandbox)
+        launched
     }
 
     pub fn status(&self) -> EngineStatus {
@@ -247,6 +311,7 @@ impl Sandboxes {
             pools,
             in_use: self.inner.in_use.load(Ordering::SeqCst),
             port_leases: self.inner.launcher.ports.in_use(),
+            live_containers: self.inner.launcher.live.count(),
         }
     }
 
@@ -256,6 +321,12 @@ impl Sandboxes {
 
     pub fn docker(&self) -> &Docker {
         &self.inner.launcher.docker
+    }
+
+    /// Ends every run still going (its sandbox is removed; the caller gets
+    /// `ShuttingDown`) and refuses new ones: for a shutdown whose grace has expired.
+    pub fn stop_runs(&self) {
+        self.inner.runs_stopped.cancel();
     }
 
     /// Stops the refill, removes the pools and waits for every removal runbox started.
@@ -294,14 +365,5 @@ impl InUse {
 impl Drop for InUse {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-pub(crate) fn human_seconds(duration: Duration) -> String {
-    let seconds = duration.as_secs_f64();
-    if seconds.fract() == 0.0 {
-        format!("{} s", seconds as u64)
-    } else {
-        format!("{seconds:.1} s")
     }
 }

@@ -5,6 +5,7 @@
 pub mod baseline;
 mod docker;
 mod engine;
+pub mod environment;
 mod error;
 mod frame;
 mod guard;
@@ -23,6 +24,10 @@ mod transport;
 pub use bollard::Docker;
 pub use docker::{connect_docker, docker_runtimes, docker_status, DockerStatus};
 pub use engine::{EngineStatus, RunOptions, Sandboxes};
+pub use environment::{
+    plan_environment, prune_environments, BuildFailure, BuildReport, DependencySet,
+    EnvironmentPlan, InvalidRequirement, PruneReport,
+};
 pub use error::SandboxError;
 pub use labels::ContainerKind;
 pub use pool::PoolStatus;

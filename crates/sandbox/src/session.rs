@@ -4,10 +4,11 @@
 
 use std::time::Instant;
 
+use runbox_core::units::human_seconds;
 use runbox_core::{ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::mpsc;
 
-use crate::engine::{human_seconds, InUse};
+use crate::engine::InUse;
 use crate::protocol::OutputCaps;
 use crate::sandbox::Sandbox;
 use crate::SandboxError;
@@ -15,6 +16,10 @@ use crate::SandboxError;
 pub struct SessionSandbox {
     sandbox: Option<Sandbox>,
     caps: OutputCaps,
+    /// Set while an exec runs. Still set at the next call means the previous exec was
+    /// dropped half-way: its frames may still arrive, so the connection cannot be
+    /// trusted any more and the session ends.
+    in_flight: bool,
     _in_use: InUse,
 }
 
@@ -23,13 +28,14 @@ impl SessionSandbox {
         SessionSandbox {
             sandbox: Some(sandbox),
             caps,
+            in_flight: false,
             _in_use: in_use,
         }
     }
 
     /// False once a timeout or a crash has ended the session.
     pub fn is_alive(&self) -> bool {
-        self.sandbox.as_ref().is_some_and(Sandbox::seems_alive)
+        !self.in_flight && self.sandbox.as_ref().is_some_and(Sandbox::seems_alive)
     }
 
     pub fn container_id(&self) -> Option<&str> {
@@ -43,15 +49,21 @@ impl SessionSandbox {
         request: &ExecRequest,
         events: Option<&mpsc::Sender<ExecEvent>>,
     ) -> Result<ExecOutcome, SandboxError> {
+        if self.in_flight {
+            self.close().await;
+            return Err(SandboxError::SessionEnded);
+        }
         let Some(sandbox) = self.sandbox.as_mut() else {
             return Err(SandboxError::SessionEnded);
         };
         let started = Instant::now();
+        self.in_flight = true;
         let ran = tokio::time::timeout(
             request.timeout,
             sandbox.exec(request, self.caps, true, events),
         )
         .await;
+        self.in_flight = false;
         match ran {
             Ok(Ok(outcome)) => {
                 let ended = outcome

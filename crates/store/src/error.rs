@@ -27,6 +27,12 @@ pub enum StoreError {
     Duplicate(String),
     #[error("stored image `{name}` is corrupt: {reason}")]
     Corrupt { name: String, reason: String },
+    #[error("stored row of {table} `{key}` is corrupt: {reason}")]
+    CorruptRow {
+        table: &'static str,
+        key: String,
+        reason: String,
+    },
     #[error("invalid input: {0}")]
     InvalidInput(String),
     #[error("the database did not answer within {0:?}")]

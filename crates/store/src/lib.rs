@@ -1,20 +1,27 @@
-//! Persistence for runbox: images produced by executions and revoked token ids, in
-//! SQLite (single node) or PostgreSQL (several replicas sharing one database).
+//! Persistence for runbox: images produced by executions, revoked token ids, stored
+//! functions with their versions, dependency environments and async tasks, in SQLite
+//! (single node) or PostgreSQL (several replicas sharing one database).
 //!
 //! Every query is written once with `$N` placeholders, which both sqlx drivers accept,
 //! and run against whichever pool [`Store::connect`] opened. Queries are checked by the
 //! tests against both backends, not at compile time: builds need no database.
 
 mod connect;
+mod environments;
 mod error;
+mod functions;
 mod images;
 mod revocations;
 mod sweep;
+mod tasks;
 
 pub use connect::redact_url;
+pub use environments::{EnvironmentRecord, EnvironmentStatus};
 pub use error::StoreError;
+pub use functions::{FunctionVersion, NewFunctionVersion};
 pub use images::StoredImage;
-pub use sweep::spawn_retention_sweep;
+pub use sweep::{spawn_retention_sweep, Retention};
+pub use tasks::{NewTask, TaskFilter, TaskRecord, TaskStatus};
 
 use sqlx::{PgPool, SqlitePool};
 

@@ -18,12 +18,22 @@ const REVOCATION_GRACE: Duration = Duration::from_secs(10 * 60);
 /// would be a busy loop against the database.
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long the sweep keeps what.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Images are deleted this long after they were stored.
+    pub images: Duration,
+    /// Finished tasks are deleted this long after they finished.
+    pub tasks: Duration,
+}
+
 /// Spawns a task that sweeps once right away and then every `every`: it deletes images
-/// older than `retention` and revocations of long-expired tokens. Failures are logged and
-/// the next round tries again. The task ends when `cancel` fires, also mid-sweep.
+/// and finished tasks older than their `retention` and revocations of long-expired
+/// tokens. Failures are logged and the next round tries again. The task ends when
+/// `cancel` fires, also mid-sweep.
 pub fn spawn_retention_sweep(
     store: Store,
-    retention: Duration,
+    retention: Retention,
     every: Duration,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
@@ -48,13 +58,22 @@ pub fn spawn_retention_sweep(
     })
 }
 
-async fn sweep_once(store: &Store, retention: Duration, now: DateTime<Utc>) {
+async fn sweep_once(store: &Store, retention: Retention, now: DateTime<Utc>) {
     // A retention too long to subtract from now means nothing is old enough yet.
-    if let Some(cutoff) = earlier(now, retention) {
+    if let Some(cutoff) = earlier(now, retention.images) {
         match store.delete_images_older_than(cutoff).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, %cutoff, "retention sweep deleted images"),
             Err(error) => tracing::error!(%error, "retention sweep could not delete images"),
+        }
+    }
+    if let Some(cutoff) = earlier(now, retention.tasks) {
+        match store.delete_tasks_finished_before(cutoff).await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::info!(deleted, %cutoff, "retention sweep deleted finished tasks")
+            }
+            Err(error) => tracing::error!(%error, "retention sweep could not delete tasks"),
         }
     }
     if let Some(cutoff) = earlier(now, REVOCATION_GRACE) {

@@ -158,3 +158,21 @@ fn requested_timeouts_are_capped() {
         Duration::from_secs(60)
     );
 }
+
+#[test]
+fn functions_section_has_defaults_and_overrides() {
+    let config = load("", &[]).expect("defaults");
+    assert_eq!(
+        config.functions.build_timeout.get(),
+        Duration::from_secs(600)
+    );
+    assert_eq!(config.functions.build_memory, ByteSize::mib(2048));
+    assert_eq!(config.functions.max_parallel_builds, 2);
+    let config = load("", &[("RUNBOX_FUNCTIONS__BUILD_TIMEOUT", "90s")]).expect("override");
+    assert_eq!(
+        config.functions.build_timeout.get(),
+        Duration::from_secs(90)
+    );
+    let err = load("functions:\n  build_timeout: 0s\n", &[]).expect_err("zero rejected");
+    assert!(err.to_string().contains("functions.build_timeout"), "{err}");
+}

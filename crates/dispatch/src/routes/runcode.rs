@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::execution::Executed;
+use crate::metrics::Surface;
 use crate::routes::body_rejection;
 use crate::state::AppState;
 
@@ -115,7 +116,9 @@ async fn run(
     );
     request.variables = variables;
     request.mode = ExecMode::Script;
-    let executed = state.execute(&request, RunOptions::default()).await?;
+    let executed = state
+        .execute(Surface::Runcode, &request, RunOptions::default())
+        .await?;
     Ok(Json(render(executed)))
 }
 

@@ -160,6 +160,29 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Rewrites when a task finished, as an old task would read.
+    pub async fn set_task_finished_at(&self, id: &str, at: DateTime<Utc>) {
+        const SQL: &str = "UPDATE tasks SET finished_at = $1 WHERE id = $2";
+        let updated = match &self.raw {
+            Raw::Sqlite(pool) => sqlx::query(SQL)
+                .bind(at)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Postgres { pool, .. } => sqlx::query(SQL)
+                .bind(at)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .unwrap();
+        assert_eq!(updated, 1, "no task {id}");
+    }
+}
+
 /// The PostgreSQL URL to test against, `None` to skip; panics under CI without one so
 /// that a misconfigured pipeline cannot pass without ever touching PostgreSQL.
 fn postgres_url() -> Option<String> {

@@ -11,6 +11,9 @@
 mod harness;
 
 mod connect;
+mod environments;
+mod functions;
 mod images;
 mod revocations;
 mod sweep;
+mod tasks;

@@ -1,0 +1,260 @@
+//! Calling a stored function: arguments are validated and a concurrency slot is taken
+//! before anything else happens (422 / 429 cost no sandbox); then the environment is
+//! made sure of, admission is waited for, and the function runs in a fresh sandbox of
+//! its environment image under its own timeout.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use runbox_core::{ErrorKind, ExecError, ExecMode, ExecRequest, FunctionCall, Language};
+use runbox_sandbox::{DependencySet, RunOptions};
+use runbox_store::FunctionVersion;
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+
+use super::args;
+use super::environments::{Environment, Need};
+use super::running::CallSlot;
+use super::{function_not_found, invalid_args, json_kind, reply, tasks};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::result::ResultObject;
+use crate::state::AppState;
+
+/// The body of `POST /functions/{name}/call`.
+#[derive(Clone, Debug, Default)]
+pub struct CallRequest {
+    pub args: Map<String, Value>,
+    /// `"async": true`: answer 202 with a task id at once.
+    pub asynchronous: bool,
+    /// Call this version instead of the latest.
+    pub version: Option<i64>,
+}
+
+impl CallRequest {
+    /// An empty body is a call without arguments.
+    pub fn parse(body: Value) -> ApiResult<CallRequest> {
+        let mut fields = match body {
+            Value::Null => return Ok(CallRequest::default()),
+            Value::Object(fields) => fields,
+            other => {
+                return Err(invalid_args(
+                    None,
+                    format!("the body must be a JSON object, not {}", json_kind(&other)),
+                ))
+            }
+        };
+        if let Some(unknown) = fields
+            .keys()
+            .find(|k| !matches!(k.as_str(), "args" | "async" | "version"))
+        {
+            return Err(invalid_args(
+                None,
+                format!("unknown field `{unknown}` (known: args, async, version)"),
+            ));
+        }
+        let args = match fields.remove("args") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(args)) => args,
+            Some(other) => {
+                return Err(invalid_args(
+                    None,
+                    format!(
+                        "`args` must be an object of argument names to values, not {}",
+                        json_kind(&other)
+                    ),
+                ))
+            }
+        };
+        let asynchronous = match fields.remove("async") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(flag)) => flag,
+            Some(_) => return Err(invalid_args(None, "`async` must be true or false".into())),
+        };
+        let version = match fields.remove("version") {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_i64() {
+                Some(version) if version >= 1 => Some(version),
+                _ => {
+                    return Err(invalid_args(
+                        None,
+                        "`version` must be a version number (1, 2, …)".into(),
+                    ))
+                }
+            },
+        };
+        Ok(CallRequest {
+            args,
+            asynchronous,
+            version,
+        })
+    }
+}
+
+/// A call that passed validation and holds its concurrency slot.
+pub(crate) struct Prepared {
+    pub function: FunctionVersion,
+    pub args: Map<String, Value>,
+    pub timeout: Duration,
+    pub slot: CallSlot,
+}
+
+/// How a call waits for a free run slot.
+pub(crate) enum Admit<'a> {
+    /// A sync call: at most `admission.max_wait`, then 504.
+    Bounded,
+    /// A task: QUEUED for as long as it takes (it can be cancelled meanwhile); marked
+    /// RUNNING once its sandbox is there.
+    Queued { task_id: &'a str },
+}
+
+/// How a run ended, when it did not fail in runbox itself.
+pub(crate) enum Ran {
+    Finished(Box<ResultObject>),
+    /// The call was cancelled before it started.
+    Cancelled,
+}
+
+/// POST /functions/{name}/call (and /execute with a name): 200 with the result object,
+/// or 202 with a task id for `async`.
+pub async fn call_function(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    request: CallRequest,
+) -> ApiResult<Response> {
+    principal.require("run")?;
+    if request.asynchronous {
+        principal.require("tasks")?;
+    }
+    let task_id = request
+        .asynchronous
+        .then(|| uuid::Uuid::new_v4().to_string());
+    let prepared = prepare(state, name, &request, task_id.as_deref()).await?;
+    if let Some(task_id) = task_id {
+        tasks::spawn(state, principal, prepared, task_id.clone()).await?;
+        return Ok(reply(
+            StatusCode::ACCEPTED,
+            json!({"success": true, "message": "", "task_id": task_id}),
+        ));
+    }
+    let result = match run(state, &prepared, Admit::Bounded).await? {
+        Ran::Finished(result) => *result,
+        Ran::Cancelled => cancelled_result("the call was cancelled before it started"),
+    };
+    drop(prepared);
+    Ok(reply(
+        StatusCode::OK,
+        serde_json::to_value(result).unwrap_or(Value::Null),
+    ))
+}
+
+async fn prepare(
+    state: &AppState,
+    name: &str,
+    request: &CallRequest,
+    task_id: Option<&str>,
+) -> ApiResult<Prepared> {
+    let Some(function) = state.store.function(name, request.version).await? else {
+        return Err(match request.version {
+            Some(version) if state.store.function(name, None).await?.is_some() => {
+                ApiError::NotFound(format!("function `{name}` has no version {version}"))
+            }
+            _ => function_not_found(name),
+        });
+    };
+    let specs = args::specs_from_stored(&function.args);
+    let accepts_extra = args::accepts_extra(&function.parameters);
+    let call_args = args::validate_call(&function.name, &specs, accepts_extra, &request.args)
+        .map_err(|e| invalid_args(e.argument, e.message))?;
+    let limit = function
+        .max_concurrency
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let slot = state
+        .functions
+        .running
+        .try_enter(name, limit, task_id, state.functions.shutdown_token())
+        .map_err(|limit| ApiError::TooManyRequests {
+            body: json!({
+                "success": false,
+                "message": format!("Over Max Concurrency {limit}"),
+                "task_id": "",
+            }),
+            retry_after: None,
+        })?;
+    let requested = function
+        .timeout_ms
+        .map(|ms| Duration::from_millis(ms.max(1) as u64));
+    let timeout = state.config.clamp_timeout(requested);
+    Ok(Prepared {
+        function,
+        args: call_args,
+        timeout,
+        slot,
+    })
+}
+
+/// Runs a prepared call. User-code failures, a failed environment and a cancellation
+/// are in the result object; `Err` is a failure of runbox itself.
+pub(crate) async fn run(state: &AppState, prepared: &Prepared, admit: Admit<'_>) -> ApiResult<Ran> {
+    let cancel = &prepared.slot.cancel;
+    let function = &prepared.function;
+    let deps = DependencySet::parse(&function.dependencies).unwrap_or_default();
+    let environment = tokio::select! {
+        environment = state.functions.environments.ensure(state, &deps, Need::Call) => environment?,
+        () = cancel.cancelled() => return Ok(Ran::Cancelled),
+    };
+    let image = match environment {
+        Environment::Ready { image } => image,
+        Environment::Failed { message, log } => {
+            return Ok(Ran::Finished(Box::new(ResultObject::from_error(
+                ExecError {
+                    kind: ErrorKind::Dependency,
+                    message,
+                    traceback: (!log.is_empty()).then_some(log),
+                },
+            ))))
+        }
+    };
+    let _admitted = match admit {
+        Admit::Bounded => state.admission.admit().await?,
+        Admit::Queued { .. } => tokio::select! {
+            admitted = state.admission.admit_queued() => admitted?,
+            () = cancel.cancelled() => return Ok(Ran::Cancelled),
+        },
+    };
+    let mut request = ExecRequest::new(Language::Python, function.code.clone(), prepared.timeout);
+    request.mode = ExecMode::Script;
+    request.call = Some(FunctionCall {
+        function: function.name.clone(),
+        args: prepared.args.clone(),
+    });
+    let (started, sandbox_ready) = oneshot::channel();
+    let options = RunOptions {
+        image: Some(image),
+        cancel: Some(cancel.clone()),
+        started: Some(started),
+        ..RunOptions::default()
+    };
+    // A task is RUNNING from the moment its code has a sandbox: queueing, the
+    // environment and the container start are QUEUED time.
+    let mark_running = async {
+        if let (Admit::Queued { task_id }, Ok(())) = (&admit, sandbox_ready.await) {
+            if let Err(err) = state.store.mark_task_running(task_id).await {
+                tracing::warn!(task = %task_id, error = %err, "cannot record that a task runs");
+            }
+        }
+    };
+    let (executed, ()) = tokio::join!(
+        state.run_admitted(crate::metrics::Surface::Function, &request, options),
+        mark_running
+    );
+    Ok(Ran::Finished(Box::new(ResultObject::from_executed(
+        executed?,
+    ))))
+}
+
+pub(crate) fn cancelled_result(message: &str) -> ResultObject {
+    ResultObject::from_error(ExecError::new(ErrorKind::Killed, message))
+}

@@ -1,0 +1,295 @@
+//! Which image a function runs in, building its dependency environment when needed.
+//! Builds are single-flight: concurrent registrations and calls that need the same set
+//! share one build (an in-process map of shared futures); the database records the
+//! status and pip's log for GET /functions/{name}, for other replicas and across
+//! restarts. A build runs in its own task, so a client that goes away does not stop it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use runbox_sandbox::{DependencySet, EnvironmentPlan};
+use runbox_store::{EnvironmentRecord, EnvironmentStatus};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// A call that finds its environment failed retries the build only after this long, so
+/// that a broken requirement does not cost a pip run per call.
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
+
+/// The image a function can run in, or why there is none.
+#[derive(Clone, Debug)]
+pub enum Environment {
+    Ready { image: String },
+    Failed { message: String, log: String },
+}
+
+/// What GET /functions/{name} shows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EnvironmentView {
+    pub status: &'static str,
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    pub log: String,
+    /// Seconds the last build took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_seconds: Option<f64>,
+}
+
+/// Who is asking: a registration always rebuilds a failed environment; a call only
+/// after [`RETRY_FAILED_AFTER`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    Registration,
+    Call,
+}
+
+type Build = Shared<BoxFuture<'static, Environment>>;
+
+#[derive(Clone)]
+pub struct Environments {
+    inflight: Arc<Mutex<HashMap<String, Build>>>,
+    /// Builds are heavy (network, pip, a commit): only so many at once.
+    builders: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Environments {
+    pub fn new(parallel_builds: usize, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+        Environments {
+            inflight: Arc::default(),
+            builders: Arc::new(Semaphore::new(parallel_builds.max(1))),
+            tracker,
+            shutdown,
+        }
+    }
+
+    /// The image for `deps`: the sandbox image when there are none, else the
+    /// environment image, built first when it is missing (the caller waits).
+    pub async fn ensure(
+        &self,
+        state: &AppState,
+        deps: &DependencySet,
+        need: Need,
+    ) -> ApiResult<Environment> {
+        if deps.is_empty() {
+            return Ok(Environment::Ready {
+                image: state.sandboxes.default_image().to_string(),
+            });
+        }
+        let plan = state.sandboxes.plan_environment(deps);
+        if let Some(build) = self.running(&plan.hash) {
+            return Ok(build.await);
+        }
+        match state.store.environment(&plan.hash).await? {
+            Some(record) if record.status == EnvironmentStatus::Ready => {
+                if state.sandboxes.image_exists(&record.image).await? {
+                    return Ok(Environment::Ready {
+                        image: record.image,
+                    });
+                }
+                tracing::info!(image = %record.image, "environment image is gone; rebuilding it");
+            }
+            Some(record) if record.status == EnvironmentStatus::Failed && need == Need::Call => {
+                let age = chrono::Utc::now().signed_duration_since(record.updated_at);
+                if age.to_std().is_ok_and(|age| age < RETRY_FAILED_AFTER) {
+                    return Ok(failed_from(&record));
+                }
+            }
+            _ => {}
+        }
+        Ok(self.start(state, deps, plan).await)
+    }
+
+    /// The status to show for `deps`, starting a build in the background when the
+    /// environment is missing (after an upgrade of the sandbox image, or a prune).
+    pub async fn view(&self, state: &AppState, deps: &DependencySet) -> ApiResult<EnvironmentView> {
+        if deps.is_empty() {
+            return Ok(EnvironmentView {
+                status: "ready",
+                image: state.sandboxes.default_image().to_string(),
+                hash: None,
+                log: String::new(),
+                build_seconds: None,
+            });
+        }
+        let plan = state.sandboxes.plan_environment(deps);
+        let record = state.store.environment(&plan.hash).await?;
+        let building = self.running(&plan.hash).is_some();
+        let view = |status: &'static str, record: Option<&EnvironmentRecord>| EnvironmentView {
+            status,
+            image: record.map_or_else(|| plan.image.clone(), |r| r.image.clone()),
+            hash: Some(plan.hash.clone()),
+            log: record.map(|r| r.log.clone()).unwrap_or_default(),
+            build_seconds: record.and_then(|r| r.build_ms).map(|ms| ms as f64 / 1000.0),
+        };
+        if building {
+            return Ok(view("building", None));
+        }
+        match &record {
+            Some(r) if r.status == EnvironmentStatus::Failed => Ok(view("failed", Some(r))),
+            Some(r)
+                if r.status == EnvironmentStatus::Ready
+                    && state.sandboxes.image_exists(&r.image).await? =>
+            {
+                Ok(view("ready", Some(r)))
+            }
+            // Building elsewhere (another replica), or missing: make sure it is built.
+            _ => {
+                if !matches!(&record, Some(r) if r.status == EnvironmentStatus::Building) {
+                    drop(self.start(state, deps, plan.clone()));
+                }
+                Ok(view("building", None))
+            }
+        }
+    }
+
+    fn running(&self, hash: &str) -> Option<Build> {
+        lock(&self.inflight).get(hash).cloned()
+    }
+
+    /// Joins the build of `plan` or starts it.
+    fn start(&self, state: &AppState, deps: &DependencySet, plan: EnvironmentPlan) -> Build {
+        let mut inflight = lock(&self.inflight);
+        if let Some(build) = inflight.get(&plan.hash) {
+            return build.clone();
+        }
+        let task = {
+            let state = state.clone();
+            let deps = deps.clone();
+            let plan = plan.clone();
+            let inflight = self.inflight.clone();
+            let shutdown = self.shutdown.clone();
+            let builders = self.builders.clone();
+            async move {
+                let built = tokio::select! {
+                    built = async {
+                        let _turn = builders.acquire_owned().await;
+                        build(&state, &deps, &plan).await
+                    } => built,
+                    () = shutdown.cancelled() => Environment::Failed {
+                        message: "runbox is shutting down".into(),
+                        log: String::new(),
+                    },
+                };
+                lock(&inflight).remove(&plan.hash);
+                built
+            }
+        };
+        let handle = self.tracker.spawn(task);
+        let map = self.inflight.clone();
+        let hash = plan.hash.clone();
+        let shared = async move {
+            handle.await.unwrap_or_else(|err| {
+                // The task could not remove its own entry: without this, the set
+                // would read `building` for ever.
+                lock(&map).remove(&hash);
+                Environment::Failed {
+                    message: format!("the environment build stopped unexpectedly: {err}"),
+                    log: String::new(),
+                }
+            })
+        }
+        .boxed()
+        .shared();
+        inflight.insert(plan.hash.clone(), shared.clone());
+        shared
+    }
+}
+
+async fn build(state: &AppState, deps: &DependencySet, plan: &EnvironmentPlan) -> Environment {
+    let builder = crate::app::instance_name(&state.config);
+    let requirements = deps.requirements();
+    if let Err(err) = state
+        .store
+        .environment_building(&plan.hash, &plan.image, requirements, &builder)
+        .await
+    {
+        tracing::warn!(error = %err, "cannot record the start of an environment build");
+    }
+    tracing::info!(image = %plan.image, requirements = ?requirements, "building a dependency environment");
+    let timeout = state.config.functions.build_timeout.get();
+    let built = state.sandboxes.build_environment(deps, plan, timeout).await;
+    let (status, image, log, elapsed_ms, outcome) = match built {
+        Ok(report) => {
+            tracing::info!(
+                image = %report.image,
+                seconds = report.duration.as_secs_f64(),
+                "dependency environment ready"
+            );
+            let ms = report.duration.as_millis() as i64;
+            let outcome = Environment::Ready {
+                image: report.image.clone(),
+            };
+            (
+                EnvironmentStatus::Ready,
+                report.image,
+                report.log,
+                ms,
+                outcome,
+            )
+        }
+        Err(failure) => {
+            tracing::warn!(image = %plan.image, error = %failure, "dependency environment failed");
+            let outcome = Environment::Failed {
+                message: failure.message.clone(),
+                log: failure.log.clone(),
+            };
+            let log = failure_log(&failure.message, &failure.log);
+            (
+                EnvironmentStatus::Failed,
+                plan.image.clone(),
+                log,
+                0,
+                outcome,
+            )
+        }
+    };
+    if let Err(err) = state
+        .store
+        .environment_finished(&plan.hash, status, &image, &log, elapsed_ms)
+        .await
+    {
+        tracing::warn!(error = %err, "cannot record the end of an environment build");
+    }
+    outcome
+}
+
+/// What is stored for a failed build: pip's output, then why runbox gave up.
+fn failure_log(message: &str, log: &str) -> String {
+    if log.is_empty() {
+        message.to_string()
+    } else {
+        format!("{log}\n{message}")
+    }
+}
+
+fn failed_from(record: &EnvironmentRecord) -> Environment {
+    let summary = record
+        .log
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("the build failed");
+    Environment::Failed {
+        message: format!(
+            "installing {} failed: {summary}",
+            record.dependencies.join(", ")
+        ),
+        log: record.log.clone(),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,153 @@
+//! Prometheus metrics at `/metrics`. Counters and histograms are recorded where things
+//! happen (here, in the HTTP layer and in the sandbox crate through the `metrics`
+//! facade); gauges that describe current state are read from the state at scrape time.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use runbox_core::{ExecOutcome, Language};
+
+use crate::state::AppState;
+
+/// Latency buckets in seconds: from a warm run (a few ms) to the longest timeout.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Which API surface ran the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    Runcode,
+    Execute,
+    Session,
+    Function,
+    /// The check of a function's code at registration.
+    FunctionCheck,
+}
+
+impl Surface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Runcode => "runcode",
+            Surface::Execute => "execute",
+            Surface::Session => "session",
+            Surface::Function => "function",
+            Surface::FunctionCheck => "function_check",
+        }
+    }
+}
+
+/// The process-wide recorder (installed once; several servers in one process, as in
+/// the bench, share it).
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is installed (a test harness): keep a detached one so
+                // /metrics still answers.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// One finished execution: what ran, where, and how it ended.
+pub fn record_execution(surface: Surface, language: Language, outcome: &ExecOutcome) {
+    let result = match &outcome.error {
+        None => "ok",
+        Some(error) => error.kind.as_str(),
+    };
+    metrics::counter!(
+        "runbox_executions_total",
+        "surface" => surface.as_str(),
+        "language" => language.as_str(),
+        "outcome" => result,
+    )
+    .increment(1);
+    metrics::histogram!("runbox_run_seconds", "surface" => surface.as_str())
+        .record(outcome.execution_time.as_secs_f64());
+    if outcome.truncated {
+        metrics::counter!("runbox_output_truncated_total").increment(1);
+    }
+}
+
+/// A run that failed in runbox itself (not in the user's code).
+pub fn record_failure(surface: Surface, reason: &'static str) {
+    metrics::counter!(
+        "runbox_execution_failures_total",
+        "surface" => surface.as_str(),
+        "reason" => reason,
+    )
+    .increment(1);
+}
+
+pub fn record_admission_wait(waited: Duration) {
+    metrics::histogram!("runbox_admission_wait_seconds").record(waited.as_secs_f64());
+}
+
+/// Counts and times every HTTP request by route (the matched pattern, never the raw
+/// path, so names of images or sessions do not become label values).
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("runbox_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("runbox_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn scrape(State(state): State<AppState>) -> Response {
+    let engine = state.sandboxes.status();
+    for pool in &engine.pools {
+        metrics::gauge!("runbox_pool_ready", "image" => pool.image.clone()).set(pool.ready as f64);
+        metrics::gauge!("runbox_pool_target", "image" => pool.image.clone())
+            .set(pool.target as f64);
+        metrics::gauge!("runbox_pool_starting", "image" => pool.image.clone())
+            .set(pool.starting as f64);
+    }
+    metrics::gauge!("runbox_sandboxes_in_use").set(engine.in_use as f64);
+    metrics::gauge!("runbox_port_leases").set(engine.port_leases as f64);
+    metrics::gauge!("runbox_containers_live").set(engine.live_containers as f64);
+    metrics::gauge!("runbox_runs_admitted").set(state.admission.running() as f64);
+    metrics::gauge!("runbox_sessions_live").set(state.sessions.live() as f64);
+    if let Ok(bytes) = state.store.image_bytes_total().await {
+        metrics::gauge!("runbox_image_bytes_stored").set(bytes as f64);
+    }
+    if let Ok(counts) = state.store.count_tasks_by_status().await {
+        for status in runbox_store::TaskStatus::ALL {
+            let count = counts
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("runbox_tasks", "status" => status.as_str()).set(count as f64);
+        }
+    }
+    let body = state.metrics.render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

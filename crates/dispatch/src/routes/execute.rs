@@ -1,0 +1,107 @@
+//! `POST /execute`: ad-hoc code in a fresh sandbox (or in a session when the body names
+//! one), answered with the result object or streamed as server-sent events; or, with
+//! the `{"name", "args"}` shape, a call of a stored function.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use runbox_core::{ExecRequest, Language};
+use runbox_sandbox::RunOptions;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::functions::call_stored_function;
+use crate::metrics::Surface;
+use crate::result::ResultObject;
+use crate::routes::exec_body::ExecBody;
+use crate::routes::json::{from_object, json_object};
+use crate::routes::sessions::run_in_session;
+use crate::routes::stream::{self, wants_stream, OnDisconnect};
+use crate::state::AppState;
+
+/// The stored-function shape of the body.
+#[derive(Deserialize)]
+struct FunctionCallBody {
+    name: String,
+    #[serde(default)]
+    args: Option<Map<String, Value>>,
+}
+
+pub async fn post_execute(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    principal.require("run")?;
+    let fields = json_object(body, false)?;
+    if !fields.contains_key("code") && fields.contains_key("name") {
+        let call: FunctionCallBody = from_object(fields)?;
+        let args = call.args.unwrap_or_default();
+        return call_stored_function(&state, &principal, &call.name, Value::Object(args)).await;
+    }
+    let body: ExecBody = from_object(fields)?;
+    let stream = wants_stream(&headers, body.stream);
+    if let Some(session_id) = body.session_id.clone() {
+        return run_in_session(state, &principal, &session_id, body, stream).await;
+    }
+    let request = body.into_request(&state.config, Language::Python)?;
+    if stream {
+        return stream_run(state, principal, request).await;
+    }
+    let executed = state
+        .execute(Surface::Execute, &request, RunOptions::default())
+        .await?;
+    let result = ResultObject::from_executed(executed);
+    log_result(&principal, &request, &result, None);
+    Ok(Json(result).into_response())
+}
+
+/// Admission happens before the stream starts, so that overload is still a 504.
+async fn stream_run(
+    state: AppState,
+    principal: Principal,
+    request: ExecRequest,
+) -> ApiResult<Response> {
+    let admitted = state.admission.admit().await?;
+    Ok(stream::respond(
+        OnDisconnect::Cancel,
+        move |events| async move {
+            let _admitted = admitted;
+            let options = RunOptions {
+                events: Some(events),
+                ..RunOptions::default()
+            };
+            let executed = state
+                .run_admitted(Surface::Execute, &request, options)
+                .await?;
+            let result = ResultObject::from_executed(executed);
+            log_result(&principal, &request, &result, None);
+            Ok(result)
+        },
+    ))
+}
+
+/// One line per native execution, like the access log of a run.
+pub(crate) fn log_result(
+    principal: &Principal,
+    request: &ExecRequest,
+    result: &ResultObject,
+    session: Option<&str>,
+) {
+    tracing::info!(
+        subject = %principal.subject,
+        language = request.language.as_str(),
+        session,
+        success = result.success,
+        error = result.error.as_ref().map(|e| e.kind.as_str()),
+        truncated = result.truncated,
+        execution_s = result.execution_time,
+        "execute"
+    );
+}

@@ -1,0 +1,28 @@
+//! `GET /`: the playground, one self-contained page (no build step, nothing from a CDN)
+//! that runs code through /execute with a token the user types in.
+
+use axum::http::{header, HeaderValue};
+use axum::response::{Html, IntoResponse};
+
+const PAGE: &str = include_str!("../../assets/playground.html");
+
+pub async fn playground() -> impl IntoResponse {
+    (
+        [
+            // Scripts and styles are inline and nothing is loaded from elsewhere; images
+            // come from runbox itself.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'",
+                ),
+            ),
+            (
+                header::HeaderName::from_static("x-content-type-options"),
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        Html(PAGE),
+    )
+}

@@ -1,0 +1,161 @@
+//! `/sessions`: open, inspect, list, delete, and execute in a stateful session. The
+//! rules (ownership, one exec at a time, how a session ends) live in `crate::sessions`.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use runbox_core::{ExecEvent, Language};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::execution::Executed;
+use crate::result::ResultObject;
+use crate::routes::exec_body::ExecBody;
+use crate::routes::execute::log_result;
+use crate::routes::json::{from_object, json_object};
+use crate::routes::stream::{self, wants_stream, OnDisconnect};
+use crate::sessions::SessionInfo;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+struct CreateSessionBody {
+    #[serde(default)]
+    language: Option<String>,
+    /// Seconds; at most `sessions.idle_timeout`.
+    #[serde(default)]
+    idle_timeout: Option<f64>,
+}
+
+pub async fn create_session(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
+    principal.require("run")?;
+    let body: CreateSessionBody = from_object(json_object(body, true)?)?;
+    let language = match body.language.as_deref().map(str::trim) {
+        None | Some("") => Language::Python,
+        Some(name) => match Language::parse(name) {
+            Some(Language::Python) => Language::Python,
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "language",
+                    format!("sessions run python, not `{name}`"),
+                ))
+            }
+        },
+    };
+    let idle_timeout = match body.idle_timeout {
+        None => None,
+        Some(seconds) if seconds.is_finite() && seconds > 0.0 => {
+            Some(Duration::from_secs_f64(seconds.min(86_400.0 * 365.0)))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "idle_timeout",
+                "must be a positive number of seconds",
+            ))
+        }
+    };
+    let session = state
+        .sessions
+        .open(&principal.subject, language, idle_timeout)
+        .await?;
+    Ok((StatusCode::CREATED, Json(session.info())))
+}
+
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    principal.require("run")?;
+    let sessions: Vec<SessionInfo> = state
+        .sessions
+        .list(&principal.subject)
+        .iter()
+        .map(|s| s.info())
+        .collect();
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+pub async fn get_session(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionInfo>> {
+    principal.require("run")?;
+    let session = state.sessions.find(&principal.subject, &id)?;
+    Ok(Json(session.info()))
+}
+
+pub async fn delete_session(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    principal.require("run")?;
+    state.sessions.delete(&principal.subject, &id).await?;
+    Ok(Json(json!({ "id": id, "deleted": true })))
+}
+
+pub async fn execute_in_session(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    principal.require("run")?;
+    let body: ExecBody = from_object(json_object(body, false)?)?;
+    let stream = wants_stream(&headers, body.stream);
+    run_in_session(state, &principal, &id, body, stream).await
+}
+
+/// Runs `body` in session `id` (also `POST /execute` with a `session_id`). The exec
+/// runs in a task of its own: a client that goes away does not cut it off half-way,
+/// which would leave the interpreter in an unknown state.
+pub(crate) async fn run_in_session(
+    state: AppState,
+    principal: &Principal,
+    id: &str,
+    body: ExecBody,
+    stream: bool,
+) -> ApiResult<Response> {
+    let session = state.sessions.find(&principal.subject, id)?;
+    let request = body.into_request(&state.config, session.language)?;
+    let lease = session.begin()?;
+    // Like a run, a session counts against admission only while it executes.
+    let admitted = state.admission.admit().await?;
+    let principal = principal.clone();
+    let session_id = session.id.clone();
+    let work = move |events: Option<mpsc::Sender<ExecEvent>>| async move {
+        let _admitted = admitted;
+        let mut outcome = lease.exec(&request, events.as_ref()).await;
+        crate::metrics::record_execution(
+            crate::metrics::Surface::Session,
+            request.language,
+            &outcome,
+        );
+        let images = state.store_images(&mut outcome).await?;
+        let result = ResultObject::from_executed(Executed { outcome, images });
+        log_result(&principal, &request, &result, Some(&session_id));
+        Ok(result)
+    };
+    if stream {
+        return Ok(stream::respond(OnDisconnect::Finish, move |events| {
+            work(Some(events))
+        }));
+    }
+    let result = tokio::spawn(work(None))
+        .await
+        .map_err(|err| ApiError::Internal(format!("the session's exec task failed: {err}")))??;
+    Ok(Json(result).into_response())
+}

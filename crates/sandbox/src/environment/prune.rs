@@ -1,0 +1,59 @@
+//! `runbox image prune`: environment images that no stored function needs.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{ENV_LABEL, ENV_REPOSITORY};
+use crate::SandboxError;
+
+/// What `runbox image prune` did.
+#[derive(Clone, Debug, Default)]
+pub struct PruneReport {
+    /// Environment images removed (or, in a dry run, that would be).
+    pub removed: Vec<String>,
+    /// Environment images kept because a function needs them.
+    pub kept: Vec<String>,
+    /// Images that could not be removed, with the engine's reason (in use, …).
+    pub failed: Vec<(String, String)>,
+}
+
+/// Removes every environment image (label `runbox.env`) whose hash is not in `keep`.
+pub async fn prune_environments(
+    docker: &bollard::Docker,
+    keep: &HashSet<String>,
+    dry_run: bool,
+) -> Result<PruneReport, SandboxError> {
+    let options = bollard::image::ListImagesOptions::<String> {
+        all: false,
+        filters: HashMap::from([("label".to_string(), vec![ENV_LABEL.to_string()])]),
+        ..Default::default()
+    };
+    let images = docker
+        .list_images(Some(options))
+        .await
+        .map_err(SandboxError::docker("listing environment images"))?;
+    let mut report = PruneReport::default();
+    for image in images {
+        let hash = image.labels.get(ENV_LABEL).cloned().unwrap_or_default();
+        let tag = image
+            .repo_tags
+            .iter()
+            .find(|t| t.starts_with(&format!("{ENV_REPOSITORY}:")))
+            .cloned();
+        // An untagged one was replaced by a rebuild while a sandbox still used it.
+        let in_use = tag.is_some() && keep.contains(&hash);
+        let name = tag.unwrap_or_else(|| format!("{} (untagged)", image.id));
+        if in_use {
+            report.kept.push(name);
+            continue;
+        }
+        if dry_run {
+            report.removed.push(name);
+            continue;
+        }
+        match docker.remove_image(&image.id, None, None).await {
+            Ok(_) => report.removed.push(name),
+            Err(err) => report.failed.push((name, err.to_string())),
+        }
+    }
+    Ok(report)
+}
