@@ -51,6 +51,9 @@ READ_CHUNK = 1 << 16
 # Stream events are coalesced for at most this long / this many bytes.
 STREAM_FLUSH_SECONDS = 0.02
 STREAM_FLUSH_BYTES = 1 << 15
+# A line still being written is held back this long, so that events end at line ends
+# (print() writes its parts separately) while a prompt without a newline still shows.
+STREAM_PARTIAL_LINE_SECONDS = 0.1
 USER_FILE = "<string>"
 # error.traceback is cut to its last this many characters (and to output_bytes), so a
 # result frame stays within what runbox accepts (see docs/agent-protocol.md).
@@ -443,6 +446,7 @@ class Capture:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace") if stream else None
         self.pending = []
         self.pending_bytes = 0
+        self.pending_since = 0.0
 
     def feed(self, data):
         self.total += len(data)
@@ -457,20 +461,47 @@ class Capture:
         if self.decoder is not None:
             text = self.decoder.decode(data)
             if text:
+                if not self.pending:
+                    self.pending_since = time.monotonic()
                 self.pending.append(text)
                 self.pending_bytes += len(data)
 
+    def due(self):
+        """When the pending output should go out as an event (None: nothing pending)."""
+        if not self.pending:
+            return None
+        if self.pending_bytes >= STREAM_FLUSH_BYTES:
+            return self.pending_since
+        whole_line = any("\n" in part for part in self.pending)
+        wait = STREAM_FLUSH_SECONDS if whole_line else STREAM_PARTIAL_LINE_SECONDS
+        return self.pending_since + wait
+
     def flush_events(self, final=False):
+        """Sends what is due: at a flush, everything up to the last line end; a line
+        still being written only when it has waited long enough, or at the end."""
         if self.decoder is None:
             return
         if final and not self.dropped:
             tail = self.decoder.decode(b"", final=True)
             if tail:
                 self.pending.append(tail)
-        if self.pending:
-            text = "".join(self.pending)
-            self.pending = []
-            self.pending_bytes = 0
+        if not self.pending:
+            return
+        now = time.monotonic()
+        due = self.due()
+        if not final and due is not None and now < due:
+            return
+        text = "".join(self.pending)
+        rest = ""
+        if not final and now < self.pending_since + STREAM_PARTIAL_LINE_SECONDS \
+                and self.pending_bytes < STREAM_FLUSH_BYTES:
+            cut = text.rfind("\n") + 1
+            if cut > 0:
+                text, rest = text[:cut], text[cut:]
+        self.pending = [rest] if rest else []
+        self.pending_bytes = len(rest.encode("utf-8", "replace"))
+        self.pending_since = now if rest else 0.0
+        if text:
             self.sink.send({"type": self.name, "data": text})
 
     def text(self):
@@ -504,7 +535,6 @@ class Pump:
         self.poller = select.poll()
         for fd in self.captures:
             self.poller.register(fd, select.POLLIN)
-        self.last_flush = time.monotonic()
 
     def register(self, fd):
         self.poller.register(fd, select.POLLIN)
@@ -517,8 +547,10 @@ class Pump:
 
     def step(self, timeout):
         """Polls once (timeout in seconds or None); returns events of extra fds."""
-        if self.stream and (self.stdout.pending or self.stderr.pending):
-            due = self.last_flush + STREAM_FLUSH_SECONDS - time.monotonic()
+        dues = [d for d in (self.stdout.due(), self.stderr.due()) if d is not None] \
+            if self.stream else []
+        if dues:
+            due = min(dues) - time.monotonic()
             timeout = max(0.0, due) if timeout is None else max(0.0, min(timeout, due))
         millis = None if timeout is None else int(timeout * 1000 + 0.999)
         extra = []
@@ -538,16 +570,12 @@ class Pump:
             if not self.over_limit and self.stdout.total + self.stderr.total > self.kill_bytes:
                 self.over_limit = True
         if self.stream:
-            pending = self.stdout.pending_bytes + self.stderr.pending_bytes
-            if pending and (pending >= STREAM_FLUSH_BYTES
-                            or time.monotonic() - self.last_flush >= STREAM_FLUSH_SECONDS):
-                self.flush_events()
+            self.flush_events()
         return extra
 
     def flush_events(self, final=False):
         self.stdout.flush_events(final)
         self.stderr.flush_events(final)
-        self.last_flush = time.monotonic()
 
     def close_fd(self, fd):
         if fd in self.open:

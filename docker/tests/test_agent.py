@@ -366,6 +366,17 @@ class OutputTests(AgentTestCase):
         result, events = self.run_code("print(1)")
         self.assertEqual(events, [])
 
+    def test_stream_events_end_at_line_ends(self):
+        # print() writes its parts one by one; a part written a little later must not
+        # become an event of its own, while a prompt without a newline still shows.
+        code = ("import sys, time\nfor i in range(3):\n    sys.stdout.write('line')\n"
+                "    time.sleep(0.03)\n    sys.stdout.write(' %d\\n' % i)\n    time.sleep(0.15)\n"
+                "sys.stdout.write('prompt> ')\ntime.sleep(0.3)\nprint('end')")
+        result, events = self.run_code(code, stream=True)
+        texts = [e["data"] for e in events if e["type"] == "stdout"]
+        self.assertEqual(texts, ["line 0\n", "line 1\n", "line 2\n", "prompt> ", "end\n"])
+        self.assertEqual("".join(texts), result["stdout"])
+
     def test_leftover_processes_are_killed(self):
         started = time.monotonic()
         result, _ = self.run_code("sleep 600 &\necho $!", language="bash")
