@@ -248,7 +248,10 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|(status, count)| {
-                Some((TaskStatus::parse(&status)?, u64::try_from(count).unwrap_or(0)))
+                Some((
+                    TaskStatus::parse(&status)?,
+                    u64::try_from(count).unwrap_or(0),
+                ))
             })
             .collect())
     }

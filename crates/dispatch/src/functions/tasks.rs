@@ -214,8 +214,9 @@ pub async fn task_result(
 ) -> ApiResult<Response> {
     let wait = match wait {
         None => Duration::ZERO,
+        // Capped before the conversion: a huge number of seconds would overflow it.
         Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
-            Duration::from_secs_f64(seconds).min(MAX_RESULT_WAIT)
+            Duration::from_secs_f64(seconds.min(MAX_RESULT_WAIT.as_secs_f64()))
         }
         Some(_) => {
             return Err(ApiError::bad_request_because(

@@ -5,8 +5,21 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::openapi::Health;
 use crate::state::AppState;
 
+/// Health
+///
+/// Whether the Docker engine and the database answer, and how the warm pool is doing.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, body = Health, description = "Everything answers (`status: ok`)."),
+        (status = 503, body = Health, description = "Docker or the database does not answer (`status: degraded`)."),
+    ),
+)]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (docker, database) = tokio::join!(state.sandboxes.docker_status(), state.store.ping());
     let engine = state.sandboxes.status();
