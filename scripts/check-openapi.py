@@ -92,8 +92,9 @@ admission:
   max_concurrent_runs: 2
   max_wait: 30s
 sessions:
-  idle_timeout: 30s
+  idle_timeout: 15s
   max_lifetime: 2m
+  max_per_subject: 6
 pip:
   index_url: "http://127.0.0.1:9/simple"
 functions:

@@ -44,7 +44,9 @@ TRY_IT = """(() => {
   const execute = block.querySelector('.execute');
   if (execute && !block.dataset.executed) { block.dataset.executed = '1'; execute.click(); return 'executing'; }
   const status = block.querySelector('.live-responses-table tbody .response-col_status');
-  return status ? 'status:' + status.textContent.trim() : 'waiting';
+  if (!status) return 'waiting';
+  block.scrollIntoView();
+  return 'status:' + status.textContent.trim();
 })()"""
 
 PROBE = """JSON.stringify({

@@ -9,6 +9,7 @@ mod compat;
 mod execute;
 mod functions;
 mod lifecycle;
+mod openapi;
 mod ops;
 mod playground;
 mod sessions;
