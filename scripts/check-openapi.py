@@ -79,6 +79,8 @@ auth:
   tokens:
     - "{token}"
   jwt_secret: "openapi-check-secret"
+database:
+  url: "{database_url}"
 data_dir: "{data_dir}"
 sandbox:
   instance: "{instance}"
@@ -134,7 +136,7 @@ def main():
         if args.url:
             url = args.url.rstrip("/")
         else:
-            server = Server(work, args.token)
+            server = Server(work, args.token, args.database_url)
             url = server.start()
         failures += validate_spec(venv, url, work)
         store_seed_function(url, args.token)
@@ -159,6 +161,9 @@ def parse_args():
     parser.add_argument("--max-time", type=int, default=300,
                         help="seconds for the whole schemathesis run (default: 300)")
     parser.add_argument("--seed", type=int, help="schemathesis seed, to reproduce a run")
+    parser.add_argument("--database-url", default="",
+                        help="database of the server this script starts (default: SQLite in "
+                             "its temporary data dir)")
     parser.add_argument("--checks", default=",".join(CHECKS),
                         help="schemathesis checks (default: %(default)s)")
     return parser.parse_args()
@@ -188,13 +193,14 @@ def ensure_venv():
 class Server:
     """A runbox of this run: its own data dir, instance label and configuration."""
 
-    def __init__(self, work, token):
+    def __init__(self, work, token, database_url):
         self.work = work
         self.instance = f"openapi-check-{os.getpid()}-{int(time.time())}"
         self.log_path = work / "server.log"
         (work / "data").mkdir()
         (work / "config.yaml").write_text(CONFIG.format(
-            token=token, data_dir=work / "data", instance=self.instance))
+            token=token, data_dir=work / "data", instance=self.instance,
+            database_url=database_url))
         self.process = None
 
     def start(self):

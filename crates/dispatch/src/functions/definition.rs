@@ -242,7 +242,14 @@ fn parse(body: Value, registration: &Registration) -> ApiResult<Definition> {
     }
     let description = match fields.remove("description") {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(text)) => text,
+        Some(Value::String(text)) if !text.contains('\0') => text,
+        Some(Value::String(_)) => {
+            return Err(invalid_definition(
+                "description",
+                None,
+                "`description` must not contain NUL characters".into(),
+            ))
+        }
         Some(_) => {
             return Err(invalid_definition(
                 "description",
