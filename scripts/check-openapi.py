@@ -29,7 +29,7 @@ What schemathesis may not do, and why:
   and sessions stop at the per-subject cap anyway).
 - Function operations that take a `{name}` use a function this script stores first
   (`echo`), so that calls, versions and termination reach past the 404; DELETE does not,
-  or it would delete it.
+  or it would delete it. `GET /image/{name}` uses an image a run of this script drew.
 
 Exits 0 when everything passed; prints a short summary either way.
 """
@@ -61,6 +61,13 @@ CHECKS = (
 )
 START_TIMEOUT = 120
 STOP_TIMEOUT = 60
+
+# A 1x1 PNG, written without matplotlib so that the run is quick.
+SEED_IMAGE_CODE = (
+    "import base64\n"
+    "open('dot.png', 'wb').write(base64.b64decode("
+    "'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=='))\n"
+)
 
 SEED_FUNCTION = {
     "name": "echo",
@@ -121,6 +128,10 @@ parameters = {{ name = "echo" }}
 [[operations]]
 include-operation-id-regex = "^(get_function_version)$"
 parameters = {{ name = "echo", version = 1 }}
+
+[[operations]]
+include-operation-id-regex = "^(get_image)$"
+parameters = {{ name = "{image}" }}
 """
 
 
@@ -140,7 +151,8 @@ def main():
             url = server.start()
         failures += validate_spec(venv, url, work)
         store_seed_function(url, args.token)
-        report = run_schemathesis(venv, url, args, work)
+        image = store_seed_image(url, args.token)
+        report = run_schemathesis(venv, url, args, work, image)
         failures += report["failures"]
         if server is not None:
             failures += server.problems()
@@ -158,8 +170,8 @@ def parse_args():
                         help="bearer token with every scope but admin (default: 114514)")
     parser.add_argument("--max-examples", type=int, default=20,
                         help="test cases per operation and phase (default: 20)")
-    parser.add_argument("--max-time", type=int, default=300,
-                        help="seconds for the whole schemathesis run (default: 300)")
+    parser.add_argument("--max-time", type=int, default=270,
+                        help="seconds for the whole schemathesis run (default: 270)")
     parser.add_argument("--seed", type=int, help="schemathesis seed, to reproduce a run")
     parser.add_argument("--database-url", default="",
                         help="database of the server this script starts (default: SQLite in "
@@ -181,7 +193,8 @@ def ensure_venv():
     wanted = f"{SCHEMATHESIS}\n{SPEC_VALIDATOR}\n"
     if not python.exists():
         log(f"creating the virtualenv {venv}")
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        if subprocess.run([sys.executable, "-m", "venv", str(venv)]).returncode != 0:
+            raise SystemExit("python3 -m venv failed (Debian: apt-get install python3-venv)")
     if not pins.exists() or pins.read_text() != wanted:
         log(f"installing {SCHEMATHESIS} and {SPEC_VALIDATOR}")
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
@@ -293,11 +306,20 @@ def store_seed_function(url, token):
         raise SystemExit(f"cannot store the function `echo` ({status}): {body[:500]!r}")
 
 
-def run_schemathesis(venv, url, args, work):
+def store_seed_image(url, token):
+    """Runs code that writes a PNG; returns the image's stored name."""
+    status, body = request("POST", f"{url}/execute", token, {"code": SEED_IMAGE_CODE})
+    images = json.loads(body).get("images") if status == 200 else None
+    if not images:
+        raise SystemExit(f"cannot store an image ({status}): {body[:500]!r}")
+    return images[0]["url"].rsplit("/", 1)[-1]
+
+
+def run_schemathesis(venv, url, args, work, image):
     log(f"schemathesis: at most {args.max_examples} examples per operation and phase, "
         f"at most {args.max_time} s")
     config = work / "schemathesis.toml"
-    config.write_text(SCHEMATHESIS_CONFIG.format(few=max(1, args.max_examples // 4)))
+    config.write_text(SCHEMATHESIS_CONFIG.format(few=max(1, args.max_examples // 4), image=image))
     reports = work / "schemathesis-report"
     command = [
         str(venv / "bin" / "schemathesis"), "--config-file", str(config), "run",

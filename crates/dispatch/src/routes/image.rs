@@ -21,7 +21,10 @@ const NOT_FOUND: &str = "Image not found";
     get,
     path = "/image/{name}",
     tag = "compat",
-    params(("name" = String, Path, description = "The stored name (`<hex>.<ext>`)")),
+    params(
+        ("name" = String, Path, description = "The stored name (`<hex>.<ext>`)"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 when it still matches"),
+    ),
     responses(
         (status = 200, description = "The image, immutable.",
          headers(
