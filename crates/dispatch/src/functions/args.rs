@@ -84,7 +84,8 @@ pub struct ArgSpec {
     pub kind: ArgType,
     pub required: bool,
     pub description: String,
-    /// `Some(Value::Null)` is a default of `None`; `None` is no default.
+    /// The default value, absent when the argument has none (null is Python's `None`:
+    /// in Rust, `Some(Value::Null)`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
 }
