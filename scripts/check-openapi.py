@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -160,7 +161,11 @@ def main():
         if server is not None:
             failures += server.stop()
     summarize(report, failures, time.monotonic() - started)
-    return 1 if failures else 0
+    if failures:
+        print(f"kept for a look: {work} (server.log, openapi.json, schemathesis-report/)")
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 def parse_args():

@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 use runbox_core::Config;
 use runbox_dispatch::Application;
-use runbox_sandbox::connect_docker;
+use runbox_sandbox::{connect_docker, docker_runtimes};
 use tokio_util::sync::CancellationToken;
 
 use super::image::ensure_sandbox_image;
@@ -22,6 +22,14 @@ pub struct ServeArgs {
 pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     logging::init(&config.logging);
     let docker = connect_docker().await?;
+    let runtime = config.sandbox.runtime.trim();
+    if !runtime.is_empty() && !docker_runtimes(&docker).await.iter().any(|r| r == runtime) {
+        tracing::warn!(
+            runtime,
+            "sandbox.runtime is not installed in the Docker engine: no sandbox can start \
+             and /health reports degraded until it is (see `runbox doctor`)"
+        );
+    }
     let image = ensure_sandbox_image(&docker, &config, false).await?;
     let app = Application::build(config, docker, image.clone()).await?;
     let address = app
@@ -36,7 +44,7 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     if args.stop_on_stdin_eof {
-        tokio::spawn(stop_on_stdin_eof(stop.clone()));
+        stop_on_stdin_eof(stop.clone());
     }
     app.run_until_stopped(stop).await?;
     Ok(())
@@ -63,15 +71,24 @@ async fn stop_on_signal(stop: CancellationToken) {
     stop.cancel();
 }
 
-async fn stop_on_stdin_eof(stop: CancellationToken) {
-    use tokio::io::AsyncReadExt;
-    let mut stdin = tokio::io::stdin();
-    let mut buffer = [0u8; 256];
-    loop {
-        match stdin.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => continue,
-        }
+/// A thread of its own rather than the runtime's blocking pool: a read of stdin cannot
+/// be cancelled, and the runtime would wait for it at exit after a SIGTERM.
+fn stop_on_stdin_eof(stop: CancellationToken) {
+    use std::io::Read;
+    let spawned = std::thread::Builder::new()
+        .name("stdin-eof".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buffer = [0u8; 256];
+            loop {
+                match stdin.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+            stop.cancel();
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "cannot watch stdin; stop with SIGTERM");
     }
-    stop.cancel();
 }

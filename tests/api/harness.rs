@@ -41,6 +41,12 @@ pub struct Options {
     pub max_wait: &'static str,
     /// `limits.timeout`: the wall-clock limit of a run that names none.
     pub timeout: &'static str,
+    /// Extra environment of the server process (e.g. `DOCKER_HOST` to reach the engine
+    /// through a proxy the test controls).
+    pub env: Vec<(String, String)>,
+    /// PostgreSQL only: reach the database on this local port instead of its own (a
+    /// proxy the test can cut).
+    pub database_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -54,6 +60,8 @@ impl Default for Options {
             max_concurrent_runs: 8,
             max_wait: "20s",
             timeout: "20s",
+            env: Vec::new(),
+            database_port: None,
         }
     }
 }
@@ -68,6 +76,7 @@ pub struct Server {
     pub database_url: String,
     config_path: PathBuf,
     log_path: PathBuf,
+    env: Vec<(String, String)>,
     _tempdir: Option<tempfile::TempDir>,
     pg_schema: Option<String>,
 }
@@ -149,7 +158,12 @@ impl Server {
         let tempdir = tempfile::tempdir().expect("tempdir");
         let dir = tempdir.path().to_path_buf();
         let instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let (database_url, pg_schema) = database_for_test(&dir).await;
+        let (mut database_url, pg_schema) = database_for_test(&dir).await;
+        if let (Some(port), Some(_)) = (options.database_port, &pg_schema) {
+            let mut url = reqwest::Url::parse(&database_url).expect("database url");
+            url.set_port(Some(port)).expect("set port");
+            database_url = url.to_string();
+        }
         let (port_start, port_end) = next_port_range();
         let preload = serde_json::to_string(&options.preload).expect("json");
         let config = format!(
@@ -211,6 +225,7 @@ pip:
             database_url,
             config_path,
             log_path: dir.join("server.log"),
+            env: options.env.clone(),
             _tempdir: Some(tempdir),
             pg_schema,
         };
@@ -237,6 +252,7 @@ pip:
             ])
             .env("RUST_LOG", "info,runbox_sandbox=debug")
             .env_remove("RUNBOX_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -372,6 +388,52 @@ pip:
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then waits up to `within` for the process to exit; its exit status, or
+    /// `None` when it did not exit in time (it is then killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        self.stdin = None;
+        status
+    }
+
+    /// The server process's resident memory (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("the server runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// File descriptors the server process holds open.
+    pub fn open_fds(&self) -> usize {
+        let pid = self.pid().expect("the server runs");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
     }
 
     /// Graceful stop; then asserts that no container of this server is left.

@@ -1,5 +1,6 @@
-//! The server's life: leftovers of a killed run are swept at start-up, a graceful stop
-//! leaves nothing behind.
+//! The server's life: leftovers of a killed run (containers, and on the http transport
+//! the host ports they published) are swept at start-up, a graceful stop leaves nothing
+//! behind.
 
 use std::time::Duration;
 
@@ -39,6 +40,11 @@ async fn containers_left_by_a_killed_server_are_removed_at_start() {
     }
     assert!(running >= 3, "only {running} containers started");
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // On the http transport each container holds a host port of the range.
+    let ports_before = host_ports(&server.containers());
+    if crate::harness::transport() == "http" {
+        assert!(ports_before.len() >= 3, "ports: {ports_before:?}");
+    }
     server.kill9();
     for request in requests {
         let _ = request.await;
@@ -57,7 +63,45 @@ async fn containers_left_by_a_killed_server_are_removed_at_start() {
         .runcode("python", "print('after restart')", json!({}))
         .await;
     assert_eq!(body, json!({"output": "after restart\n"}));
+    // The ports the killed server's containers published are free again, or held by
+    // a container of the new server (the lease table starts empty after a restart).
+    let left = server
+        .wait_containers_at_most(1, Duration::from_secs(10))
+        .await;
+    let held_now = host_ports(&left);
+    for port in &ports_before {
+        let free = std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok();
+        assert!(
+            free || held_now.contains(port),
+            "port {port} is still held after the restart (now held: {held_now:?})"
+        );
+    }
+    let (_, health) = server.get("/health", None).await;
+    assert!(
+        health["port_leases"].as_u64().unwrap_or(0) <= held_now.len() as u64,
+        "{health}"
+    );
     server.stop().await;
+}
+
+/// The host ports (label `runbox.port`) of these containers.
+fn host_ports(ids: &[String]) -> Vec<u16> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let output = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"runbox.port\"}}",
+        ])
+        .args(ids)
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

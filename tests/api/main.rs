@@ -2,12 +2,16 @@
 //! PostgreSQL when RUNBOX_TEST_POSTGRES_URL is set), a real HTTP client.
 
 mod harness;
+mod proxy;
 mod sse;
 
 mod auth;
 mod compat;
 mod execute;
 mod functions;
+mod hostile_code;
+mod hostile_requests;
+mod infrastructure;
 mod lifecycle;
 mod openapi;
 mod ops;

@@ -297,6 +297,7 @@ pub struct SandboxConfig {
     pub pids_limit: i64,
     #[serde(default = "default_workdir_size")]
     pub workdir_size: ByteSize,
+    /// Size of /tmp, and of /dev/shm.
     #[serde(default = "default_tmp_size")]
     pub tmp_size: ByteSize,
     /// How long a new container may take until its agent answers.
@@ -636,7 +637,7 @@ pub struct RateLimitConfig {
     /// Sustained requests per minute one subject may make; 0: unlimited.
     #[serde(default)]
     pub per_minute: u32,
-    /// Requests a subject may make at once above the sustained rate; 0: per_minute / 6.
+    /// Requests a subject may make at once (the size of its bucket); 0: per_minute / 6.
     #[serde(default)]
     pub burst: u32,
 }
@@ -893,5 +894,7 @@ fn top_level_keys() -> Vec<&'static str> {
     ]
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;

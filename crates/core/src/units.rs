@@ -24,7 +24,10 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MIB: u64 = 1024 * 1024;
-        if self.0 >= MIB && self.0.is_multiple_of(MIB) {
+        const GIB: u64 = 1024 * MIB;
+        if self.0 >= GIB && self.0.is_multiple_of(GIB) {
+            write!(f, "{}g", self.0 / GIB)
+        } else if self.0 >= MIB && self.0.is_multiple_of(MIB) {
             write!(f, "{}m", self.0 / MIB)
         } else {
             write!(f, "{}", self.0)
@@ -167,8 +170,22 @@ impl<'de> Deserialize<'de> for HumanDuration {
 
 impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format!("{}s", self.0.as_secs_f64()))
+        serializer.serialize_str(&compact_duration(self.0))
     }
+}
+
+/// The shortest exact spelling config.yaml accepts: `7d`, `10m`, `30s`, `1.5s`.
+fn compact_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() != 0 || seconds == 0 {
+        return format!("{}s", duration.as_secs_f64());
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Building and running the server: `Application::build` → `local_addr` →
 //! `run_until_stopped`, so tests and the CLI start it the same way.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,9 @@ use crate::sessions::Sessions;
 use crate::state::AppState;
 
 const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// After the shutdown grace, how long the runs that were stopped get to send their
+/// answers.
+const ANSWER_AFTER_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -139,8 +143,10 @@ impl Application {
             }
         });
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let serve =
-            axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let serve = axum::serve(listener, service)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future();
+        tokio::pin!(serve);
         let deadline = async {
             stop.cancelled().await;
             tracing::info!(
@@ -150,10 +156,21 @@ impl Application {
             tokio::time::sleep(grace).await;
         };
         let result = tokio::select! {
-            served = serve => served.map_err(StartupError::Serve),
+            served = &mut serve => served.map_err(StartupError::Serve),
             () = deadline => {
                 tracing::warn!("shutdown grace expired; killing the sandboxes still running");
-                Ok(())
+                // The runs end with a 503 and session execs with an error, and those
+                // answers still reach their clients before the connections close.
+                state.admission.close();
+                state.sandboxes.stop_runs();
+                state.sessions.close_all().await;
+                match tokio::time::timeout(ANSWER_AFTER_GRACE, &mut serve).await {
+                    Ok(served) => served.map_err(StartupError::Serve),
+                    Err(_) => {
+                        tracing::warn!("some connections were still open; closing them");
+                        Ok(())
+                    }
+                }
             }
         };
         // Async tasks get what is left of the grace period, then are killed (they end

@@ -9,6 +9,7 @@ pub mod execution;
 pub mod functions;
 pub mod metrics;
 mod openapi;
+pub mod rate_limit;
 pub mod result;
 mod routes;
 pub mod sessions;

@@ -19,6 +19,31 @@ pub async fn connect_docker() -> Result<Docker, SandboxError> {
     Ok(docker)
 }
 
+/// How long a check of "is the engine still there?" may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the engine answers a ping: when something broke under a sandbox, this tells
+/// the engine going away (a 503 for the client) from the sandbox breaking.
+pub(crate) async fn engine_answers(docker: &Docker) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, docker.ping()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+    }
+}
+
+/// `err` as it is when the engine answers, else the engine's absence, which is what the
+/// caller must hear about.
+pub(crate) async fn blame_the_engine(docker: &Docker, err: SandboxError) -> SandboxError {
+    if err.is_unavailable() {
+        return err;
+    }
+    match engine_answers(docker).await {
+        Ok(()) => err,
+        Err(why) => SandboxError::DockerUnavailable(format!("{why} ({err})")),
+    }
+}
+
 /// Engine facts for /health and `runbox doctor`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DockerStatus {

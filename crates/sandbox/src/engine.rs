@@ -17,10 +17,12 @@ use crate::docker::{docker_status, DockerStatus};
 use crate::environment::{self, BuildFailure, BuildReport, DependencySet, EnvironmentPlan};
 use crate::guard::LiveContainers;
 use crate::labels::ContainerKind;
+use crate::network::ensure_sandbox_network;
 use crate::pool::{Pool, PoolStatus};
 use crate::ports::PortLeases;
 use crate::sandbox::{Launcher, Sandbox};
 use crate::session::SessionSandbox;
+use crate::spec::uses_http;
 use crate::sweep;
 use crate::SandboxError;
 
@@ -58,6 +60,8 @@ struct Engine {
     default_image: String,
     pools: HashMap<String, Arc<Pool>>,
     cancel: CancellationToken,
+    /// Fired when shutdown stops waiting for runs: each ends with `ShuttingDown`.
+    runs_stopped: CancellationToken,
     in_use: Arc<AtomicUsize>,
 }
 
@@ -71,6 +75,9 @@ impl Sandboxes {
         instance: String,
     ) -> Result<Self, SandboxError> {
         sweep::sweep_instance(&docker, &instance).await?;
+        if uses_http(&config) {
+            ensure_sandbox_network(&docker).await?;
+        }
         let http_client = reqwest::Client::builder()
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30))
@@ -111,6 +118,7 @@ impl Sandboxes {
                 default_image: image,
                 pools,
                 cancel,
+                runs_stopped: CancellationToken::new(),
                 in_use: Arc::new(AtomicUsize::new(0)),
             }),
         })
@@ -154,6 +162,10 @@ impl Sandboxes {
                 let mut outcome = ExecOutcome::failed(ErrorKind::Killed, "the run was cancelled");
                 outcome.execution_time = started.elapsed();
                 return Ok(outcome);
+            }
+            () = self.inner.runs_stopped.cancelled() => {
+                sandbox.remove().await;
+                return Err(SandboxError::ShuttingDown);
             }
         };
         match ran {
@@ -229,7 +241,7 @@ impl Sandboxes {
     /// A pooled sandbox when one is ready, else a new one (the cold path, which never
     /// waits behind the refill).
     async fn acquire(&self, image: &str) -> Result<Sandbox, SandboxError> {
-        if self.inner.cancel.is_cancelled() {
+        if self.inner.cancel.is_cancelled() || self.inner.runs_stopped.is_cancelled() {
             return Err(SandboxError::ShuttingDown);
         }
         let started = Instant::now();
@@ -270,6 +282,12 @@ impl Sandboxes {
 
     pub fn docker(&self) -> &Docker {
         &self.inner.launcher.docker
+    }
+
+    /// Ends every run still going (its sandbox is removed; the caller gets
+    /// `ShuttingDown`) and refuses new ones: for a shutdown whose grace has expired.
+    pub fn stop_runs(&self) {
+        self.inner.runs_stopped.cancel();
     }
 
     /// Stops the refill, removes the pools and waits for every removal runbox started.

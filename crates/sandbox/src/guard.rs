@@ -4,12 +4,17 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bollard::container::RemoveContainerOptions;
 use bollard::Docker;
 use tokio_util::task::TaskTracker;
 
 use crate::ports::PortLease;
+
+const RETRY_START: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+const RETRY_FOR: Duration = Duration::from_secs(600);
 
 /// How many containers runbox owns right now: created and not yet removed.
 #[derive(Clone, Debug, Default)]
@@ -27,12 +32,18 @@ impl LiveContainers {
 }
 
 /// One container counted live; dropped once the container is gone.
-struct LiveToken(Arc<AtomicUsize>);
+pub(crate) struct LiveToken(Arc<AtomicUsize>);
 
 impl Drop for LiveToken {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// What a container holds until it is gone: its port lease and its place in the count.
+pub(crate) struct Held {
+    _lease: Option<PortLease>,
+    _live: Option<LiveToken>,
 }
 
 pub struct ContainerGuard {
@@ -62,19 +73,34 @@ impl ContainerGuard {
         }
     }
 
+    fn take_held(&mut self) -> Held {
+        Held {
+            _lease: self.lease.take(),
+            _live: self.live.take(),
+        }
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
 
     /// Kills and removes the container and waits until the engine has done it. Stays
     /// armed until then: a caller dropped mid-removal (a cancelled request) leaves the
-    /// removal to `Drop`, never to nobody.
+    /// removal to `Drop`, never to nobody. When the engine cannot remove it now (it is
+    /// away), the removal goes on in the background until it can.
     pub async fn remove(mut self) {
-        remove_container(&self.docker, &self.id).await;
+        let removed = remove_container(&self.docker, &self.id).await;
         self.armed = false;
-        // The port is free only once the container that published it is gone.
-        drop(self.lease.take());
-        drop(self.live.take());
+        let held = self.take_held();
+        if removed {
+            // The port is free only once the container that published it is gone.
+            drop(held);
+        } else {
+            let docker = self.docker.clone();
+            let id = std::mem::take(&mut self.id);
+            self.tracker
+                .spawn(async move { remove_until_gone(&docker, &id, held).await });
+        }
     }
 
     /// Removes the container in the background; shutdown waits for the tracker.
@@ -82,13 +108,9 @@ impl ContainerGuard {
         self.armed = false;
         let docker = self.docker.clone();
         let id = std::mem::take(&mut self.id);
-        let lease = self.lease.take();
-        let live = self.live.take();
-        self.tracker.spawn(async move {
-            remove_container(&docker, &id).await;
-            drop(lease);
-            drop(live);
-        });
+        let held = self.take_held();
+        self.tracker
+            .spawn(async move { remove_until_gone(&docker, &id, held).await });
     }
 }
 
@@ -99,15 +121,10 @@ impl Drop for ContainerGuard {
         }
         let docker = self.docker.clone();
         let id = std::mem::take(&mut self.id);
-        let lease = self.lease.take();
-        let live = self.live.take();
+        let held = self.take_held();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                let task = async move {
-                    remove_container(&docker, &id).await;
-                    drop(lease);
-                    drop(live);
-                };
+                let task = async move { remove_until_gone(&docker, &id, held).await };
                 // Tracked, so that shutdown waits for this removal too.
                 handle.spawn(self.tracker.track_future(task));
             }
@@ -118,7 +135,26 @@ impl Drop for ContainerGuard {
     }
 }
 
-pub(crate) async fn remove_container(docker: &Docker, id: &str) {
+/// Keeps trying to remove `id` while the engine cannot (it restarts, or is away for a
+/// while), backing off up to `RETRY_MAX`, for at most `RETRY_FOR`; what the container
+/// holds (the lease of its port) is dropped only once it is gone. What is still there
+/// after that is left to the next start-up sweep.
+pub(crate) async fn remove_until_gone<H: Send>(docker: &Docker, id: &str, held: H) {
+    let started = Instant::now();
+    let mut pause = RETRY_START;
+    while !remove_container(docker, id).await {
+        if started.elapsed() >= RETRY_FOR {
+            tracing::error!(container = %id, "container could not be removed; the start-up sweep will retry");
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+    drop(held);
+}
+
+/// Kills and removes `id`; true when it is gone (or was already).
+pub(crate) async fn remove_container(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptions {
         force: true,
         v: true,
@@ -126,22 +162,19 @@ pub(crate) async fn remove_container(docker: &Docker, id: &str) {
     };
     for attempt in 0..3u32 {
         match docker.remove_container(id, Some(options)).await {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => return,
+            }) => return true,
             // 409: removal already in progress — done as far as we are concerned.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
-            }) => return,
+            }) => return true,
             Err(err) => {
                 tracing::warn!(container = %id, attempt, error = %err, "removing container failed");
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    200 * u64::from(attempt + 1),
-                ))
-                .await;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
             }
         }
     }
-    tracing::error!(container = %id, "container could not be removed; the start-up sweep will retry");
+    false
 }

@@ -10,6 +10,7 @@ mod frame;
 mod guard;
 pub mod image;
 pub mod labels;
+pub mod network;
 mod pool;
 mod ports;
 mod protocol;

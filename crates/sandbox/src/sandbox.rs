@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::container::{CreateContainerOptions, WaitContainerOptions};
+use bollard::container::{Config as ContainerConfig, CreateContainerOptions, WaitContainerOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use rand::RngCore;
@@ -11,7 +11,8 @@ use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::guard::{ContainerGuard, LiveContainers};
+use crate::docker::{blame_the_engine, engine_answers};
+use crate::guard::{remove_until_gone, ContainerGuard, LiveContainers};
 use crate::labels::ContainerKind;
 use crate::ports::PortLeases;
 use crate::protocol::{ExecMessage, OutputCaps};
@@ -60,7 +61,11 @@ impl Launcher {
                         "a leased port is used by another program; trying another"
                     );
                 }
-                other => return other,
+                Err(err @ (SandboxError::ImageMissing(_) | SandboxError::ImageWithoutAgent(_))) => {
+                    return Err(err)
+                }
+                Err(err) => return Err(blame_the_engine(&self.docker, err).await),
+                ok => return ok,
             }
         }
     }
@@ -93,28 +98,10 @@ impl Launcher {
             kind.as_str(),
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let created = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: name.as_str(),
-                    platform: None,
-                }),
-                spec.container_config(),
-            )
-            .await
-            .map_err(|err| match err {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                } => SandboxError::ImageMissing(image.to_string()),
-                source => SandboxError::Docker {
-                    action: "creating a sandbox",
-                    source,
-                },
-            })?;
+        let id = self.create(name, spec.container_config(), image).await?;
         let guard = ContainerGuard::new(
             self.docker.clone(),
-            created.id,
+            id,
             self.tracker.clone(),
             lease,
             &self.live,
@@ -180,6 +167,43 @@ impl Launcher {
     }
 }
 
+impl Launcher {
+    /// Creates the container in a task of its own. A caller dropped while the engine is
+    /// creating it (a cancelled request, a shutdown) would leave a container nobody
+    /// knows the id of; the task removes such an orphan instead, and shutdown waits
+    /// for it.
+    async fn create(
+        &self,
+        name: String,
+        config: ContainerConfig<String>,
+        image: &str,
+    ) -> Result<String, SandboxError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let docker = self.docker.clone();
+        self.tracker.spawn(async move {
+            let options = CreateContainerOptions {
+                name: name.as_str(),
+                platform: None,
+            };
+            let created = docker.create_container(Some(options), config).await;
+            if let Err(Ok(orphan)) = tx.send(created) {
+                remove_until_gone(&docker, &orphan.id, ()).await;
+            }
+        });
+        match rx.await {
+            Ok(Ok(created)) => Ok(created.id),
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Err(SandboxError::ImageMissing(image.to_string())),
+            Ok(Err(source)) => Err(SandboxError::Docker {
+                action: "creating a sandbox",
+                source,
+            }),
+            Err(_) => Err(SandboxError::ShuttingDown),
+        }
+    }
+}
+
 fn random_key() -> String {
     let mut bytes = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -224,7 +248,10 @@ impl Sandbox {
         let started = Instant::now();
         let message = ExecMessage::new(request, caps, events.is_some(), persistent);
         let mut forwarder = EventForwarder::new(events, caps.output_bytes);
-        let end = self.conn.exec(&message, &mut forwarder).await?;
+        let end = match self.conn.exec(&message, &mut forwarder).await {
+            Ok(end) => end,
+            Err(err) => return Err(blame_the_engine(&self.docker, err).await),
+        };
         self.idle_since = Instant::now();
         match end {
             ExecEnd::Result(result) => Ok(result.into_outcome(caps)),
@@ -237,7 +264,7 @@ impl Sandbox {
                     &self.memory_limit,
                     diagnostics,
                 )
-                .await;
+                .await?;
                 outcome.execution_time = started.elapsed();
                 Ok(outcome)
             }
@@ -259,27 +286,36 @@ impl Sandbox {
     }
 }
 
-/// The agent vanished mid-run: the container was OOM-killed, or the code killed it.
+/// The agent vanished mid-run: the container was OOM-killed, or the code killed it —
+/// or the engine went away with the stream, which is no outcome of the code at all.
 async fn lost_outcome(
     docker: &Docker,
     id: &str,
     memory_limit: &str,
     diagnostics: String,
-) -> ExecOutcome {
+) -> Result<ExecOutcome, SandboxError> {
     // The engine records the exit (and the OOM flag) a moment after the stream ends.
     let mut wait = docker.wait_container(id, None::<WaitContainerOptions<String>>);
     let _ = tokio::time::timeout(Duration::from_secs(2), wait.next()).await;
-    let state = docker
-        .inspect_container(id, None)
-        .await
-        .ok()
-        .and_then(|c| c.state);
+    let state = match docker.inspect_container(id, None).await {
+        Ok(container) => container.state,
+        Err(err) => {
+            let err = SandboxError::Docker {
+                action: "inspecting a sandbox whose agent went away",
+                source: err,
+            };
+            if let Err(why) = engine_answers(docker).await {
+                return Err(SandboxError::DockerUnavailable(format!("{why} ({err})")));
+            }
+            None
+        }
+    };
     let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
     if oom {
-        return ExecOutcome::failed(
+        return Ok(ExecOutcome::failed(
             ErrorKind::Memory,
             format!("the sandbox ran out of memory (limit {memory_limit}) and was killed"),
-        );
+        ));
     }
     let mut message = "the sandbox's agent was killed before it could report a result".to_string();
     if let Some(code) = state.and_then(|s| s.exit_code) {
@@ -288,5 +324,5 @@ async fn lost_outcome(
     if !diagnostics.is_empty() {
         tracing::debug!(%diagnostics, "agent diagnostics of a lost sandbox");
     }
-    ExecOutcome::failed(ErrorKind::Killed, message)
+    Ok(ExecOutcome::failed(ErrorKind::Killed, message))
 }

@@ -7,6 +7,7 @@ use bollard::models::{HostConfig, PortBinding, ResourcesUlimits};
 use runbox_core::config::{Config, Transport};
 
 use crate::labels::{self, ContainerKind};
+use crate::network::SANDBOX_NETWORK;
 
 /// Where the agent listens inside the container on the http transport.
 pub const AGENT_PORT: u16 = 8080;
@@ -67,6 +68,9 @@ impl SandboxSpec<'_> {
                     ),
                 ),
             ])),
+            // /dev/shm is a third writable tmpfs; its size is the engine's default
+            // (often 64 MiB, an operator may raise it) unless runbox sets it.
+            shm_size: Some(i64::try_from(sandbox.tmp_size.bytes()).unwrap_or(i64::MAX)),
             cap_drop: Some(vec!["ALL".to_string()]),
             security_opt: Some(vec!["no-new-privileges".to_string()]),
             init: Some(true),
@@ -95,10 +99,9 @@ impl SandboxSpec<'_> {
             env.push(format!("RUNBOX_AGENT_KEY={key}"));
             labels.insert(labels::HOST_PORT.to_string(), host_port.to_string());
             let container_port = format!("{AGENT_PORT}/tcp");
-            // The default bridge: published on loopback only. Container-to-container
-            // traffic on it is blocked by the engine's `icc=false` where the operator
-            // sets it; see SECURITY.md.
-            host_config.network_mode = Some("bridge".to_string());
+            // Published on loopback only, from a network of runbox's own where sandboxes
+            // cannot reach each other (see network.rs).
+            host_config.network_mode = Some(SANDBOX_NETWORK.to_string());
             host_config.port_bindings = Some(HashMap::from([(
                 container_port.clone(),
                 Some(vec![PortBinding {
@@ -165,6 +168,12 @@ mod tests {
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.init, Some(true));
+        assert_eq!(host.shm_size, Some(64 * 1024 * 1024));
+        assert_eq!(host.runtime, None, "the engine's default runtime");
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
         assert_eq!(container.user.as_deref(), Some("1000:1000"));
         let labels = container.labels.expect("labels");
         assert_eq!(
@@ -193,5 +202,24 @@ mod tests {
         let binding = &bindings["8080/tcp"].as_ref().expect("binding")[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some("18001"));
+    }
+
+    #[test]
+    fn a_configured_runtime_is_passed_through() {
+        let mut config = Config::defaults();
+        config.sandbox.runtime = " runsc ".into();
+        let spec = SandboxSpec {
+            config: &config,
+            image: "img",
+            instance: "test",
+            kind: ContainerKind::Pool,
+            preload: &[],
+            http: None,
+        };
+        let host = spec.container_config().host_config.expect("host config");
+        assert_eq!(host.runtime.as_deref(), Some("runsc"));
+        // The other limits stay as they are under any runtime.
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
     }
 }

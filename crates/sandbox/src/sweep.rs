@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::container::ListContainersOptions;
+use bollard::models::ContainerSummary;
 use bollard::Docker;
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +15,9 @@ use crate::labels;
 use crate::SandboxError;
 
 const JANITOR_EVERY: Duration = Duration::from_secs(30);
+/// A container is started moments after it is created; one still `created` after this
+/// was lost on the way.
+const NEVER_STARTED_AFTER: Duration = Duration::from_secs(60);
 
 fn instance_filter(instance: &str, statuses: &[&str]) -> HashMap<String, Vec<String>> {
     let mut filters = HashMap::from([(
@@ -37,16 +41,51 @@ async fn list(
     instance: &str,
     statuses: &[&str],
 ) -> Result<Vec<String>, SandboxError> {
+    Ok(list_summaries(docker, instance, statuses)
+        .await?
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect())
+}
+
+async fn list_summaries(
+    docker: &Docker,
+    instance: &str,
+    statuses: &[&str],
+) -> Result<Vec<ContainerSummary>, SandboxError> {
     let options = ListContainersOptions {
         all: true,
         filters: instance_filter(instance, statuses),
         ..Default::default()
     };
-    let containers = docker
+    docker
         .list_containers(Some(options))
         .await
-        .map_err(SandboxError::docker("listing sandboxes"))?;
-    Ok(containers.into_iter().filter_map(|c| c.id).collect())
+        .map_err(SandboxError::docker("listing sandboxes"))
+}
+
+/// This instance's containers that no sandbox can be using: stopped ones, and ones
+/// created long ago but never started (the engine created them, but the answer that
+/// named them was lost, so no guard owns them).
+async fn leftovers(docker: &Docker, instance: &str) -> Result<Vec<String>, SandboxError> {
+    let mut ids = list(docker, instance, &["exited", "dead"]).await?;
+    let now = unix_now();
+    for container in list_summaries(docker, instance, &["created"]).await? {
+        let old = container.created.is_some_and(|created| {
+            now.saturating_sub(created) >= NEVER_STARTED_AFTER.as_secs() as i64
+        });
+        if let (true, Some(id)) = (old, container.id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 /// Removes every container of `instance`: at start-up none of them can be in use.
@@ -61,18 +100,18 @@ pub async fn sweep_instance(docker: &Docker, instance: &str) -> Result<usize, Sa
     Ok(count)
 }
 
-/// Every 30 s, removes this instance's containers that have stopped: a live sandbox is
-/// always running, so a stopped one is a leftover.
+/// Every 30 s, removes this instance's leftovers: a live sandbox is always running, so
+/// a stopped one is a leftover, and so is one that was never started.
 pub async fn janitor_loop(docker: Docker, instance: String, cancel: CancellationToken) {
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(JANITOR_EVERY) => {}
         }
-        match list(&docker, &instance, &["exited", "dead"]).await {
+        match leftovers(&docker, &instance).await {
             Ok(ids) => {
                 for id in ids {
-                    tracing::info!(container = %id, "removing a stopped sandbox");
+                    tracing::info!(container = %id, "removing a leftover sandbox");
                     remove_container(&docker, &id).await;
                 }
             }

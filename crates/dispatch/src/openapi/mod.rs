@@ -11,8 +11,12 @@
 mod responses;
 mod schemas;
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::ContentBuilder;
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 use utoipa::{Modify, OpenApi as _};
 
@@ -68,11 +72,12 @@ carries an `x-request-id` header (echoed when the request sent one).";
     components(
         schemas(
             ErrorBody, ScopeErrorBody, FunctionRejection, OverConcurrencyBody,
-            TooManySessionsBody, StreamOutputEvent, StreamErrorEvent, TaskStatus,
+            TooManySessionsBody, RateLimitBody, StreamOutputEvent, StreamErrorEvent, TaskStatus,
         ),
         responses(
             BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Gone, PayloadTooLarge,
-            FunctionRejected, OverConcurrency, TooManySessions, Unavailable, Overloaded,
+            FunctionRejected, OverConcurrency, TooManySessions, RateLimited, Unavailable,
+            Overloaded,
         ),
     ),
     modifiers(&SecuritySchemes),
@@ -126,6 +131,57 @@ pub fn require_bearer(api: &mut OpenApi) {
             }
         }
     }
+}
+
+/// Documents the rate limit's 429 on every operation of `api`. Where an operation has a
+/// 429 of its own (a function's concurrency, the sessions cap), its body is either.
+pub fn rate_limited(api: &mut OpenApi) {
+    for item in api.paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            let responses = &mut operation.responses.responses;
+            let own = match responses.get("429") {
+                Some(RefOr::Ref(reference)) => reference.ref_location.rsplit('/').next(),
+                _ => None,
+            };
+            let response = match own.and_then(own_429_body) {
+                Some(body) => RefOr::T(either_429(body)),
+                None => RefOr::Ref(Ref::from_response_name("RateLimited")),
+            };
+            responses.insert("429".to_string(), response);
+        }
+    }
+}
+
+/// The body schema of an operation's own 429 response.
+fn own_429_body(response: &str) -> Option<&'static str> {
+    match response {
+        "OverConcurrency" => Some("OverConcurrencyBody"),
+        "TooManySessions" => Some("TooManySessionsBody"),
+        _ => None,
+    }
+}
+
+fn either_429(own_body: &str) -> Response {
+    let schema = OneOfBuilder::new()
+        .item(Ref::from_schema_name(own_body))
+        .item(Ref::from_schema_name("RateLimitBody"));
+    ResponseBuilder::new()
+        .description(format!(
+            "`{own_body}` (see its description), or the rate limit's `RateLimitBody` when \
+             `rate_limit` is set."
+        ))
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds (always with the rate limit)"))
+                .build(),
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(schema)).build(),
+        )
+        .build()
 }
 
 /// Every operation of a path item, whatever its method.

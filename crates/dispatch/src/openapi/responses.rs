@@ -5,7 +5,8 @@
 use utoipa::ToResponse;
 
 use super::schemas::{
-    ErrorBody, FunctionRejection, OverConcurrencyBody, ScopeErrorBody, TooManySessionsBody,
+    ErrorBody, FunctionRejection, OverConcurrencyBody, RateLimitBody, ScopeErrorBody,
+    TooManySessionsBody,
 };
 
 /// The request is malformed: `Invalid JSON` (`detail` says why), `Invalid parameters`,
@@ -70,6 +71,15 @@ pub struct OverConcurrency(OverConcurrencyBody);
     example = json!({"error": "too many live sessions: at most 4 per subject", "max_per_subject": 4})
 )]
 pub struct TooManySessions(TooManySessionsBody);
+
+/// The token subject made more than `rate_limit.per_minute` requests a minute (beyond
+/// its burst); `Retry-After` says when to try again. Only when `rate_limit` is set.
+#[derive(ToResponse)]
+#[response(
+    headers(("Retry-After" = u64, description = "Seconds")),
+    example = json!({"error": "Rate limit exceeded", "retry_after": 3})
+)]
+pub struct RateLimited(RateLimitBody);
 
 /// runbox cannot serve this now: Docker or the database is not answering, the sandbox
 /// image is missing, no port is free for a sandbox, or the server is shutting down.

@@ -93,6 +93,16 @@ pub struct TooManySessionsBody {
     pub max_per_subject: u64,
 }
 
+/// 429 of the rate limit (`rate_limit.per_minute` requests a minute per token subject).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitBody {
+    #[schema(example = "Rate limit exceeded")]
+    pub error: String,
+    /// Seconds until the next request is allowed (also in `Retry-After`).
+    pub retry_after: u64,
+}
+
 /// The body of `POST /runcode` (the original API's).
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"languageType": "python", "variables": {"n": 3}, "code": "print(n * 2)"}))]
@@ -440,6 +450,7 @@ pub struct Health {
     pub docker: DockerHealth,
     pub database: DatabaseHealth,
     pub pool: PoolHealth,
+    pub runtime: RuntimeHealth,
     /// Host ports leased to sandboxes (http transport).
     pub port_leases: u64,
     /// Runs executing now.
@@ -461,6 +472,21 @@ pub struct DockerHealth {
     pub api_version: Option<String>,
     #[schema(required = true)]
     pub error: Option<String>,
+}
+
+/// The OCI runtime of the sandboxes (`sandbox.runtime`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHealth {
+    /// `default`, or the configured runtime (e.g. `runsc`).
+    pub name: String,
+    /// Whether the engine has the configured runtime (null when it did not say in time);
+    /// absent for the default runtime. `false` makes the status `degraded`.
+    #[serde(default)]
+    pub installed: Option<bool>,
+    /// The runtimes the engine has; absent for the default runtime.
+    #[serde(default)]
+    pub known: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -54,7 +54,12 @@ async fn description(images_need_auth: bool) -> OpenApi {
         b"secret",
         store.clone(),
     ));
-    let (_, api) = described_routes(&auth, images_need_auth).split_for_parts();
+    let limiter =
+        crate::rate_limit::RateLimiter::from_config(&runbox_core::config::RateLimitConfig {
+            per_minute: 60,
+            burst: 0,
+        });
+    let (_, api) = described_routes(&auth, limiter, images_need_auth).split_for_parts();
     store.close().await;
     api
 }
@@ -121,6 +126,26 @@ async fn the_description_says_which_operations_need_a_token() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_described_where_it_applies() {
+    let api = serde_json::to_value(description(false).await).expect("json");
+    for (path, item) in api["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("item") {
+            let limited = &operation["responses"]["429"];
+            let guarded = operation["security"].is_array();
+            assert_eq!(limited.is_object(), guarded, "{method} {path}: {limited}");
+        }
+    }
+    let own = &api["paths"]["/functions/{name}/call"]["post"]["responses"]["429"];
+    let either = own["content"]["application/json"]["schema"]["oneOf"].to_string();
+    assert!(
+        either.contains("OverConcurrencyBody") && either.contains("RateLimitBody"),
+        "{own}"
+    );
+    let plain = &api["paths"]["/tasks"]["get"]["responses"]["429"]["$ref"];
+    assert_eq!(plain, "#/components/responses/RateLimited");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 //! a handler without an annotation does not compile into a route, and a route's path is
 //! written once. Plain `axum` routing would need a second, hand-kept list.
 
+mod body_guard;
 mod docs;
 mod exec_body;
 mod execute;
@@ -36,6 +37,7 @@ use utoipa_axum::routes;
 use crate::auth::{require_bearer, Authenticator};
 use crate::error::ApiError;
 use crate::openapi;
+use crate::rate_limit::{limit_rate, RateLimiter};
 use crate::state::AppState;
 
 pub(crate) use exec_body::ExecBody;
@@ -44,8 +46,12 @@ pub(crate) use execute::FunctionCallBody;
 pub fn router(state: AppState) -> Router {
     let body_limit =
         usize::try_from(state.config.server.max_body_bytes.bytes()).unwrap_or(usize::MAX);
-    let (router, description) =
-        described_routes(&state.auth, state.config.images.require_auth).split_for_parts();
+    let (router, description) = described_routes(
+        &state.auth,
+        RateLimiter::from_config(&state.config.rate_limit),
+        state.config.images.require_auth,
+    )
+    .split_for_parts();
     // Serialising a document of plain values cannot fail; an empty body would be caught
     // by the black-box tests at once.
     let spec = serde_json::to_vec(&description).unwrap_or_default();
@@ -58,11 +64,17 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            body_limit as u64,
+            body_guard::guard_body,
+        ))
 }
 
-/// Every route with its description. `images_need_auth`: `images.require_auth`.
+/// Every route with its description. `rate_limiter`: from `rate_limit` (None when it is
+/// off); `images_need_auth`: `images.require_auth`.
 pub(crate) fn described_routes(
     auth: &Arc<Authenticator>,
+    rate_limiter: Option<Arc<RateLimiter>>,
     images_need_auth: bool,
 ) -> OpenApiRouter<AppState> {
     let protected = OpenApiRouter::default()
@@ -84,6 +96,13 @@ pub(crate) fn described_routes(
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get, tasks::cancel))
         .routes(routes!(tasks::result));
+    // The limit counts a subject's requests, so it runs after authentication (route
+    // layers run last-added first).
+    let mut protected = match rate_limiter {
+        Some(limiter) => protected.route_layer(middleware::from_fn_with_state(limiter, limit_rate)),
+        None => protected,
+    };
+    openapi::rate_limited(protected.get_openapi_mut());
 
     let images = OpenApiRouter::default().routes(routes!(image::get_image));
     let images = if images_need_auth {
