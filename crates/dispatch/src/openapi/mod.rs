@@ -51,8 +51,10 @@ in its security requirement. Use **Authorize** to try requests from this page.
 
 Failures of the user's code are HTTP 200 with `success: false` and an `error` of a known \
 `kind`. Malformed requests are 4xx and failures of runbox itself 5xx, with a JSON body \
-`{\"error\": \"…\"}` (400 bodies add `detail` or the `field` at fault). Every response \
-carries an `x-request-id` header (echoed when the request sent one).";
+`{\"error\": \"…\"}` (400 bodies add `detail` or the `field` at fault). With `rate_limit` \
+set, an operation that needs a token answers 429 with `Retry-After` when its subject goes \
+over the limit. Every response carries an `x-request-id` header (echoed when the request \
+sent one).";
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
