@@ -14,6 +14,7 @@ mod hostile_code;
 mod hostile_requests;
 mod infrastructure;
 mod lifecycle;
+mod openapi;
 mod ops;
 mod playground;
 mod pool;

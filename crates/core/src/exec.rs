@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     Python,
@@ -89,7 +89,12 @@ impl ExecRequest {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Why user code failed: `syntax` (it does not parse), `runtime` (an exception or a
+/// non-zero exit), `timeout` (killed at the wall-clock limit), `memory` (killed at the
+/// memory limit), `output_limit` (wrote more than runbox keeps), `killed` (cancelled,
+/// terminated or interrupted), `invalid_args` (a function call's arguments do not fit its
+/// definition), `dependency` (the function's environment could not be built).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     Syntax,
@@ -117,10 +122,12 @@ impl ErrorKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// How user code failed (`error` of the result object).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The Python traceback, or pip's log for `dependency`.
     #[serde(default)]
     pub traceback: Option<String>,
 }

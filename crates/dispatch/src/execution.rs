@@ -9,12 +9,14 @@ use crate::metrics::{record_execution, record_failure, Surface};
 use crate::state::AppState;
 
 /// An image the run produced, as stored and served.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StoredImageRef {
     /// The file name the code wrote.
     pub name: String,
+    /// Where it is served (`GET /image/{name}`).
     pub url: String,
     pub mime: String,
+    /// Size in bytes.
     pub bytes: u64,
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod execution;
 pub mod functions;
 pub mod metrics;
+mod openapi;
 pub mod rate_limit;
 pub mod result;
 mod routes;

@@ -114,7 +114,17 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Metrics
+///
+/// Prometheus text format: executions by surface, language and outcome; latency
+/// histograms (admission wait, sandbox acquisition, run, HTTP requests); pool, container,
+/// port-lease, session, stored-image and task gauges. Any valid token may scrape.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "The metrics.", content_type = "text/plain", body = String)),
+)]
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let engine = state.sandboxes.status();
     for pool in &engine.pools {

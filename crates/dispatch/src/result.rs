@@ -7,19 +7,28 @@ use serde_json::Value;
 
 use crate::execution::{Executed, StoredImageRef};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// What a run produced. A failure of the user's code is `success: false` with `error`
+/// set, answered with HTTP 200; failures of runbox itself are 5xx instead.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultObject {
     pub success: bool,
-    /// The value of the trailing expression (or of `result`), or a function's return.
+    /// The value of the trailing expression (or of the global `result`), or a function's
+    /// return value: JSON when it can be encoded, else its `repr()`; null when none.
     pub value: Value,
     pub error: Option<ExecError>,
+    /// Capped at `limits.output_bytes` (`truncated` tells).
     pub stdout: String,
+    /// Capped at `limits.output_bytes` (`truncated` tells).
     pub stderr: String,
+    /// Null when the process did not exit by itself (timeout, kill).
     pub exit_code: Option<i64>,
+    /// Image files the code wrote into its working directory, stored and served by URL.
     pub images: Vec<StoredImageRef>,
+    /// stdout or stderr was cut.
     pub truncated: bool,
     /// Seconds.
     pub execution_time: f64,
+    /// The task this result belongs to (async calls), else null.
     pub task_id: Option<String>,
 }
 

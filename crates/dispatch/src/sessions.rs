@@ -121,7 +121,7 @@ struct Ended {
 }
 
 /// What `GET /sessions/{id}` shows.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub id: String,
     pub language: Language,

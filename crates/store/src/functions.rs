@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::images::now;
+use crate::text::{refuse_nul, storable};
 use crate::{with_pool, Store, StoreError};
 
 /// Inserts one version row inside the caller's transaction (a macro because the
@@ -91,6 +92,7 @@ impl Store {
         &self,
         new: &NewFunctionVersion,
     ) -> Result<Option<FunctionVersion>, StoreError> {
+        refuse_unstorable(new)?;
         const CLAIM: &str = "INSERT INTO functions (name, latest_version, created_at, updated_at) \
                              VALUES ($1, 1, $2, $2) ON CONFLICT (name) DO NOTHING";
         let at = now();
@@ -119,6 +121,7 @@ impl Store {
         &self,
         new: &NewFunctionVersion,
     ) -> Result<(FunctionVersion, bool), StoreError> {
+        refuse_unstorable(new)?;
         // One statement claims the next number, so concurrent PUTs get distinct versions.
         const BUMP: &str = "INSERT INTO functions (name, latest_version, created_at, updated_at) \
                             VALUES ($1, 1, $2, $2) \
@@ -148,6 +151,9 @@ impl Store {
         name: &str,
         version: Option<i64>,
     ) -> Result<Option<FunctionVersion>, StoreError> {
+        if !storable(name) {
+            return Ok(None);
+        }
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM function_versions v \
              JOIN functions f ON f.name = v.name \
@@ -164,6 +170,9 @@ impl Store {
 
     /// Every version of `name`, oldest first; empty when there is no such function.
     pub async fn function_versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError> {
+        if !storable(name) {
+            return Ok(Vec::new());
+        }
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM function_versions v WHERE v.name = $1 ORDER BY v.version"
         );
@@ -192,6 +201,9 @@ impl Store {
     /// Deletes a function with all its versions; returns how many versions went (0: there
     /// was no such function).
     pub async fn delete_function(&self, name: &str) -> Result<u64, StoreError> {
+        if !storable(name) {
+            return Ok(0);
+        }
         const COUNT: &str = "SELECT COUNT(*) FROM function_versions WHERE name = $1";
         const DELETE_VERSIONS: &str = "DELETE FROM function_versions WHERE name = $1";
         const DELETE: &str = "DELETE FROM functions WHERE name = $1";
@@ -250,4 +262,12 @@ fn decode_version(row: VersionRow) -> Result<FunctionVersion, StoreError> {
 
 pub(crate) fn json_text(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+/// A definition with text that cannot be stored is invalid input (see `crate::text`).
+fn refuse_unstorable(new: &NewFunctionVersion) -> Result<(), StoreError> {
+    refuse_nul("a function name", &new.name)?;
+    refuse_nul("the code", &new.code)?;
+    refuse_nul("the description", &new.description)?;
+    refuse_nul("the creator", &new.created_by)
 }

@@ -14,6 +14,7 @@ mod images;
 mod revocations;
 mod sweep;
 mod tasks;
+mod text;
 
 pub use connect::redact_url;
 pub use environments::{EnvironmentRecord, EnvironmentStatus};

@@ -4,6 +4,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::images::now;
+use crate::text::{refuse_nul, storable};
 use crate::{with_pool, Store, StoreError};
 
 impl Store {
@@ -14,6 +15,7 @@ impl Store {
         jti: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        refuse_nul("a token id", jti)?;
         const SQL: &str = "INSERT INTO revoked_tokens (jti, revoked_at, expires_at) \
                            VALUES ($1, $2, $3) \
                            ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at \
@@ -30,6 +32,9 @@ impl Store {
 
     /// Whether `jti` has been revoked (and the revocation not yet swept).
     pub async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        if !storable(jti) {
+            return Ok(false);
+        }
         const SQL: &str = "SELECT 1 FROM revoked_tokens WHERE jti = $1";
         let row: Option<(i32,)> = with_pool!(self, pool => sqlx::query_as(SQL)
             .bind(jti)

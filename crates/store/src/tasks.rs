@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::images::now;
+use crate::text::{refuse_nul, storable};
 use crate::{with_pool, Store, StoreError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -119,6 +120,9 @@ const UNFINISHED: &str = "('QUEUED', 'RUNNING')";
 
 impl Store {
     pub async fn insert_task(&self, task: &NewTask) -> Result<TaskRecord, StoreError> {
+        refuse_nul("a task id", &task.id)?;
+        refuse_nul("a function name", &task.function_name)?;
+        refuse_nul("a subject", &task.subject)?;
         const SQL: &str = "INSERT INTO tasks (id, function_name, function_version, status, args, \
                            subject, runner, created_at) VALUES ($1, $2, $3, 'QUEUED', $4, $5, $6, $7)";
         let at = now();
@@ -152,6 +156,9 @@ impl Store {
 
     /// QUEUED → RUNNING; false when the task is no longer queued (cancelled meanwhile).
     pub async fn mark_task_running(&self, id: &str) -> Result<bool, StoreError> {
+        if !storable(id) {
+            return Ok(false);
+        }
         const SQL: &str = "UPDATE tasks SET status = 'RUNNING', started_at = $2 \
                            WHERE id = $1 AND status = 'QUEUED'";
         with_pool!(self, pool => sqlx::query(SQL)
@@ -177,6 +184,11 @@ impl Store {
                 "{status} is not a final task status"
             )));
         }
+        if !storable(id) {
+            return Ok(false);
+        }
+        // A task must end even when its reason quotes something unstorable.
+        let reason = reason.map(|r| r.replace('\0', "\u{fffd}"));
         let sql = format!(
             "UPDATE tasks SET status = $2, result = $3, reason = $4, finished_at = $5 \
              WHERE id = $1 AND status IN {UNFINISHED}"
@@ -185,7 +197,7 @@ impl Store {
             .bind(id)
             .bind(status.as_str())
             .bind(result.map(Value::to_string))
-            .bind(reason)
+            .bind(reason.as_deref())
             .bind(now())
             .execute(pool)
             .await
@@ -194,6 +206,9 @@ impl Store {
     }
 
     pub async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        if !storable(id) {
+            return Ok(None);
+        }
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
         let row: Option<TaskRow> = with_pool!(self, pool => sqlx::query_as(&sql)
             .bind(id)
@@ -204,6 +219,13 @@ impl Store {
     }
 
     pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        let keys = [&filter.function_name, &filter.subject];
+        if keys
+            .iter()
+            .any(|key| key.as_deref().is_some_and(|k| !storable(k)))
+        {
+            return Ok(Vec::new());
+        }
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM tasks \
              WHERE ($1 IS NULL OR function_name = $1) \

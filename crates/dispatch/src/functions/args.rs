@@ -8,7 +8,9 @@ use serde_json::{json, Map, Value};
 
 const MAX_ARGS: usize = 100;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// The type of an argument (definitions also accept `integer`, `number`, `string`,
+/// `boolean`, `array` and `object`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ArgType {
     Int,
@@ -74,14 +76,16 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One argument of a stored function.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ArgSpec {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: ArgType,
     pub required: bool,
     pub description: String,
-    /// `Some(Value::Null)` is a default of `None`; `None` is no default.
+    /// The default value, absent when the argument has none (null is Python's `None`:
+    /// in Rust, `Some(Value::Null)`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
 }

@@ -242,7 +242,14 @@ fn parse(body: Value, registration: &Registration) -> ApiResult<Definition> {
     }
     let description = match fields.remove("description") {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(text)) => text,
+        Some(Value::String(text)) if !text.contains('\0') => text,
+        Some(Value::String(_)) => {
+            return Err(invalid_definition(
+                "description",
+                None,
+                "`description` must not contain NUL characters".into(),
+            ))
+        }
         Some(_) => {
             return Err(invalid_definition(
                 "description",
@@ -441,4 +448,41 @@ pub async fn delete_function(state: &AppState, name: &str) -> ApiResult<Response
         StatusCode::OK,
         json!({"deleted": name, "versions": deleted}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Definitions are built by hand; their description in /openapi.json must fit.
+    #[test]
+    fn definitions_are_shown_as_the_description_says() {
+        let specs = vec![args::ArgSpec {
+            name: "x".into(),
+            kind: args::ArgType::Int,
+            required: false,
+            description: String::new(),
+            default: Some(json!(1)),
+        }];
+        let function = FunctionVersion {
+            name: "add".into(),
+            version: 1,
+            code: "def add(x=1): return x".into(),
+            description: "adds".into(),
+            dependencies: vec!["numpy==2.*".into()],
+            args: args::specs_to_json(&specs),
+            parameters: Value::Null,
+            max_concurrency: None,
+            timeout_ms: Some(1500),
+            created_by: "someone".into(),
+            created_at: chrono::Utc::now(),
+        };
+        let mut body = definition_json(&function);
+        body.insert("running".into(), json!(0));
+        let body = Value::Object(body);
+        let described: Result<crate::openapi::Function, _> = serde_json::from_value(body.clone());
+        if let Err(err) = described {
+            panic!("{body} does not fit: {err}");
+        }
+    }
 }

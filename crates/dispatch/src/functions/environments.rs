@@ -30,9 +30,12 @@ pub enum Environment {
 }
 
 /// What GET /functions/{name} shows.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct EnvironmentView {
+    /// `ready`, `building` or `failed`.
+    #[schema(value_type = crate::openapi::EnvironmentStatus)]
     pub status: &'static str,
+    /// The image calls run in.
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,

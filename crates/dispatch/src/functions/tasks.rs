@@ -214,8 +214,9 @@ pub async fn task_result(
 ) -> ApiResult<Response> {
     let wait = match wait {
         None => Duration::ZERO,
+        // Capped before the conversion: a huge number of seconds would overflow it.
         Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
-            Duration::from_secs_f64(seconds).min(MAX_RESULT_WAIT)
+            Duration::from_secs_f64(seconds.min(MAX_RESULT_WAIT.as_secs_f64()))
         }
         Some(_) => {
             return Err(ApiError::bad_request_because(
@@ -321,4 +322,50 @@ pub async fn terminate_function(state: &AppState, name: &str) -> ApiResult<Respo
         StatusCode::OK,
         json!({"success": true, "terminated": done.len(), "task_ids": task_ids}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(finished: bool) -> TaskRecord {
+        let now = chrono::Utc::now();
+        TaskRecord {
+            id: "t-1".into(),
+            function_name: "add".into(),
+            function_version: 2,
+            status: if finished {
+                TaskStatus::Done
+            } else {
+                TaskStatus::Queued
+            },
+            args: json!({"x": 1}),
+            result: finished.then(|| {
+                let mut result = cancelled_result("for the shape only");
+                result.task_id = Some("t-1".into());
+                serde_json::to_value(result).expect("json")
+            }),
+            reason: None,
+            subject: "someone".into(),
+            runner: "data-1".into(),
+            created_at: now,
+            started_at: finished.then_some(now),
+            finished_at: finished.then_some(now),
+        }
+    }
+
+    /// The API's task body is built by hand; its description in /openapi.json must fit.
+    #[test]
+    fn tasks_are_shown_as_the_description_says() {
+        for finished in [false, true] {
+            for with_result in [false, true] {
+                let body = task_json(&task(finished), with_result);
+                let described: Result<crate::openapi::Task, _> =
+                    serde_json::from_value(body.clone());
+                if let Err(err) = described {
+                    panic!("{body} does not fit: {err}");
+                }
+            }
+        }
+    }
 }

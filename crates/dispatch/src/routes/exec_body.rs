@@ -13,30 +13,50 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 
-#[derive(Debug, Deserialize)]
+/// Code to run. Fields runbox does not know are ignored; a known field of the wrong type,
+/// a bad file path or bad base64 is 400 naming the field.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"code": "result = x + y", "context": {"x": 10, "y": 20}, "timeout": 5.0}))]
 pub struct ExecBody {
+    /// Python runs like a notebook cell: the value of a trailing expression (else of the
+    /// global `result`) is returned as `value`.
     pub code: String,
+    /// `python` (default) or `bash`; a session's language when run in a session.
     #[serde(default)]
+    #[schema(value_type = Option<Language>)]
     pub language: Option<String>,
-    /// Globals for python, environment variables for bash.
+    /// Globals for python (JSON values as Python objects), environment variables for
+    /// bash (stringified; names must be valid variable names). Alias: `variables`.
     #[serde(default, alias = "variables")]
     pub context: Option<Map<String, Value>>,
-    /// Seconds; capped by `limits.max_timeout`.
+    /// Seconds, above 0; capped by `limits.max_timeout`. Default: `limits.timeout`.
     #[serde(default)]
+    #[schema(exclusive_minimum = 0)]
     pub timeout: Option<f64>,
+    /// Files written into the working directory before the code runs; at most
+    /// `limits.file_bytes` decoded in all (413 beyond).
     #[serde(default)]
     pub files: Option<Vec<FileBody>>,
+    /// Extra environment variables (names without `=` or NUL, values without NUL).
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
+    /// Stream the run as server-sent events (same as `Accept: text/event-stream`; an
+    /// explicit `false` wins over the header).
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Run in this session instead of a fresh sandbox (`POST /execute` only).
     #[serde(default)]
     pub session_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An input file.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct FileBody {
+    /// Relative to the working directory; never absolute, never with `..`.
+    #[schema(example = "data.csv")]
     pub path: String,
+    /// The content, base64 (line breaks allowed).
+    #[schema(example = "YSxiCjEsMgo=")]
     pub content_base64: String,
 }
 

@@ -10,6 +10,12 @@ use serde_json::Value;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::functions::{self, CallRequest, Registration};
+use crate::openapi::{
+    BadRequest, CallBody, Conflict, Forbidden, Function, FunctionDeleted, FunctionList,
+    FunctionRegistration, FunctionRejected, NotFound, OverConcurrency, Overloaded, PayloadTooLarge,
+    TaskAccepted, Terminated, Unavailable,
+};
+use crate::result::ResultObject;
 use crate::routes::body_rejection;
 use crate::state::AppState;
 
@@ -23,7 +29,30 @@ pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Value>
         .map_err(|e| ApiError::bad_request_because("Invalid JSON", e.to_string()))
 }
 
-/// POST /functions and POST /submit.
+/// Store a new function
+///
+/// The definition is checked before it is stored: its dependencies are installed (once
+/// per set, into a cached environment image), and its code is loaded in a sandbox of that
+/// environment, where it must define a callable of the function's name whose signature
+/// agrees with `args`. The answer waits for both.
+#[utoipa::path(
+    post,
+    path = "/functions",
+    operation_id = "create_function",
+    tag = "functions",
+    security(("bearer" = ["functions:write"])),
+    request_body = FunctionRegistration,
+    responses(
+        (status = 201, body = Function, description = "Stored as version 1."),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = FunctionRejected),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Overloaded),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -34,7 +63,57 @@ pub async fn create(
     functions::register(&state, &principal, Registration::Create, body).await
 }
 
-/// PUT /functions/{name}.
+/// Store a new function (alias)
+///
+/// The same as `POST /functions`.
+#[utoipa::path(
+    post,
+    path = "/submit",
+    operation_id = "submit_function",
+    tag = "functions",
+    security(("bearer" = ["functions:write"])),
+    request_body = FunctionRegistration,
+    responses(
+        (status = 201, body = Function, description = "Stored as version 1."),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = FunctionRejected),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Overloaded),
+    ),
+)]
+pub async fn submit(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    create(state, principal, body).await
+}
+
+/// Store a new version of a function
+///
+/// Checked like `POST /functions`; older versions stay readable, calls use the latest.
+#[utoipa::path(
+    put,
+    path = "/functions/{name}",
+    operation_id = "put_function",
+    tag = "functions",
+    security(("bearer" = ["functions:write"])),
+    params(("name" = String, Path, description = "The function's name")),
+    request_body = FunctionRegistration,
+    responses(
+        (status = 200, body = Function, description = "Stored as a new version."),
+        (status = 201, body = Function, description = "There was no function of that name: stored as version 1."),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = FunctionRejected),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Overloaded),
+    ),
+)]
 pub async fn put(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -46,6 +125,20 @@ pub async fn put(
     functions::register(&state, &principal, Registration::NewVersion { name }, body).await
 }
 
+/// List functions
+///
+/// The latest version of each, without code.
+#[utoipa::path(
+    get,
+    path = "/functions",
+    operation_id = "list_functions",
+    tag = "functions",
+    security(("bearer" = ["functions:read"])),
+    responses(
+        (status = 200, body = FunctionList),
+        (status = 403, response = Forbidden),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -54,6 +147,22 @@ pub async fn list(
     functions::list_functions(&state).await
 }
 
+/// Show a function
+///
+/// The latest definition with its environment, the calls running now and every version.
+#[utoipa::path(
+    get,
+    path = "/functions/{name}",
+    operation_id = "get_function",
+    tag = "functions",
+    security(("bearer" = ["functions:read"])),
+    params(("name" = String, Path, description = "The function's name")),
+    responses(
+        (status = 200, body = Function),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -63,6 +172,23 @@ pub async fn get(
     functions::get_function(&state, &name).await
 }
 
+/// Show one version of a function
+#[utoipa::path(
+    get,
+    path = "/functions/{name}/versions/{version}",
+    operation_id = "get_function_version",
+    tag = "functions",
+    security(("bearer" = ["functions:read"])),
+    params(
+        ("name" = String, Path, description = "The function's name"),
+        ("version" = i64, Path, description = "1, 2, …", minimum = 1),
+    ),
+    responses(
+        (status = 200, body = Function),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn get_version(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -75,6 +201,22 @@ pub async fn get_version(
     functions::get_function_version(&state, &name, version).await
 }
 
+/// Delete a function
+///
+/// Every version goes; calls already running finish.
+#[utoipa::path(
+    delete,
+    path = "/functions/{name}",
+    operation_id = "delete_function",
+    tag = "functions",
+    security(("bearer" = ["functions:write"])),
+    params(("name" = String, Path, description = "The function's name")),
+    responses(
+        (status = 200, body = FunctionDeleted),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -84,7 +226,32 @@ pub async fn delete(
     functions::delete_function(&state, &name).await
 }
 
-/// POST /functions/{name}/call.
+/// Call a function
+///
+/// Arguments are validated and a concurrency slot is taken before any sandbox starts.
+/// The function runs in a fresh sandbox of its environment under its own timeout. With
+/// `"async": true` the call becomes a task (`GET /tasks/{id}`).
+#[utoipa::path(
+    post,
+    path = "/functions/{name}/call",
+    operation_id = "call_function",
+    tag = "functions",
+    security(("bearer" = ["run"])),
+    params(("name" = String, Path, description = "The function's name")),
+    request_body(content = Option<CallBody>, description = "May be empty: no arguments."),
+    responses(
+        (status = 200, body = ResultObject, description = "The call ran; its return value is `value`."),
+        (status = 202, body = TaskAccepted, description = "`async`: the task is queued."),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = FunctionRejected),
+        (status = 429, response = OverConcurrency),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Overloaded),
+    ),
+)]
 pub async fn call(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -96,7 +263,23 @@ pub async fn call(
     functions::call_function(&state, &principal, &name, request).await
 }
 
-/// POST /functions/{name}/terminate.
+/// Terminate a function's calls
+///
+/// Ends every call of the function running in this server (sync calls answer a `killed`
+/// result, tasks end CANCELLED) and waits until their sandboxes are gone.
+#[utoipa::path(
+    post,
+    path = "/functions/{name}/terminate",
+    operation_id = "terminate_function",
+    tag = "functions",
+    security(("bearer" = ["functions:write"])),
+    params(("name" = String, Path, description = "The function's name")),
+    responses(
+        (status = 200, body = Terminated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn terminate(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

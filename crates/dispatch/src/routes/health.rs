@@ -8,10 +8,24 @@ use axum::Json;
 use runbox_sandbox::docker_runtimes;
 use serde_json::{json, Value};
 
+use crate::openapi::Health;
 use crate::state::AppState;
 
 const RUNTIME_PROBE: Duration = Duration::from_secs(3);
 
+/// Health
+///
+/// Whether the Docker engine and the database answer, whether the configured sandbox
+/// runtime is there, and how the warm pool is doing.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, body = Health, description = "Everything answers (`status: ok`)."),
+        (status = 503, body = Health, description = "Docker or the database does not answer, or the configured runtime is missing (`status: degraded`)."),
+    ),
+)]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (docker, database, runtime) = tokio::join!(
         state.sandboxes.docker_status(),

@@ -8,10 +8,41 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{NotFound, Unavailable};
 use crate::state::AppState;
 
 const NOT_FOUND: &str = "Image not found";
 
+/// Fetch a stored image
+///
+/// An image a run wrote, by the name in its URL. Public unless `images.require_auth` is
+/// set (names are unguessable); images expire after `images.retention`.
+#[utoipa::path(
+    get,
+    path = "/image/{name}",
+    tag = "compat",
+    params(
+        ("name" = String, Path, description = "The stored name (`<hex>.<ext>`)"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 when it still matches"),
+    ),
+    responses(
+        (status = 200, description = "The image, immutable.",
+         headers(
+            ("ETag" = String),
+            ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`"),
+         ),
+         content(
+            (Vec<u8> = "image/png"),
+            (Vec<u8> = "image/jpeg"),
+            (Vec<u8> = "image/gif"),
+            (String = "image/svg+xml"),
+            (Vec<u8> = "image/webp"),
+         )),
+        (status = 304, description = "`If-None-Match` matched the ETag."),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn get_image(
     State(state): State<AppState>,
     principal: Option<axum::Extension<Principal>>,

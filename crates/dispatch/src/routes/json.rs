@@ -12,7 +12,8 @@ use crate::routes::body_rejection;
 const INVALID_JSON: &str = "Invalid JSON";
 
 /// The body as a JSON object; anything else is 400 (`413` when it is too large).
-/// An empty body is an empty object when `empty_is_object`.
+/// When `empty_is_object`, a body that is empty or `null` is an empty object (a body of
+/// options only, all optional).
 pub fn json_object(
     body: Result<Bytes, BytesRejection>,
     empty_is_object: bool,
@@ -23,6 +24,7 @@ pub fn json_object(
     }
     match serde_json::from_slice(&body) {
         Ok(Value::Object(fields)) => Ok(fields),
+        Ok(Value::Null) if empty_is_object => Ok(Map::new()),
         Ok(_) => Err(ApiError::bad_request_because(
             INVALID_JSON,
             "the body must be a JSON object",
@@ -103,5 +105,7 @@ mod tests {
         assert!(json_object(Ok(Bytes::from_static(b"{")), false).is_err());
         assert!(json_object(Ok(Bytes::from_static(b"")), false).is_err());
         assert!(json_object(Ok(Bytes::from_static(b" ")), true).is_ok());
+        assert!(json_object(Ok(Bytes::from_static(b"null")), true).is_ok());
+        assert!(json_object(Ok(Bytes::from_static(b"null")), false).is_err());
     }
 }

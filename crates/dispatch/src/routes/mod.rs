@@ -1,6 +1,13 @@
 //! The router: which path goes to which handler, and which need a bearer token.
+//!
+//! Routes are registered with `utoipa_axum::routes!`, which takes the path and methods
+//! from each handler's `#[utoipa::path]` annotation and adds the operation to the OpenAPI
+//! description in the same step. The router and `/openapi.json` therefore cannot drift:
+//! a handler without an annotation does not compile into a route, and a route's path is
+//! written once. Plain `axum` routing would need a second, hand-kept list.
 
 mod body_guard;
+mod docs;
 mod exec_body;
 mod execute;
 mod functions;
@@ -13,89 +20,44 @@ mod sessions;
 mod stream;
 mod tasks;
 
+use std::sync::Arc;
+
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
-use axum::middleware;
-use axum::routing::{get, post};
+use axum::{middleware, Extension};
 use axum::{Json, Router};
 use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use crate::auth::require_bearer;
+use crate::auth::{require_bearer, Authenticator};
 use crate::error::ApiError;
+use crate::openapi;
 use crate::rate_limit::{limit_rate, RateLimiter};
 use crate::state::AppState;
+
+pub(crate) use exec_body::ExecBody;
+pub(crate) use execute::FunctionCallBody;
 
 pub fn router(state: AppState) -> Router {
     let body_limit =
         usize::try_from(state.config.server.max_body_bytes.bytes()).unwrap_or(usize::MAX);
-    let protected = Router::new()
-        .route(
-            "/runcode",
-            get(runcode::get_runcode)
-                .post(runcode::post_runcode)
-                .fallback(runcode::method_not_allowed),
-        )
-        .route("/execute", post(execute::post_execute))
-        .route(
-            "/sessions",
-            post(sessions::create_session).get(sessions::list_sessions),
-        )
-        .route(
-            "/sessions/{id}",
-            get(sessions::get_session).delete(sessions::delete_session),
-        )
-        .route("/sessions/{id}/execute", post(sessions::execute_in_session))
-        .route("/metrics", get(crate::metrics::scrape))
-        .route("/functions", get(functions::list).post(functions::create))
-        .route("/submit", post(functions::create))
-        .route(
-            "/functions/{name}",
-            get(functions::get)
-                .put(functions::put)
-                .delete(functions::delete),
-        )
-        .route(
-            "/functions/{name}/versions/{version}",
-            get(functions::get_version),
-        )
-        .route("/functions/{name}/call", post(functions::call))
-        .route("/functions/{name}/terminate", post(functions::terminate))
-        .route("/tasks", get(tasks::list))
-        .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
-        .route("/tasks/{id}/result", get(tasks::result));
-    // Route layers run last-added first: authentication, then the rate limit.
-    let protected = match RateLimiter::from_config(&state.config.rate_limit) {
-        Some(limiter) => protected.route_layer(middleware::from_fn_with_state(limiter, limit_rate)),
-        None => protected,
-    };
-    let protected = protected.route_layer(middleware::from_fn_with_state(
-        state.auth.clone(),
-        require_bearer,
-    ));
-
-    let images = Router::new().route("/image/{name}", get(image::get_image));
-    let images = if state.config.images.require_auth {
-        images.route_layer(middleware::from_fn_with_state(
-            state.auth.clone(),
-            require_bearer,
-        ))
-    } else {
-        images
-    };
-
-    let public = Router::new()
-        .route("/health", get(health::health))
-        .route("/", get(playground::playground));
-
-    Router::new()
-        .merge(protected)
-        .merge(images)
-        .merge(public)
+    let (router, description) = described_routes(
+        &state.auth,
+        RateLimiter::from_config(&state.config.rate_limit),
+        state.config.images.require_auth,
+    )
+    .split_for_parts();
+    // Serialising a document of plain values cannot fail; an empty body would be caught
+    // by the black-box tests at once.
+    let spec = serde_json::to_vec(&description).unwrap_or_default();
+    router
         .fallback(not_found)
+        .layer(Extension(docs::ApiSpec(spec.into())))
         .layer(middleware::from_fn(crate::metrics::track_http))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(request_tracing())
@@ -106,6 +68,69 @@ pub fn router(state: AppState) -> Router {
             body_limit as u64,
             body_guard::guard_body,
         ))
+}
+
+/// Every route with its description. `rate_limiter`: from `rate_limit` (None when it is
+/// off); `images_need_auth`: `images.require_auth`.
+pub(crate) fn described_routes(
+    auth: &Arc<Authenticator>,
+    rate_limiter: Option<Arc<RateLimiter>>,
+    images_need_auth: bool,
+) -> OpenApiRouter<AppState> {
+    let protected = OpenApiRouter::default()
+        .routes(
+            routes!(runcode::get_runcode, runcode::post_runcode)
+                .map(|methods| methods.fallback(runcode::method_not_allowed)),
+        )
+        .routes(routes!(execute::post_execute))
+        .routes(routes!(sessions::create_session, sessions::list_sessions))
+        .routes(routes!(sessions::get_session, sessions::delete_session))
+        .routes(routes!(sessions::execute_in_session))
+        .routes(routes!(crate::metrics::scrape))
+        .routes(routes!(functions::list, functions::create))
+        .routes(routes!(functions::submit))
+        .routes(routes!(functions::get, functions::put, functions::delete))
+        .routes(routes!(functions::get_version))
+        .routes(routes!(functions::call))
+        .routes(routes!(functions::terminate))
+        .routes(routes!(tasks::list))
+        .routes(routes!(tasks::get, tasks::cancel))
+        .routes(routes!(tasks::result));
+    // The limit counts a subject's requests, so it runs after authentication (route
+    // layers run last-added first).
+    let mut protected = match rate_limiter {
+        Some(limiter) => protected.route_layer(middleware::from_fn_with_state(limiter, limit_rate)),
+        None => protected,
+    };
+    openapi::rate_limited(protected.get_openapi_mut());
+
+    let images = OpenApiRouter::default().routes(routes!(image::get_image));
+    let images = if images_need_auth {
+        guarded(images, auth)
+    } else {
+        images
+    };
+
+    let public = OpenApiRouter::default()
+        .routes(routes!(health::health))
+        .routes(routes!(playground::playground))
+        .routes(routes!(docs::openapi_json))
+        .routes(routes!(docs::docs_page))
+        .routes(routes!(docs::docs_asset));
+
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(guarded(protected, auth))
+        .merge(images)
+        .merge(public)
+}
+
+/// Puts `routes` behind the bearer middleware, and says so in their description.
+fn guarded(
+    mut routes: OpenApiRouter<AppState>,
+    auth: &Arc<Authenticator>,
+) -> OpenApiRouter<AppState> {
+    openapi::require_bearer(routes.get_openapi_mut());
+    routes.route_layer(middleware::from_fn_with_state(auth.clone(), require_bearer))
 }
 
 type RequestTracing = TraceLayer<

@@ -6,6 +6,15 @@ use axum::response::{Html, IntoResponse};
 
 const PAGE: &str = include_str!("../../assets/playground.html");
 
+/// The playground
+///
+/// A page to write code, run it with a token and see its output, value and images.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "operations",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+)]
 pub async fn playground() -> impl IntoResponse {
     (
         [

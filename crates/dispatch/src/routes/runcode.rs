@@ -17,11 +17,36 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::execution::Executed;
 use crate::metrics::Surface;
+use crate::openapi::{
+    BadRequest, Forbidden, Overloaded, PayloadTooLarge, RuncodeAnswer, RuncodeBody, Unavailable,
+};
 use crate::routes::body_rejection;
 use crate::state::AppState;
 
 const INVALID_JSON: &str = "Invalid JSON";
 
+/// Run code (compatibility)
+///
+/// The original API's call: runs `code` in a fresh sandbox and answers what it printed.
+/// Other methods than GET and POST answer 405 `{"error": "Method not allowed"}`.
+#[utoipa::path(
+    post,
+    path = "/runcode",
+    tag = "compat",
+    security(("bearer" = ["run"])),
+    request_body = RuncodeBody,
+    responses(
+        (status = 200, body = RuncodeAnswer,
+         description = "The code ran: `output` (stdout, and `images` by file name), or \
+                        `error` (stderr, `Code execution timed out`, `Unsupported language`).",
+         example = json!({"output": "6\n"})),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Overloaded),
+    ),
+)]
 #[axum::debug_handler]
 pub async fn post_runcode(
     State(state): State<AppState>,
@@ -71,6 +96,29 @@ pub async fn post_runcode(
     run(&state, &language, &code, variables).await
 }
 
+/// Run code from a query (compatibility)
+///
+/// `POST /runcode` with the three fields as query parameters, all required
+/// (400 `Invalid parameters`); `variables` must be a JSON object (400 `Invalid variables
+/// format`).
+#[utoipa::path(
+    get,
+    path = "/runcode",
+    tag = "compat",
+    security(("bearer" = ["run"])),
+    params(
+        ("languageType" = String, Query, description = "`python` or `bash`", example = "python"),
+        ("variables" = String, Query, description = "A JSON object", example = "{\"n\": 3}"),
+        ("code" = String, Query, example = "print(n * 2)"),
+    ),
+    responses(
+        (status = 200, body = RuncodeAnswer, description = "As `POST /runcode`."),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Overloaded),
+    ),
+)]
 pub async fn get_runcode(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

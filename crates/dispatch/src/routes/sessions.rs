@@ -17,6 +17,10 @@ use tokio::sync::mpsc;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::execution::Executed;
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, Gone, NotFound, Overloaded, PayloadTooLarge, SessionDeleted,
+    SessionList, StreamEvent, TooManySessions, Unavailable,
+};
 use crate::result::ResultObject;
 use crate::routes::exec_body::ExecBody;
 use crate::routes::execute::log_result;
@@ -25,15 +29,40 @@ use crate::routes::stream::{self, wants_stream, OnDisconnect};
 use crate::sessions::SessionInfo;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
-struct CreateSessionBody {
+/// A new session; the body may be empty.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct CreateSessionBody {
+    /// Only `python`.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::SessionLanguage>)]
     language: Option<String>,
-    /// Seconds; at most `sessions.idle_timeout`.
+    /// Seconds without an execution after which the session ends; above 0, at most
+    /// `sessions.idle_timeout` (also the default).
     #[serde(default)]
+    #[schema(example = 600, exclusive_minimum = 0)]
     idle_timeout: Option<f64>,
 }
 
+/// Open a session
+///
+/// Starts a dedicated sandbox whose interpreter keeps globals, imports and files between
+/// executions. It ends when deleted, idle for `idle_timeout`, older than
+/// `sessions.max_lifetime`, or when an execution times out or kills the interpreter.
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    tag = "sessions",
+    security(("bearer" = ["run"])),
+    request_body(content = Option<CreateSessionBody>, description = "May be empty."),
+    responses(
+        (status = 201, body = SessionInfo, description = "The session is ready."),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManySessions),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn create_session(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -72,6 +101,17 @@ pub async fn create_session(
     Ok((StatusCode::CREATED, Json(session.info())))
 }
 
+/// List the caller's sessions
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    security(("bearer" = ["run"])),
+    responses(
+        (status = 200, body = SessionList),
+        (status = 403, response = Forbidden),
+    ),
+)]
 pub async fn list_sessions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -86,6 +126,19 @@ pub async fn list_sessions(
     Ok(Json(json!({ "sessions": sessions })))
 }
 
+/// Show a session
+#[utoipa::path(
+    get,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    security(("bearer" = ["run"])),
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, body = SessionInfo, description = "Also for an ended session (`alive: false`) while it is remembered."),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn get_session(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -96,6 +149,21 @@ pub async fn get_session(
     Ok(Json(session.info()))
 }
 
+/// End a session
+///
+/// Stops a running execution and removes the session's container before answering.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    security(("bearer" = ["run"])),
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, body = SessionDeleted),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn delete_session(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -106,6 +174,34 @@ pub async fn delete_session(
     Ok(Json(json!({ "id": id, "deleted": true })))
 }
 
+/// Run code in a session
+///
+/// The body of `POST /execute` (code only; `session_id` is the path's). One execution at
+/// a time: a second one while the first runs answers 409. Streams like `POST /execute`;
+/// closing the stream lets the execution finish, so that the session stays consistent.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/execute",
+    tag = "sessions",
+    security(("bearer" = ["run"])),
+    params(("id" = String, Path, description = "The session id")),
+    request_body(content = ExecBody, example = json!({"code": "import math\nr = 2\nmath.pi * r ** 2"})),
+    responses(
+        (status = 200, description = "The result object (or a stream of events, see `POST /execute`).",
+         content(
+            (ResultObject = "application/json"),
+            (StreamEvent = "text/event-stream"),
+         )),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+        (status = 504, response = Overloaded),
+    ),
+)]
 pub async fn execute_in_session(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -17,3 +17,4 @@ mod images;
 mod revocations;
 mod sweep;
 mod tasks;
+mod text;
