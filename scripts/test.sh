@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of runbox on a fresh machine: installs what is missing
-# (debootstrap, PostgreSQL), builds the offline base image and the sandbox image, then
-# runs formatting, lints, unit tests, the store tests on SQLite and PostgreSQL and the
-# black-box suite against real Docker for both stores and both transports.
+# (debootstrap, PostgreSQL, Chromium), builds the offline base image and the sandbox
+# image, then runs formatting, lints, unit tests, the agent's tests, the store tests on
+# SQLite and PostgreSQL, the black-box suite against real Docker for both stores and
+# both transports, and the OpenAPI check (openapi-spec-validator and schemathesis).
 #
 #   scripts/test.sh            everything (what CI runs)
 #   scripts/test.sh --quick    one black-box pass (SQLite, stdio) after the unit tests
@@ -80,6 +81,11 @@ if ! $QUICK; then
     black_box postgres http
     black_box postgres stdio
     black_box sqlite http
+fi
+
+if ! $QUICK; then
+    step "OpenAPI: the description validates and schemathesis finds no 5xx"
+    scripts/check-openapi.py
 fi
 
 step "no container left behind"

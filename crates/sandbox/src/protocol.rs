@@ -168,7 +168,10 @@ impl AgentResult {
             error: self.error,
             images,
             truncated,
-            execution_time: Duration::from_secs_f64((self.duration_ms / 1000.0).max(0.0)),
+            // The agent is inside the sandbox: a forged, negative, infinite or NaN
+            // duration must not panic the server.
+            execution_time: Duration::try_from_secs_f64(self.duration_ms / 1000.0)
+                .unwrap_or_default(),
         }
     }
 }
@@ -219,6 +222,17 @@ mod tests {
             "traversal name dropped, cap reached"
         );
         assert_eq!(outcome.images[0].name, "a.png");
+    }
+
+    #[test]
+    fn a_forged_duration_does_not_panic() {
+        for duration in [f64::INFINITY, f64::NAN, -5.0, 1e300] {
+            let result = AgentResult {
+                duration_ms: duration,
+                ..AgentResult::default()
+            };
+            assert_eq!(result.into_outcome(caps()).execution_time, Duration::ZERO);
+        }
     }
 
     #[test]
