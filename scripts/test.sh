@@ -19,13 +19,45 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 trap 'die "line $LINENO: $BASH_COMMAND"' ERR
 
+# A fresh machine may run this while its Docker engine is still starting, or before
+# anything started it: wait for the engine, and start it ourselves when we may (root,
+# dockerd installed). Any failure names what docker said and where the engine logged.
+docker_reachable_within() {
+    local deadline=$((SECONDS + $1))
+    while true; do
+        docker info >/dev/null 2>&1 && return 0
+        ((SECONDS >= deadline)) && return 1
+        sleep 1
+    done
+}
+ensure_docker_engine() {
+    docker_reachable_within 20 && return 0
+    local why
+    why="$(docker info 2>&1 | tail -n 3 || true)"
+    if [[ "$(id -u)" != 0 ]] || ! command -v dockerd >/dev/null; then
+        die "cannot reach the Docker engine (is it running, may this user use it?): $why"
+    fi
+    step "starting the Docker engine (docker said: $why)"
+    local log="${TMPDIR:-/tmp}/runbox-dockerd.log"
+    if [[ -x /etc/init.d/docker ]]; then
+        /etc/init.d/docker start >>"$log" 2>&1 || true
+    fi
+    if ! docker_reachable_within 15; then
+        rm -f /var/run/docker.pid
+        setsid nohup dockerd >>"$log" 2>&1 </dev/null &
+    fi
+    docker_reachable_within 120 && return 0
+    tail -n 30 "$log" >&2 || true
+    die "the Docker engine did not come up within two minutes (its log: $log)"
+}
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
 
 step "checking the tools"
 command -v cargo >/dev/null || die "cargo is not installed (https://rustup.rs)"
 command -v docker >/dev/null || die "the docker CLI is not installed"
-docker info >/dev/null 2>&1 || die "cannot reach the Docker engine (is it running, may this user use it?)"
+ensure_docker_engine
 command -v python3 >/dev/null || die "python3 is needed by scripts/concurrent_test.py"
 
 step "base image (offline bootstrap when python:3.12-slim is not available)"
