@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use bollard::container::Config as ContainerConfig;
-use bollard::models::{HostConfig, PortBinding, ResourcesUlimits};
+use bollard::models::{HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits};
 use runbox_core::config::{Config, Transport};
 
 use crate::labels::{self, ContainerKind};
@@ -87,6 +87,14 @@ impl SandboxSpec<'_> {
                 },
             ]),
             network_mode: Some("none".to_string()),
+            // Output reaches runbox over the attach stream or the agent's port, capped
+            // there; the engine keeping its own copy would let untrusted code fill the
+            // host's disk (the default json-file driver has no size cap) and costs the
+            // engine a write per frame.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".to_string()),
+                config: None,
+            }),
             ..Default::default()
         };
         if !sandbox.runtime.trim().is_empty() {
@@ -171,6 +179,8 @@ mod tests {
         assert_eq!(host.init, Some(true));
         assert_eq!(host.shm_size, Some(64 * 1024 * 1024));
         assert_eq!(host.runtime, None, "the engine's default runtime");
+        let log = host.log_config.expect("log config");
+        assert_eq!(log.typ.as_deref(), Some("none"), "no engine copy of output");
         assert_eq!(
             host.security_opt,
             Some(vec!["no-new-privileges".to_string()])
