@@ -427,13 +427,7 @@ print([l for l in status.splitlines() if l.startswith(('CapEff', 'CapBnd', 'NoNe
         .wait_pool_ready(2, Duration::from_secs(60))
         .await;
     let network = if http { "runbox-sandboxes" } else { "bridge" };
-    let gateway = docker_output(&[
-        "network",
-        "inspect",
-        network,
-        "--format",
-        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-    ]);
+    let gateway = network_gateway(network);
     let neighbours: Vec<String> = hostile
         .server
         .containers()
@@ -592,6 +586,31 @@ async fn processes_that_outlive_or_kill_the_run() {
     hostile.aftermath("killing the agent on /runcode").await;
 
     hostile.stop().await;
+}
+
+/// The host's address on a Docker network. A fresh engine may leave the gateway of its
+/// default bridge out of the IPAM config; it is then the first address of the subnet.
+fn network_gateway(network: &str) -> String {
+    let ipam = |field: &str| {
+        docker_output(&[
+            "network",
+            "inspect",
+            network,
+            "--format",
+            &format!("{{{{range .IPAM.Config}}}}{{{{.{field}}}}}{{{{end}}}}"),
+        ])
+    };
+    let gateway = ipam("Gateway");
+    if !gateway.is_empty() {
+        return gateway;
+    }
+    let subnet = ipam("Subnet");
+    let base: std::net::Ipv4Addr = subnet
+        .split('/')
+        .next()
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or_else(|| panic!("no IPv4 subnet on network {network}: {subnet:?}"));
+    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
 }
 
 fn docker_output(args: &[&str]) -> String {
