@@ -516,8 +516,13 @@ pub struct PoolHealth {
 pub struct PoolState {
     pub image: String,
     pub ready: u64,
+    /// Ready sandboxes that have the configured modules (`sandbox.preload`) imported.
+    pub preloaded: u64,
     pub target: u64,
     pub starting: u64,
+    /// A request found the pool empty in the last few seconds; refills skip the preload
+    /// until the pressure is over.
+    pub under_pressure: bool,
     /// The last refill failure while the pool is failing.
     #[schema(required = true)]
     pub last_error: Option<String>,

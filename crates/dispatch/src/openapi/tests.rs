@@ -226,3 +226,20 @@ async fn the_stream_of_execute_is_described() {
         );
     }
 }
+
+#[test]
+fn the_described_pool_state_is_what_the_sandbox_crate_reports() {
+    // The schema mirrors the sandbox crate's type and refuses unknown fields: a field
+    // added there without being described here fails this test.
+    let reported = runbox_sandbox::PoolStatus {
+        last_error: Some("engine away".into()),
+        ..Default::default()
+    };
+    let json = serde_json::to_value(&reported).expect("serialize");
+    let described: Result<schemas::PoolState, _> = serde_json::from_value(json.clone());
+    assert!(
+        described.is_ok(),
+        "{json} does not match PoolState: {described:?}",
+        described = described.err()
+    );
+}
