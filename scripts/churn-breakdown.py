@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Where a fresh sandbox's CPU goes, beyond a bare container: machine-wide busy CPU
+time per container (from /proc/stat, so run it on an otherwise quiet machine) and wall
+time, sequentially, for containers of the sandbox spec (limits, read-only root, tmpfs,
+user, no network, no engine log):
+
+  baseline              python3 -c 'print(1)': create, start, wait, remove
+  print+attach+forcerm  a trivial python waiting on stdin: create, attach, start, read
+                        its first line, remove with force (the attach and the kill)
+  agent+attach+forcerm  runbox's agent: create, attach, start, wait for `ready`,
+                        remove with force (what the pool's refill pays, no run)
+
+    scripts/churn-breakdown.py IMAGE [N] [VARIANT ...]
+
+Containers carry the label runbox.churn-breakdown and are removed as it goes.
+"""
+import http.client
+import json
+import socket
+import sys
+import time
+import urllib.parse
+
+IMG = sys.argv[1]
+N = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+
+class UConn(http.client.HTTPConnection):
+    def __init__(self):
+        super().__init__("localhost")
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect("/var/run/docker.sock")
+
+def api(method, path, body=None):
+    c = UConn(); c.request(method, path, body=json.dumps(body) if body is not None else None, headers={"Content-Type": "application/json"})
+    r = c.getresponse(); data = r.read(); c.close()
+    if r.status >= 300: raise RuntimeError(f"{method} {path}: {r.status} {data[:200]}")
+    return json.loads(data) if data else None
+
+def cpu():
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:8]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) / 100.0  # busy seconds (USER_HZ 100)
+
+HOST = {"Memory": 512<<20, "MemorySwap": 512<<20, "NanoCpus": 10**9, "PidsLimit": 128, "ReadonlyRootfs": True,
+        "Tmpfs": {"/workspace": "rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0755", "/tmp": "rw,nosuid,nodev,size=64m,mode=1777"},
+        "ShmSize": 64<<20, "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "Init": True, "NetworkMode": "none",
+        "LogConfig": {"Type": "none", "Config": {}}}
+ENV = ["RUNBOX_PRELOAD=", "RUNBOX_WORKDIR=/workspace", "RUNBOX_TRANSPORT=stdio"]
+
+def create(cmd, stdin):
+    body = {"Image": IMG, "Cmd": cmd, "User": "1000:1000", "WorkingDir": "/workspace", "Env": ENV, "HostConfig": HOST,
+            "OpenStdin": stdin, "AttachStdin": stdin, "AttachStdout": stdin, "AttachStderr": stdin, "NetworkDisabled": True,
+            "Labels": {"runbox.churn-breakdown": "1"}}
+    return api("POST", "/containers/create", body)["Id"]
+
+def attach(cid):
+    s = socket.socket(socket.AF_UNIX); s.connect("/var/run/docker.sock")
+    s.sendall(f"POST /containers/{cid}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf: buf += s.recv(4096)
+    return s, buf.split(b"\r\n\r\n", 1)[1]
+
+def wait_ready(s, buf):
+    while b'"ready"' not in buf:
+        d = s.recv(65536)
+        if not d: raise RuntimeError("eof")
+        buf += d
+
+def baseline():
+    cid = create(["python3", "-c", "print(1)"], False)
+    api("POST", f"/containers/{cid}/start"); api("POST", f"/containers/{cid}/wait"); api("DELETE", f"/containers/{cid}?force=1&v=1")
+
+def agent_attached():
+    cid = create(["python3", "-u", "/opt/runbox/agent.pyc"], True)
+    s, buf = attach(cid)
+    api("POST", f"/containers/{cid}/start"); wait_ready(s, buf)
+    api("DELETE", f"/containers/{cid}?force=1&v=1"); s.close()
+
+def print1_attached():
+    cid = create(["python3", "-c", "print('\"ready\"'); import sys; sys.stdin.read()"], True)
+    s, buf = attach(cid)
+    api("POST", f"/containers/{cid}/start"); wait_ready(s, buf)
+    api("DELETE", f"/containers/{cid}?force=1&v=1"); s.close()
+
+variants = {"baseline": baseline, "print+attach+forcerm": print1_attached,
+            "agent+attach+forcerm": agent_attached}
+
+
+def remove_leftovers():
+    filters = urllib.parse.quote(json.dumps({"label": ["runbox.churn-breakdown"]}))
+    for c in api("GET", f"/containers/json?all=1&filters={filters}"):
+        api("DELETE", f"/containers/{c['Id']}?force=1&v=1")
+
+try:
+    for name in sys.argv[3:] or list(variants):
+        f = variants[name]
+        f()
+        c0, t0 = cpu(), time.time()
+        for _ in range(N):
+            f()
+        c1, t1 = cpu(), time.time()
+        print(f"{name:22s} cpu/container {1000*(c1-c0)/N:6.1f} ms  wall {1000*(t1-t0)/N:6.1f} ms", flush=True)
+finally:
+    remove_leftovers()
