@@ -626,3 +626,32 @@ pub fn jwt(secret: &str, claims: &Value) -> String {
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+/// Runs one of the headless-Chromium checks in scripts/ (`docs-check.py`,
+/// `playground-check.py`) against `server`, keeping its screenshot in artifacts/, and
+/// fails with `failure` and the script's output unless it passes. Exit code 2 is the
+/// scripts' "no Chromium here".
+pub async fn run_browser_check(server: &Server, script: &str, screenshot: &str, failure: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let screenshot = format!("{root}/artifacts/{screenshot}");
+    let output = tokio::process::Command::new("python3")
+        .arg(format!("{root}/scripts/{script}"))
+        .args([
+            "--url",
+            &server.base,
+            "--token",
+            TOKEN,
+            "--screenshot",
+            &screenshot,
+        ])
+        .output()
+        .await
+        .expect("python3 runs the check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.code() != Some(2),
+        "headless Chromium is needed for this test (Debian: apt-get install chromium): {stderr}"
+    );
+    assert!(output.status.success(), "{failure}:\n{stdout}\n{stderr}");
+}

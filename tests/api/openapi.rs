@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::{Options, Server, TOKEN};
+use crate::harness::{run_browser_check, Options, Server, TOKEN};
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
@@ -202,30 +202,12 @@ async fn nul_characters_in_names_find_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_docs_page_works_in_a_real_browser() {
     let server = Server::start().await;
-    let root = env!("CARGO_MANIFEST_DIR");
-    let screenshot = format!("{root}/artifacts/docs.png");
-    let output = tokio::process::Command::new("python3")
-        .arg(format!("{root}/scripts/docs-check.py"))
-        .args([
-            "--url",
-            &server.base,
-            "--token",
-            TOKEN,
-            "--screenshot",
-            &screenshot,
-        ])
-        .output()
-        .await
-        .expect("python3 runs the check");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.code() != Some(2),
-        "headless Chromium is needed for this test (Debian: apt-get install chromium): {stderr}"
-    );
-    assert!(
-        output.status.success(),
-        "Swagger UI did not work:\n{stdout}\n{stderr}"
-    );
+    run_browser_check(
+        &server,
+        "docs-check.py",
+        "docs.png",
+        "Swagger UI did not work",
+    )
+    .await;
     server.stop().await;
 }

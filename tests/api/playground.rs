@@ -1,7 +1,7 @@
 //! The playground page in a real headless Chromium: load it, run the plot example, and
 //! check that the drawn image appears. The screenshot is kept under artifacts/.
 
-use crate::harness::{Server, TOKEN};
+use crate::harness::{run_browser_check, Server};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_playground_runs_a_plot_in_a_real_browser() {
@@ -15,30 +15,12 @@ async fn the_playground_runs_a_plot_in_a_real_browser() {
         "the page must not load anything from elsewhere"
     );
 
-    let root = env!("CARGO_MANIFEST_DIR");
-    let screenshot = format!("{root}/artifacts/playground.png");
-    let output = tokio::process::Command::new("python3")
-        .arg(format!("{root}/scripts/playground-check.py"))
-        .args([
-            "--url",
-            &server.base,
-            "--token",
-            TOKEN,
-            "--screenshot",
-            &screenshot,
-        ])
-        .output()
-        .await
-        .expect("python3 runs the check");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.code() != Some(2),
-        "headless Chromium is needed for this test (Debian: apt-get install chromium): {stderr}"
-    );
-    assert!(
-        output.status.success(),
-        "the plot did not appear:\n{stdout}\n{stderr}"
-    );
+    run_browser_check(
+        &server,
+        "playground-check.py",
+        "playground.png",
+        "the plot did not appear",
+    )
+    .await;
     server.stop().await;
 }

@@ -57,6 +57,16 @@ async fn port_leases(server: &Server) -> u64 {
         .expect("port_leases")
 }
 
+/// Waits (at most 20 s) until the server holds `wanted` port leases; `never` says what
+/// did not happen when it does not.
+async fn wait_port_leases(server: &Server, wanted: u64, never: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while port_leases(server).await != wanted {
+        assert!(Instant::now() < deadline, "{never}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_requests_never_share_a_sandbox() {
     let server = Server::start_with(Options {
@@ -216,17 +226,9 @@ async fn a_leased_port_is_free_again_after_its_request() {
                 .expect("json")
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while port_leases(&server).await != 1 {
-        assert!(Instant::now() < deadline, "the run never held a port");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_port_leases(&server, 1, "the run never held a port").await;
     assert_eq!(running.await.expect("join"), json!({"output": "done\n"}));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while port_leases(&server).await != 0 {
-        assert!(Instant::now() < deadline, "the lease was not returned");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_port_leases(&server, 0, "the lease was not returned").await;
     server.stop().await;
 }
 
@@ -255,14 +257,7 @@ async fn an_exhausted_port_range_is_a_clear_503_not_a_hang() {
                 .as_u16()
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while port_leases(&server).await != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the first run never held the port"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_port_leases(&server, 1, "the first run never held the port").await;
     let started = Instant::now();
     let (status, body) = server.runcode("python", "print(1)", json!({})).await;
     assert!(started.elapsed() < Duration::from_secs(2), "it waited");
@@ -276,11 +271,7 @@ async fn an_exhausted_port_range_is_a_clear_503_not_a_hang() {
     );
     assert_eq!(holder.await.expect("join"), 200);
     // The port comes back once the first run's container is gone.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while port_leases(&server).await != 0 {
-        assert!(Instant::now() < deadline, "the lease was not returned");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_port_leases(&server, 0, "the lease was not returned").await;
     let (status, body) = server
         .runcode("python", "print('free again')", json!({}))
         .await;
