@@ -15,29 +15,29 @@ Environment:
   RUNBOX_PREFORK    0: fork each run's child on demand instead of ahead of time
 """
 
-import ast
+# Only what every sandbox needs is imported at start-up: a fresh sandbox pays each
+# import with CPU time, and that CPU bounds how many fresh sandboxes the machine makes
+# per second. ast, base64, linecache, reprlib, threading and traceback are imported by
+# the runs that use them; json and signal are used through their C modules (see
+# "JSON" below; the signal package only adds enums, and with them the enum module).
+import _thread
 import atexit
-import base64
 import builtins
 import codecs
-import datetime
 import errno
 import gc
-import importlib
 import io
-import json
-import linecache
 import os
-import reprlib
 import select
-import signal
 import stat
 import struct
 import sys
-import threading
 import time
-import traceback
-import types
+
+try:
+    import _signal as signal
+except ImportError:  # not CPython
+    import signal
 
 PROTOCOL_VERSION = 1
 
@@ -108,10 +108,72 @@ class OutputLimit(BaseException):
 
 
 # --------------------------------------------------------------------------------------
+# JSON: the C encoder and scanner of the json package, used directly. Importing the
+# package (with re and enum, which only its pure-Python fallbacks and its error type
+# need) was a quarter of the agent's start-up. json_dumps gives the text json.dumps
+# gives and json_loads the values json.loads gives; where the C module is missing or
+# differs (another interpreter), the json package does the work.
+
+class _ScanContext:
+    """The attributes _json's scanner reads off a json.JSONDecoder: json.loads' defaults."""
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # NaN, Infinity, -Infinity
+
+
+def _not_serializable(obj):
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+try:
+    import _json
+    _scan_once = _json.make_scanner(_ScanContext)
+    _json.make_encoder({}, _not_serializable, _json.encode_basestring, None, ":", ",",
+                       False, False, True)
+except Exception:  # ImportError, or a _json of another shape
+    _json = None
+
+_JSON_SPACE = " \t\n\r"
+
+
+def json_dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=True):
+    """json.dumps(obj, ensure_ascii=..., separators=..., allow_nan=...)."""
+    if _json is None:
+        import json
+        return json.dumps(obj, ensure_ascii=ensure_ascii, separators=separators,
+                          allow_nan=allow_nan)
+    quote = _json.encode_basestring_ascii if ensure_ascii else _json.encode_basestring
+    item_separator, key_separator = separators
+    encode = _json.make_encoder({}, _not_serializable, quote, None, key_separator,
+                                item_separator, False, False, allow_nan)
+    return "".join(encode(obj, 0))
+
+
+def json_loads(data):
+    """json.loads(data) of a str or of UTF-8 bytes; malformed input raises ValueError."""
+    if isinstance(data, (bytes, bytearray)):
+        data = data.decode("utf-8")
+    if _json is None:
+        import json
+        return json.loads(data)
+    start = len(data) - len(data.lstrip(_JSON_SPACE))
+    try:
+        value, end = _scan_once(data, start)
+    except StopIteration as stop:
+        raise ValueError("Expecting value: char %d" % stop.value)
+    if data[end:].strip(_JSON_SPACE):
+        raise ValueError("Extra data: char %d" % end)
+    return value
+
+
+# --------------------------------------------------------------------------------------
 # Frames and sinks
 
 def encode_frame(message):
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    body = json_dumps(message)
     # A lone surrogate (from user data) cannot be UTF-8; it becomes "?".
     data = body.encode("utf-8", "replace")
     return struct.pack(">I", len(data)) + data
@@ -129,7 +191,7 @@ class StdioSink:
 
     def __init__(self, fd):
         self.fd = fd
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.broken = False
 
     def send(self, message):
@@ -149,7 +211,7 @@ class HttpSink:
     def __init__(self, sock, chunked):
         self.sock = sock
         self.chunked = chunked
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.broken = False
 
     def send(self, message):
@@ -282,7 +344,7 @@ def parse_exec(message):
 def bash_value(value):
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return json_dumps(value, separators=(", ", ": "))
 
 
 # --------------------------------------------------------------------------------------
@@ -302,6 +364,7 @@ def write_input_files(files):
         parts = [p for p in path.split("/") if p not in ("", ".")]
         if path.startswith("/") or "\0" in path or ".." in parts or not parts:
             raise InvalidArgs("input file %r: the path must be relative and stay inside the work dir" % path)
+        import base64
         try:
             data = base64.b64decode(content, validate=True)
         except ValueError:
@@ -375,6 +438,8 @@ def collect_images(before, budget):
     """Images the run created or changed, in name order, up to `budget` bytes in all."""
     after = snapshot_images()
     names = sorted(name for name, key in after.items() if before.get(name) != key)
+    if names:
+        import base64
     images = []
     total = 0
     truncated = False
@@ -603,58 +668,71 @@ class _NotJson(Exception):
     pass
 
 
-class _ValueRepr(reprlib.Repr):
-    """repr() with bounds on containers, strings and bytes; dicts keep their order."""
+_VALUE_REPR = None
 
-    def __init__(self, limit):
-        reprlib.Repr.__init__(self)
-        self.maxlevel = 20
-        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = 10000
-        self.maxset = self.maxfrozenset = self.maxdeque = 10000
-        self.maxstring = self.maxother = self.maxlong = max(limit, 64)
-        self._active = set()
 
-    def repr1(self, x, level):
-        # reprlib has no cycle detection of its own (builtin repr() has).
-        if isinstance(x, (list, dict, set, frozenset, tuple)) or type(x).__name__ == "deque":
-            ident = id(x)
-            if ident in self._active:
-                return "[...]" if isinstance(x, list) else "{...}" if isinstance(x, dict) else "..."
-            self._active.add(ident)
-            try:
-                return reprlib.Repr.repr1(self, x, level)
-            finally:
-                self._active.discard(ident)
-        return reprlib.Repr.repr1(self, x, level)
+def value_repr_class():
+    """The bounded repr() of values (reprlib is imported by the first run that needs it)."""
+    global _VALUE_REPR
+    if _VALUE_REPR is not None:
+        return _VALUE_REPR
+    import reprlib
 
-    def repr_dict(self, x, level):
-        if not x:
-            return "{}"
-        if level <= 0:
-            return "{...}"
-        pieces = []
-        for index, (key, value) in enumerate(x.items()):
-            if index >= self.maxdict:
-                pieces.append("...")
-                break
-            pieces.append("%s: %s" % (self.repr1(key, level - 1), self.repr1(value, level - 1)))
-        return "{%s}" % ", ".join(pieces)
+    class ValueRepr(reprlib.Repr):
+        """repr() with bounds on containers, strings and bytes; dicts keep their order."""
 
-    def repr_bytes(self, x, level):
-        if len(x) > self.maxstring:
-            return builtins.repr(x[:self.maxstring]) + "..."
-        return builtins.repr(x)
+        def __init__(self, limit):
+            reprlib.Repr.__init__(self)
+            self.maxlevel = 20
+            self.maxtuple = self.maxlist = self.maxarray = self.maxdict = 10000
+            self.maxset = self.maxfrozenset = self.maxdeque = 10000
+            self.maxstring = self.maxother = self.maxlong = max(limit, 64)
+            self._active = set()
 
-    def repr_bytearray(self, x, level):
-        if len(x) > self.maxstring:
-            return "bytearray(%s...)" % builtins.repr(bytes(x[:self.maxstring]))
-        return builtins.repr(x)
+        def repr1(self, x, level):
+            # reprlib has no cycle detection of its own (builtin repr() has).
+            if isinstance(x, (list, dict, set, frozenset, tuple)) or type(x).__name__ == "deque":
+                ident = id(x)
+                if ident in self._active:
+                    return "[...]" if isinstance(x, list) else "{...}" if isinstance(x, dict) else "..."
+                self._active.add(ident)
+                try:
+                    return reprlib.Repr.repr1(self, x, level)
+                finally:
+                    self._active.discard(ident)
+            return reprlib.Repr.repr1(self, x, level)
+
+        def repr_dict(self, x, level):
+            if not x:
+                return "{}"
+            if level <= 0:
+                return "{...}"
+            pieces = []
+            for index, (key, value) in enumerate(x.items()):
+                if index >= self.maxdict:
+                    pieces.append("...")
+                    break
+                pieces.append("%s: %s" % (self.repr1(key, level - 1), self.repr1(value, level - 1)))
+            return "{%s}" % ", ".join(pieces)
+
+        def repr_bytes(self, x, level):
+            if len(x) > self.maxstring:
+                return builtins.repr(x[:self.maxstring]) + "..."
+            return builtins.repr(x)
+
+        def repr_bytearray(self, x, level):
+            if len(x) > self.maxstring:
+                return "bytearray(%s...)" % builtins.repr(bytes(x[:self.maxstring]))
+            return builtins.repr(x)
+
+    _VALUE_REPR = ValueRepr
+    return ValueRepr
 
 
 def bounded_repr(value, limit):
     """(text, truncated): repr() cut at `limit` UTF-8 bytes; never raises."""
     try:
-        text = _ValueRepr(limit).repr(value)
+        text = value_repr_class()(limit).repr(value)
     except BaseException as e:  # a __repr__ that raises anything at all
         try:
             text = "<%s object (repr failed: %s)>" % (type(value).__name__, type(e).__name__)
@@ -706,6 +784,8 @@ def _to_json(obj, budget, depth, active):
 def _to_json_other(obj, t, budget, depth, active):
     if depth > 100:
         raise _NotJson()
+    # A date or time can exist only once its module was imported; the agent does not.
+    datetime = sys.modules.get("datetime")
     module = getattr(t, "__module__", "") or ""
     if module.startswith("numpy"):
         if hasattr(obj, "ndim") and hasattr(obj, "tolist") and getattr(obj, "ndim", 0) > 0:
@@ -719,7 +799,7 @@ def _to_json_other(obj, t, budget, depth, active):
         if t.__name__ in ("NAType", "NaTType"):
             budget[0] -= 5
             return None
-        if isinstance(obj, datetime.datetime):
+        if datetime is not None and isinstance(obj, datetime.datetime):
             return _to_json(obj.isoformat(), budget, depth, active)
         size = getattr(obj, "size", None)
         if isinstance(size, int) and size * 2 > budget[0]:
@@ -729,7 +809,7 @@ def _to_json_other(obj, t, budget, depth, active):
         if hasattr(obj, "tolist"):
             return _to_json(obj.tolist(), budget, depth + 1, active)
         raise _NotJson()
-    if isinstance(obj, (datetime.date, datetime.time)):
+    if datetime is not None and isinstance(obj, (datetime.date, datetime.time)):
         return _to_json(obj.isoformat(), budget, depth, active)
     if isinstance(obj, str):
         return _to_json("".join((obj,)), budget, depth, active)
@@ -772,7 +852,7 @@ def encode_value(value, limit):
     """(json-able value, truncated). Never raises."""
     try:
         obj = _to_json(value, [limit], 0, set())
-        text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = json_dumps(obj, allow_nan=False)
         if len(text) <= limit // 4 or len(text.encode("utf-8", "replace")) <= limit:
             return obj, False
         return bounded_repr(value, limit)[0], True
@@ -791,6 +871,7 @@ def user_traceback(exc):
     while tb is not None and tb.tb_frame.f_code.co_filename != USER_FILE:
         tb = tb.tb_next
     try:
+        import traceback
         return "".join(traceback.format_exception(type(exc), exc, tb))
     except BaseException:
         return "%s\n" % type(exc).__name__
@@ -803,6 +884,7 @@ def exception_message(exc):
             text += " (line %d)" % exc.lineno
         return text
     try:
+        import traceback
         lines = traceback.format_exception_only(type(exc), exc)
         text = lines[0].rstrip("\n") if lines else type(exc).__name__
     except BaseException:
@@ -832,13 +914,66 @@ def flush_std_streams():
             pass
 
 
+class LinecacheSeed:
+    """A finder on sys.meta_path that finds nothing itself: when something imports
+    linecache (a traceback being formatted, a warning, the user's code), it lets the
+    real finder load it and then puts the user's source into its cache. Importing
+    linecache with every run instead costs a fresh sandbox several ms of CPU
+    (linecache imports tokenize, and tokenize re)."""
+
+    def __init__(self, source):
+        self.entry = (len(source), None, source.splitlines(True), USER_FILE)
+        self.done = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "linecache" or self.done:
+            return None
+        self.done = True
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _SeedingLoader(spec.loader, self.entry)
+                return spec
+        return None
+
+
+class _SeedingLoader:
+    """linecache's own loader, which then adds the user's source to its cache."""
+
+    def __init__(self, loader, entry):
+        self.loader = loader
+        self.entry = entry
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        # The module looks as if it had been loaded the usual way.
+        module.__loader__ = module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        module.cache[USER_FILE] = self.entry
+
+
+def show_user_source(code):
+    """Tracebacks and warnings show the lines of USER_FILE from linecache's cache."""
+    linecache = sys.modules.get("linecache")
+    if linecache is not None:
+        linecache.cache[USER_FILE] = LinecacheSeed(code).entry
+    else:
+        sys.meta_path.insert(0, LinecacheSeed(code))
+
+
 def compile_user_code(req, show_source):
     """(body code, trailing expression code or None)."""
     if show_source:
-        # Tracebacks show the user's source lines. Not in sessions: a function defined
-        # by an earlier exec would be shown with the lines of the current one.
-        linecache.cache[USER_FILE] = (len(req.code), None, req.code.splitlines(True), USER_FILE)
+        # Not in sessions: a function defined by an earlier exec would be shown with
+        # the lines of the current one.
+        show_user_source(req.code)
     if req.mode == "cell" and req.call is None and req.check is None:
+        import ast
         tree = ast.parse(req.code, USER_FILE, "exec")
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = tree.body.pop()
@@ -890,6 +1025,7 @@ def execute_python(req, namespace, show_source=True):
     except (SyntaxError, ValueError) as exc:
         outcome.exit_code = 1
         if isinstance(exc, SyntaxError):
+            import traceback
             text = "".join(traceback.format_exception_only(type(exc), exc))
         else:
             text = "%s: %s\n" % (type(exc).__name__, exc)
@@ -1150,7 +1286,7 @@ def run_forked(req, sink, sweep, message):
     child = None
     if res_chunks and res_size <= res_limit:
         try:
-            child = json.loads(b"".join(res_chunks))
+            child = json_loads(b"".join(res_chunks))
             if not isinstance(child, dict):
                 child = None
         except ValueError:
@@ -1254,7 +1390,7 @@ def prefork_child(req_r, res_w):
     os.close(req_r)
     if not chunks:
         return 0  # not needed after all
-    return run_child(parse_exec(json.loads(b"".join(chunks))), res_w)
+    return run_child(parse_exec(json_loads(b"".join(chunks))), res_w)
 
 
 def hand_to_prefork(message):
@@ -1267,7 +1403,8 @@ def hand_to_prefork(message):
     pid, req_w, out_r, err_r, res_r = child
     AGENT_FDS.difference_update((req_w, out_r, err_r, res_r))
     # The parent has written the input files already.
-    body = json.dumps({k: v for k, v in message.items() if k != "files"}).encode("utf-8")
+    body = json_dumps({k: v for k, v in message.items() if k != "files"},
+                      ensure_ascii=True).encode("utf-8")
     try:
         write_all(req_w, body)
         os.close(req_w)
@@ -1353,7 +1490,7 @@ def run_child(req, res_w):
         # the rest of the code would, without a second outcome message.
         return outcome.exit_code
     try:
-        data = json.dumps(outcome.as_dict(), ensure_ascii=False).encode("utf-8", "replace")
+        data = json_dumps(outcome.as_dict()).encode("utf-8", "replace")
         write_all(res_w, data)
     except BaseException:
         pass
@@ -1378,7 +1515,7 @@ def exec_bash(req):
 
 
 def new_user_module(name):
-    module = types.ModuleType(name)
+    module = type(sys)(name)
     module.__dict__["__builtins__"] = builtins
     module.__dict__["__annotations__"] = {}
     return module
@@ -1409,8 +1546,11 @@ def run_python_child(req):
     namespace.update(req.variables)
     outcome = execute_python(req, namespace)
     # What `python -c` does at exit: join non-daemon threads, run atexit handlers.
+    # Threads exist only if the code imported threading (the agent does not).
+    threading = sys.modules.get("threading")
     try:
-        threading._shutdown()
+        if threading is not None:
+            threading._shutdown()
     except BaseException:
         pass
     try:
@@ -1432,16 +1572,20 @@ def _on_output_limit(signum, frame):
         raise OutputLimit()
 
 
-class PersistentReader(threading.Thread):
-    """Reads the redirected fds 1 and 2 while the main thread runs user code."""
+class PersistentReader:
+    """Reads the redirected fds 1 and 2 in a thread while the main thread runs user code."""
 
     def __init__(self, pump, main_ident):
-        threading.Thread.__init__(self, name="runbox-output", daemon=True)
+        import threading  # sessions only
+        self.thread = threading.Thread(target=self.run, name="runbox-output", daemon=True)
         self.pump = pump
         self.main_ident = main_ident
         self.stop_at = None
         self.signalled_at = None
         self.error = None
+
+    def start(self):
+        self.thread.start()
 
     def run(self):
         try:
@@ -1466,7 +1610,7 @@ class PersistentReader(threading.Thread):
 
     def finish(self):
         self.stop_at = time.monotonic() + DRAIN_SECONDS
-        self.join()
+        self.thread.join()
 
 
 def ensure_std_streams():
@@ -1505,7 +1649,7 @@ def run_persistent_python(req, sink):
     os.close(out_w)
     os.close(err_w)
     pump = Pump(req, sink, out_r, err_r)
-    reader = PersistentReader(pump, threading.main_thread().ident)
+    reader = PersistentReader(pump, _thread.get_ident())
     reader.start()
     previous_handler = signal.signal(signal.SIGUSR1, _on_output_limit)
     _limit_armed = True
@@ -1590,7 +1734,7 @@ def run_exec(message, sink):
 def handle_frame(body, sink):
     try:
         try:
-            message = json.loads(body)
+            message = json_loads(body)
         except ValueError as exc:
             sink.send(agent_error_result("malformed message: %s" % exc))
             return
@@ -1607,6 +1751,7 @@ def handle_frame(body, sink):
     except BaseException as exc:  # never die silently
         if os.getpid() != AGENT_PID:  # a forked child must never return into the loop
             os._exit(70)
+        import traceback
         diag("error handling a message: %s" % "".join(
             traceback.format_exception_only(type(exc), exc)).strip())
         try:
@@ -1678,7 +1823,7 @@ def http_respond(conn, status, body, keep_alive, content_type="application/json"
 
 
 def http_json(conn, status, message, keep_alive, extra=""):
-    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    body = json_dumps(message, ensure_ascii=True).encode("utf-8")
     http_respond(conn, status, body, keep_alive, extra=extra)
 
 
@@ -1896,10 +2041,10 @@ def preload(names):
     failed = []
     for name in names:
         try:
-            importlib.import_module(name)
+            __import__(name)
             if name == "matplotlib":
                 # What plotting code imports; the package alone saves little.
-                importlib.import_module("matplotlib.pyplot")
+                __import__("matplotlib.pyplot")
                 warm_matplotlib()
             preloaded.append(name)
         except BaseException as exc:  # a failed preload is reported, not fatal
@@ -1999,6 +2144,12 @@ if __name__ == "__main__":
     except BaseException:
         if os.getpid() != AGENT_PID:
             os._exit(70)
+        import traceback
         diag("fatal: " + traceback.format_exc().strip().replace("\n", "\n  "))
         code = 1
-    sys.exit(code)
+    # The channel is closed and the agent's work is done: end now. The interpreter's
+    # finalization (tens of ms with numpy and matplotlib loaded) would only delay the
+    # container's end; the frames are written unbuffered and user code runs in
+    # children, or in sessions whose container is removed anyway.
+    flush_std_streams()
+    os._exit(code)

@@ -231,6 +231,17 @@ class PythonTests(AgentTestCase):
         self.assertEqual(result["stderr"], "")
         self.assertEqual(result["error"]["traceback"], traceback_text)
 
+    def test_source_lines_reach_tracebacks_and_warnings_the_code_makes_itself(self):
+        # linecache is loaded only when something asks for it; the user's lines must
+        # be there all the same.
+        result, _ = self.run_code("import traceback\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n"
+                                  "    traceback.print_exc()\nimport warnings\nwarnings.warn('careful')")
+        self.assertOk(result)
+        self.assertIn('File "<string>", line 3, in <module>\n    1 / 0\n', result["stderr"])
+        self.assertIn("<string>:7: UserWarning: careful\n  warnings.warn('careful')\n", result["stderr"])
+        result, _ = self.run_code("import linecache\nprint(linecache.getline('<string>', 2), end='')\n# two")
+        self.assertEqual(result["stdout"], "print(linecache.getline('<string>', 2), end='')\n")
+
     def test_long_tracebacks_are_cut(self):
         result, _ = self.run_code("raise ValueError('\\x00' * 500000)", mode="cell")
         self.assertError(result, "runtime")
@@ -295,6 +306,69 @@ class PythonTests(AgentTestCase):
         files = [{"path": "helper.py", "content": b64(b"VALUE = 42\n")}]
         result, _ = self.run_code("import helper\nprint(helper.VALUE)", files=files)
         self.assertEqual(result["stdout"], "42\n")
+
+
+class JsonTests(unittest.TestCase):
+    """The agent's json_dumps / json_loads against the json package they stand in for."""
+
+    CASES = [None, True, False, 0, -1, 2 ** 80, 1.5, -0.0, 1e300, 1 / 3, "", "plain",
+             "quote \" backslash \\ controls \n\t\x00\x1f del \x7f", "é ü 漢字 🎉",
+             "lone \ud800 surrogate", [], {}, [1, [2, [3, {"a": None}]]],
+             {"k": "v", "n": [1.25, "x"], "nested": {"deeper": [True, None]}},
+             {"unicode ключ": "значение"}]
+
+    @classmethod
+    def setUpClass(cls):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("runbox_agent_under_test", AGENT)
+        cls.agent = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = cls.agent  # the agent keeps a reference to its module
+        spec.loader.exec_module(cls.agent)
+
+    def both_ways(self, check):
+        check()
+        saved, self.agent._json = self.agent._json, None  # the json package fallback
+        try:
+            check()
+        finally:
+            self.agent._json = saved
+
+    def test_the_c_module_is_used(self):
+        self.assertIsNotNone(self.agent._json)
+
+    def test_dumps_gives_the_text_of_json_dumps(self):
+        def check():
+            for value in self.CASES:
+                for ensure_ascii in (False, True):
+                    for separators in ((",", ":"), (", ", ": ")):
+                        self.assertEqual(
+                            self.agent.json_dumps(value, ensure_ascii=ensure_ascii, separators=separators),
+                            json.dumps(value, ensure_ascii=ensure_ascii, separators=separators))
+            self.assertEqual(self.agent.json_dumps(float("nan")), "NaN")
+            with self.assertRaises(ValueError):
+                self.agent.json_dumps([float("inf")], allow_nan=False)
+            with self.assertRaises(TypeError):
+                self.agent.json_dumps({"x": object()})
+            with self.assertRaises(ValueError):
+                cycle = []
+                cycle.append(cycle)
+                self.agent.json_dumps(cycle)
+        self.both_ways(check)
+
+    def test_loads_gives_the_values_of_json_loads(self):
+        def check():
+            for value in self.CASES:
+                text = json.dumps(value, ensure_ascii=False)
+                for data in (text, " \n%s\t " % text, text.encode("utf-8", "surrogatepass")
+                             if "\ud800" not in text else text):
+                    self.assertEqual(self.agent.json_loads(data), json.loads(data))
+            self.assertEqual(repr(self.agent.json_loads("[NaN, -Infinity, 1e400]")),
+                             repr(json.loads("[NaN, -Infinity, 1e400]")))
+            self.assertEqual(self.agent.json_loads('"\\ud83c\\udf89"'), "🎉")
+            for bad in ("", "  ", "{", "[1,]", "[1] x", "{'a': 1}", "\ufeff{}", b"\xff{}", "01"):
+                with self.assertRaises(ValueError, msg=repr(bad)):
+                    self.agent.json_loads(bad)
+        self.both_ways(check)
 
 
 class OutputTests(AgentTestCase):
@@ -705,6 +779,18 @@ class PreforkTests(unittest.TestCase):
         # Later runs fork on demand and behave the same.
         second, _ = agent.exec("print(open('in.txt').read())")
         self.assertEqual(second["stdout"], "from the request\n")
+
+    def test_start_up_imports_only_what_every_run_needs(self):
+        # Every module the agent imports at start-up costs each fresh sandbox CPU time.
+        heavy = ["json", "re", "enum", "linecache", "tokenize", "traceback", "ast", "base64",
+                 "threading", "datetime", "reprlib", "signal", "inspect"]
+        probe = "import sys\nprint(' '.join(m for m in %r if m in sys.modules))" % (heavy,)
+        bare = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              check=True).stdout.split()
+        result, _ = self.fresh_agent().exec(probe)
+        self.assertIsNone(result["error"], result)
+        extra = sorted(set(result["stdout"].split()) - set(bare))
+        self.assertEqual(extra, [], "imported by the agent before the code ran")
 
     def test_the_waiting_child_runs_bash_too(self):
         agent = self.fresh_agent()
