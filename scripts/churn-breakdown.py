@@ -9,6 +9,12 @@ user, no network, no engine log):
                         its first line, remove with force (the attach and the kill)
   agent+attach+forcerm  runbox's agent: create, attach, start, wait for `ready`,
                         remove with force (what the pool's refill pays, no run)
+  print+attach+eof      as print+attach+forcerm, but stdin is closed instead (the
+                        container is created with StdinOnce) so that it exits by
+                        itself; wait, then remove: the cost of the kill alone
+  agent+run+forcerm     the agent runs print(1) after `ready`, then remove with force
+  agent+run+eof         the agent runs print(1), stdin is closed, it exits by itself;
+                        wait, then remove (a one-shot sandbox ending without a kill)
 
     scripts/churn-breakdown.py IMAGE [N] [VARIANT ...]
 
@@ -46,9 +52,10 @@ HOST = {"Memory": 512<<20, "MemorySwap": 512<<20, "NanoCpus": 10**9, "PidsLimit"
         "LogConfig": {"Type": "none", "Config": {}}}
 ENV = ["RUNBOX_PRELOAD=", "RUNBOX_WORKDIR=/workspace", "RUNBOX_TRANSPORT=stdio"]
 
-def create(cmd, stdin):
+def create(cmd, stdin, stdin_once=False):
     body = {"Image": IMG, "Cmd": cmd, "User": "1000:1000", "WorkingDir": "/workspace", "Env": ENV, "HostConfig": HOST,
-            "OpenStdin": stdin, "AttachStdin": stdin, "AttachStdout": stdin, "AttachStderr": stdin, "NetworkDisabled": True,
+            "OpenStdin": stdin, "StdinOnce": stdin_once, "AttachStdin": stdin, "AttachStdout": stdin,
+            "AttachStderr": stdin, "NetworkDisabled": True,
             "Labels": {"runbox.churn-breakdown": "1"}}
     return api("POST", "/containers/create", body)["Id"]
 
@@ -81,8 +88,38 @@ def print1_attached():
     api("POST", f"/containers/{cid}/start"); wait_ready(s, buf)
     api("DELETE", f"/containers/{cid}?force=1&v=1"); s.close()
 
+def print1_attached_eof():
+    cid = create(["python3", "-c", "print('\"ready\"'); import sys; sys.stdin.read()"], True, stdin_once=True)
+    s, buf = attach(cid)
+    api("POST", f"/containers/{cid}/start"); wait_ready(s, buf)
+    s.shutdown(socket.SHUT_WR)
+    api("POST", f"/containers/{cid}/wait"); api("DELETE", f"/containers/{cid}?v=1"); s.close()
+
+EXEC = json.dumps({"type": "exec", "language": "python", "code": "print(1)"}).encode()
+
+def run_print1(s):
+    s.sendall(len(EXEC).to_bytes(4, "big") + EXEC)
+    buf = b""
+    while b'"result"' not in buf:
+        d = s.recv(65536)
+        if not d: raise RuntimeError("eof before the result")
+        buf += d
+
+def agent_run(eof):
+    cid = create(["python3", "-u", "/opt/runbox/agent.pyc"], True, stdin_once=eof)
+    s, buf = attach(cid)
+    api("POST", f"/containers/{cid}/start"); wait_ready(s, buf)
+    run_print1(s)
+    if eof:
+        s.shutdown(socket.SHUT_WR)
+        api("POST", f"/containers/{cid}/wait"); api("DELETE", f"/containers/{cid}?v=1")
+    else:
+        api("DELETE", f"/containers/{cid}?force=1&v=1")
+    s.close()
+
 variants = {"baseline": baseline, "print+attach+forcerm": print1_attached,
-            "agent+attach+forcerm": agent_attached}
+            "agent+attach+forcerm": agent_attached, "print+attach+eof": print1_attached_eof,
+            "agent+run+forcerm": lambda: agent_run(False), "agent+run+eof": lambda: agent_run(True)}
 
 
 def remove_leftovers():

@@ -203,7 +203,7 @@ impl Sandboxes {
                     agent_us = outcome.execution_time.as_micros() as u64,
                     "run finished"
                 );
-                sandbox.discard();
+                sandbox.finish();
                 Ok(outcome)
             }
             Ok(Err(err)) => {

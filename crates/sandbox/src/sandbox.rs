@@ -23,6 +23,9 @@ use crate::SandboxError;
 
 /// A leased port can be taken by another program between lease and start; try a few.
 const PORT_ATTEMPTS: usize = 3;
+/// How long a finished stdio sandbox may take to exit by itself before it is killed.
+/// The agent exits as soon as its stdin closes; this covers a slow engine.
+const FINISH_GRACE: Duration = Duration::from_secs(1);
 
 /// Creates sandboxes. Shared by the pools, the cold path and sessions.
 pub(crate) struct Launcher {
@@ -288,6 +291,20 @@ impl Sandbox {
         let Sandbox { guard, conn, .. } = self;
         drop(conn);
         guard.remove().await;
+    }
+
+    /// Ends a sandbox whose run is over, off the request's critical path. Over stdio
+    /// the agent's stdin closes with the attach stream and the agent exits, so the
+    /// container ends by itself before it is removed; over http it is removed at once.
+    pub fn finish(self) {
+        let Sandbox { guard, conn, .. } = self;
+        let stdio = matches!(conn, Connection::Stdio(_));
+        drop(conn);
+        if stdio {
+            guard.remove_once_exited(FINISH_GRACE);
+        } else {
+            guard.remove_in_background();
+        }
     }
 
     /// Removes the container in the background (off the request's critical path).

@@ -137,7 +137,10 @@ impl SandboxSpec<'_> {
             attach_stdout: Some(stdio),
             attach_stderr: Some(stdio),
             open_stdin: Some(stdio),
-            stdin_once: Some(false),
+            // The agent's stdin closes with runbox's attach stream, and the agent then
+            // exits: a finished sandbox (or one whose runbox went away) ends by itself,
+            // which costs the engine less than killing it.
+            stdin_once: Some(stdio),
             tty: Some(false),
             network_disabled: Some(stdio),
             exposed_ports,
@@ -168,6 +171,11 @@ mod tests {
             http: None,
         };
         let container = spec.container_config();
+        assert_eq!(
+            container.stdin_once,
+            Some(true),
+            "the agent's stdin closes with the attach stream, so a finished sandbox ends by itself"
+        );
         let host = container.host_config.expect("host config");
         assert_eq!(host.memory, Some(512 * 1024 * 1024));
         assert_eq!(host.memory_swap, host.memory);
