@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::harness::{binary, Server, TOKEN};
 
-fn sample(text: &str, name_and_labels: &str) -> f64 {
+pub(crate) fn sample(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .find(|line| line.starts_with(name_and_labels))
         .and_then(|line| line.rsplit(' ').next())
@@ -13,7 +13,7 @@ fn sample(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn scrape(server: &Server) -> String {
+pub(crate) async fn scrape(server: &Server) -> String {
     let response = server
         .client
         .get(server.url("/metrics"))

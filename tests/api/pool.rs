@@ -174,6 +174,124 @@ async fn a_failing_engine_gives_a_clear_503_and_the_pool_recovers() {
     server.stop().await;
 }
 
+/// `docker events` of this server's containers since `since` (unix seconds), as
+/// "action exit-code" lines.
+fn container_events(server: &Server, since: u64) -> Vec<String> {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 1;
+    let output = Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+            "--filter",
+            "type=container",
+            "--filter",
+            &format!("label=runbox.instance={}", server.instance),
+            "--format",
+            "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
+        ])
+        .output()
+        .expect("docker events");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.trim().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_stdio_sandbox_ends_by_itself_rather_than_being_killed() {
+    // Killing a running container costs the engine more than one that exits; under
+    // sustained load that is throughput. The agent exits once runbox closes its stdin.
+    let server = Server::start_with(Options {
+        transport: Some("stdio"),
+        ..Options::default()
+    })
+    .await;
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let (status, body) = server.runcode("python", "print('done')", json!({})).await;
+    assert_eq!((status, body), (200, json!({"output": "done\n"})));
+    server
+        .wait_containers_at_most(0, Duration::from_secs(20))
+        .await;
+    let events = container_events(&server, since);
+    assert!(events.iter().any(|e| e == "die 0"), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.starts_with("kill")),
+        "the finished sandbox was killed: {events:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preloading_refill_gives_way_when_demand_outruns_the_pool() {
+    let server = Server::start_with(Options {
+        pool_size: 1,
+        preload: vec!["numpy".into(), "matplotlib".into()],
+        ..Options::default()
+    })
+    .await;
+    server.health_once_pool_holds(1, REFILL).await;
+    // The first request takes the only sandbox; its replacement starts preloading
+    // (one request is no pressure yet).
+    let first = {
+        let server_url = server.url("/runcode");
+        let client = server.client.clone();
+        tokio::spawn(async move {
+            client
+                .post(server_url)
+                .bearer_auth(TOKEN)
+                .json(&json!({"code": "import time\ntime.sleep(2)\nprint('slow')", "languageType": "python"}))
+                .send()
+                .await
+                .expect("first request")
+                .status()
+                .as_u16()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let health = server.health().await;
+        if health["pool"]["pools"][0]["starting"] == 1 && health["pool"]["in_use"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refill began: {health}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A second request finds the pool empty: the preloading refill is dropped.
+    let (status, body) = server.runcode("python", "print('second')", json!({})).await;
+    assert_eq!((status, body), (200, json!({"output": "second\n"})));
+    let dropped = crate::ops::sample(
+        &crate::ops::scrape(&server).await,
+        "runbox_pool_preloads_dropped_total",
+    );
+    assert_eq!(dropped, 1.0, "{}", server.log_tail());
+    assert_eq!(first.await.expect("first request"), 200);
+    // The pool recovers: once the pressure is over it holds a preloaded sandbox again.
+    let deadline = Instant::now() + REFILL;
+    loop {
+        let health = server.health().await;
+        if health["pool"]["pools"][0]["preloaded"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pool did not recover: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_pooled_sandbox_is_replaced_not_handed_out() {
     let server = Server::start_with(Options {

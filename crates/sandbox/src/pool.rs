@@ -3,11 +3,17 @@
 //! bounded parallelism and backs off exponentially while Docker fails.
 //!
 //! Preload policy: importing numpy and matplotlib costs a CPU-second per container, more
-//! than the container itself. While the pool is under pressure (a request found it empty
-//! in the last few seconds) the refill skips the preload, so that sustained load is bound
-//! by the engine's container churn rather than by imports nobody may need; once the
-//! pressure is gone, the sandboxes started without preload are replaced one at a time by
-//! preloaded ones.
+//! than the container itself. While the pool is under pressure (in the last few seconds a
+//! request found it empty, or took its last sandbox while another was still in use) the
+//! refill skips the preload, so that sustained load is bound by the engine's container
+//! churn rather than by imports nobody may need; once the pressure is gone, the sandboxes
+//! started without preload are replaced one at a time by preloaded ones. Counting the
+//! drain by concurrent requests as pressure matters at the start of a burst: otherwise
+//! the refill of the first sandboxes taken would start preloading just before the first
+//! miss, and those imports would be paid during the burst. For the same reason a refill
+//! that is still preloading when the pressure begins is dropped (its container removed)
+//! and replaced by one without the preload: the rest of its CPU-second would be spent
+//! while requests wait.
 //!
 //! Refill timing: while ready sandboxes remain, the replacement of a taken one waits until
 //! the run that took it has ended (at most `DEFER_REFILL_MAX`), so that a request does not
@@ -31,7 +37,8 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_millis(300);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A request that found the pool empty this recently means the pool is under pressure.
+/// A request that found the pool empty (or drained it, see above) this recently means
+/// the pool is under pressure.
 const PRESSURE_WINDOW: Duration = Duration::from_secs(3);
 /// How often the refill looks for pooled sandboxes that died.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -46,7 +53,8 @@ pub struct PoolStatus {
     pub preloaded: usize,
     pub target: usize,
     pub starting: usize,
-    /// A request found the pool empty in the last few seconds; refills skip the preload.
+    /// In the last few seconds a request found the pool empty, or took its last sandbox
+    /// while another was in use; refills skip the preload.
     pub under_pressure: bool,
     /// The last refill failure while the pool is failing, else `None`.
     pub last_error: Option<String>,
@@ -64,7 +72,10 @@ pub(crate) struct Pool {
     /// Docker works again (a sandbox was created on demand): cut the back-off short.
     recovered: Notify,
     last_error: Mutex<Option<String>>,
+    /// When a request last found the pool empty, or drained it (see the module docs).
     last_miss: Mutex<Option<Instant>>,
+    /// Fired when the pool comes under pressure: preloading launches give way.
+    pressure_began: Notify,
     /// Sandboxes taken from this pool whose runs have not ended, and the latest take.
     on_loan: AtomicUsize,
     last_take: Mutex<Option<Instant>>,
@@ -100,6 +111,7 @@ impl Pool {
             recovered: Notify::new(),
             last_error: Mutex::new(None),
             last_miss: Mutex::new(None),
+            pressure_began: Notify::new(),
             on_loan: AtomicUsize::new(0),
             last_take: Mutex::new(None),
         })
@@ -109,14 +121,23 @@ impl Pool {
     /// then creates one itself rather than waiting for the refill).
     pub async fn take(self: &Arc<Self>) -> Option<Sandbox> {
         loop {
-            let candidate = self.lock_ready().pop_front();
-            self.wake.notify_one();
+            let (candidate, drained) = {
+                let mut ready = self.lock_ready();
+                let candidate = ready.pop_front();
+                (candidate, ready.is_empty())
+            };
             let Some(mut sandbox) = candidate else {
                 if self.target > 0 {
-                    *lock(&self.last_miss) = Some(Instant::now());
+                    self.mark_pressure();
                 }
+                self.wake.notify_one();
                 return None;
             };
+            if drained && self.on_loan.load(Ordering::SeqCst) > 0 {
+                // Demand beyond the pool's size: the refill this wakes skips the preload.
+                self.mark_pressure();
+            }
+            self.wake.notify_one();
             let alive = sandbox.seems_alive()
                 && (sandbox.idle_since.elapsed() < PING_WHEN_IDLE_FOR
                     || sandbox.ping(PING_TIMEOUT).await);
@@ -167,6 +188,11 @@ impl Pool {
         DEFER_REFILL_MAX
             .checked_sub(since)
             .filter(|left| !left.is_zero())
+    }
+
+    fn mark_pressure(&self) {
+        *lock(&self.last_miss) = Some(Instant::now());
+        self.pressure_began.notify_waiters();
     }
 
     fn under_pressure(&self) -> bool {
@@ -240,8 +266,16 @@ impl Pool {
         let pool = self.clone();
         let cancel = cancel.clone();
         self.launcher.tracker.spawn(async move {
+            // Registered before the launch starts, so that no pressure is missed.
+            let pressure = pool.pressure_began.notified();
             let launched = tokio::select! {
                 () = cancel.cancelled() => None,
+                () = pressure, if !preload.is_empty() => {
+                    // Dropping the launch removes its container (see ContainerGuard).
+                    tracing::debug!(image = %pool.image, "the pool came under pressure; a preloading refill was dropped");
+                    metrics::counter!("runbox_pool_preloads_dropped_total").increment(1);
+                    None
+                }
                 launched = pool.launcher.launch(&pool.image, ContainerKind::Pool, &preload) => Some(launched),
             };
             let succeeded = match launched {

@@ -520,8 +520,8 @@ pub struct PoolState {
     pub preloaded: u64,
     pub target: u64,
     pub starting: u64,
-    /// A request found the pool empty in the last few seconds; refills skip the preload
-    /// until the pressure is over.
+    /// In the last few seconds a request found the pool empty, or took its last sandbox
+    /// while another was in use; refills skip the preload until the pressure is over.
     pub under_pressure: bool,
     /// The last refill failure while the pool is failing.
     #[schema(required = true)]
