@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::docker_proxy::DockerProxy;
-use crate::harness::{Options, Server, TOKEN};
+use crate::harness::{Options, Server};
 
 const REFILL: Duration = Duration::from_secs(60);
 
@@ -243,21 +243,7 @@ async fn a_preloading_refill_gives_way_when_demand_outruns_the_pool() {
     server.health_once_pool_holds(1, REFILL).await;
     // The first request takes the only sandbox; its replacement starts preloading
     // (one request is no pressure yet).
-    let first = {
-        let server_url = server.url("/runcode");
-        let client = server.client.clone();
-        tokio::spawn(async move {
-            client
-                .post(server_url)
-                .bearer_auth(TOKEN)
-                .json(&json!({"code": "import time\ntime.sleep(2)\nprint('slow')", "languageType": "python"}))
-                .send()
-                .await
-                .expect("first request")
-                .status()
-                .as_u16()
-        })
-    };
+    let first = server.runcode_in_background("python", "import time\ntime.sleep(2)\nprint('slow')");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let health = server.health().await;
@@ -275,7 +261,7 @@ async fn a_preloading_refill_gives_way_when_demand_outruns_the_pool() {
         "runbox_pool_preloads_dropped_total",
     );
     assert_eq!(dropped, 1.0, "{}", server.log_tail());
-    assert_eq!(first.await.expect("first request"), 200);
+    assert_eq!(first.await.expect("first request").0, 200);
     // The pool recovers: once the pressure is over it holds a preloaded sandbox again.
     let deadline = Instant::now() + REFILL;
     loop {
@@ -326,26 +312,12 @@ async fn a_leased_port_is_free_again_after_its_request() {
     })
     .await;
     assert_eq!(port_leases(&server).await, 0);
-    let running = {
-        let client = server.client.clone();
-        let url = server.url("/runcode");
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(TOKEN)
-                .json(
-                    &json!({"languageType": "bash", "variables": {}, "code": "sleep 2; echo done"}),
-                )
-                .send()
-                .await
-                .expect("request")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
-    };
+    let running = server.runcode_in_background("bash", "sleep 2; echo done");
     wait_port_leases(&server, 1, "the run never held a port").await;
-    assert_eq!(running.await.expect("join"), json!({"output": "done\n"}));
+    assert_eq!(
+        running.await.expect("join"),
+        (200, json!({"output": "done\n"}))
+    );
     wait_port_leases(&server, 0, "the lease was not returned").await;
     server.stop().await;
 }
@@ -358,23 +330,7 @@ async fn an_exhausted_port_range_is_a_clear_503_not_a_hang() {
         ..Options::default()
     })
     .await;
-    let holder = {
-        let client = server.client.clone();
-        let url = server.url("/runcode");
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(TOKEN)
-                .json(
-                    &json!({"languageType": "bash", "variables": {}, "code": "sleep 3; echo held"}),
-                )
-                .send()
-                .await
-                .expect("request")
-                .status()
-                .as_u16()
-        })
-    };
+    let holder = server.runcode_in_background("bash", "sleep 3; echo held");
     wait_port_leases(&server, 1, "the first run never held the port").await;
     let started = Instant::now();
     let (status, body) = server.runcode("python", "print(1)", json!({})).await;
@@ -387,7 +343,7 @@ async fn an_exhausted_port_range_is_a_clear_503_not_a_hang() {
         "no log line:\n{}",
         server.log_tail()
     );
-    assert_eq!(holder.await.expect("join"), 200);
+    assert_eq!(holder.await.expect("join").0, 200);
     // The port comes back once the first run's container is gone.
     wait_port_leases(&server, 0, "the lease was not returned").await;
     let (status, body) = server
@@ -445,23 +401,10 @@ async fn http_sandboxes_cannot_reach_each_other() {
         ..Options::default()
     })
     .await;
-    let listener = {
-        let client = server.client.clone();
-        let url = server.url("/runcode");
-        tokio::spawn(async move {
-            let code = "timeout 8 python3 -m http.server 9000 --bind 0.0.0.0 >/dev/null 2>&1; echo stopped";
-            client
-                .post(url)
-                .bearer_auth(TOKEN)
-                .json(&json!({"languageType": "bash", "variables": {}, "code": code}))
-                .send()
-                .await
-                .expect("request")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
-    };
+    let listener = server.runcode_in_background(
+        "bash",
+        "timeout 8 python3 -m http.server 9000 --bind 0.0.0.0 >/dev/null 2>&1; echo stopped",
+    );
     let mut address = String::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while address.is_empty() {
@@ -521,7 +464,7 @@ async fn http_sandboxes_cannot_reach_each_other() {
     assert_eq!(String::from_utf8_lossy(&icc.stdout).trim(), "false");
     assert_eq!(
         listener.await.expect("join"),
-        json!({"output": "stopped\n"})
+        (200, json!({"output": "stopped\n"}))
     );
     server.stop().await;
 }

@@ -218,20 +218,10 @@ async fn sessions_end_when_idle_timed_out_or_killed() {
     assert_eq!(value_of(&server, &other, "x").await, "mine");
 
     // One execution at a time.
-    let busy_path = server.url(&format!("/sessions/{other}/execute"));
-    let client = server.client.clone();
-    let slow = tokio::spawn(async move {
-        client
-            .post(busy_path)
-            .bearer_auth(TOKEN)
-            .json(&json!({"code": "import time\ntime.sleep(1.5)\n'slept'"}))
-            .send()
-            .await
-            .expect("request")
-            .json::<Value>()
-            .await
-            .expect("json")
-    });
+    let slow = server.post_in_background(
+        &format!("/sessions/{other}/execute"),
+        &json!({"code": "import time\ntime.sleep(1.5)\n'slept'"}),
+    );
     let mut conflict = None;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -246,7 +236,8 @@ async fn sessions_end_when_idle_timed_out_or_killed() {
         conflict["error"].as_str().unwrap_or("").contains("busy"),
         "{conflict}"
     );
-    let slow = slow.await.expect("task");
+    let (status, slow) = slow.await.expect("task");
+    assert_eq!(status, 200, "{slow}");
     assert_eq!(slow["value"], "slept", "{slow}");
     assert_eq!(value_of(&server, &other, "x").await, "mine");
 

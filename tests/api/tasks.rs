@@ -286,20 +286,8 @@ async fn terminate_ends_every_running_call_of_a_function() {
     register_sleeper(&server, json!({})).await;
     let first = start_task(&server, json!({"seconds": 60})).await;
     let second = start_task(&server, json!({"seconds": 60})).await;
-    let sync_call = {
-        let client = server.client.clone();
-        let url = server.url("/functions/sleeper/call");
-        tokio::spawn(async move {
-            let response = client
-                .post(url)
-                .bearer_auth(TOKEN)
-                .json(&json!({"args": {"seconds": 60}}))
-                .send()
-                .await
-                .expect("request");
-            response.json::<Value>().await.expect("json")
-        })
-    };
+    let sync_call =
+        server.post_in_background("/functions/sleeper/call", &json!({"args": {"seconds": 60}}));
     wait_status(&server, &first, "RUNNING", Duration::from_secs(20)).await;
     wait_status(&server, &second, "RUNNING", Duration::from_secs(20)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -320,7 +308,7 @@ async fn terminate_ends_every_running_call_of_a_function() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["terminated"], 3);
     assert_eq!(body["task_ids"].as_array().expect("ids").len(), 2);
-    let result = sync_call.await.expect("sync call");
+    let (_, result) = sync_call.await.expect("sync call");
     assert_eq!(result["error"]["kind"], "killed", "{result}");
     for id in [&first, &second] {
         assert_eq!(task(&server, id).await["status"], "CANCELLED");
