@@ -128,11 +128,19 @@ def _not_serializable(obj):
     raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
 
 
+def _c_encoder(ensure_ascii, separators, allow_nan):
+    """_json's encoder as json.dumps builds it (a fresh one per call: it keeps the
+    markers of the objects it is inside of)."""
+    quote = _json.encode_basestring_ascii if ensure_ascii else _json.encode_basestring
+    item_separator, key_separator = separators
+    return _json.make_encoder({}, _not_serializable, quote, None, key_separator,
+                              item_separator, False, False, allow_nan)
+
+
 try:
     import _json
     _scan_once = _json.make_scanner(_ScanContext)
-    _json.make_encoder({}, _not_serializable, _json.encode_basestring, None, ":", ",",
-                       False, False, True)
+    _c_encoder(False, (",", ":"), True)
 except Exception:  # ImportError, or a _json of another shape
     _json = None
 
@@ -145,11 +153,7 @@ def json_dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=True):
         import json
         return json.dumps(obj, ensure_ascii=ensure_ascii, separators=separators,
                           allow_nan=allow_nan)
-    quote = _json.encode_basestring_ascii if ensure_ascii else _json.encode_basestring
-    item_separator, key_separator = separators
-    encode = _json.make_encoder({}, _not_serializable, quote, None, key_separator,
-                                item_separator, False, False, allow_nan)
-    return "".join(encode(obj, 0))
+    return "".join(_c_encoder(ensure_ascii, separators, allow_nan)(obj, 0))
 
 
 def json_loads(data):
@@ -914,6 +918,11 @@ def flush_std_streams():
             pass
 
 
+def linecache_entry(source):
+    """linecache's cache entry for USER_FILE: no file behind it, never rechecked."""
+    return (len(source), None, source.splitlines(True), USER_FILE)
+
+
 class LinecacheSeed:
     """A finder on sys.meta_path that finds nothing itself: when something imports
     linecache (a traceback being formatted, a warning, the user's code), it lets the
@@ -922,7 +931,7 @@ class LinecacheSeed:
     (linecache imports tokenize, and tokenize re)."""
 
     def __init__(self, source):
-        self.entry = (len(source), None, source.splitlines(True), USER_FILE)
+        self.entry = linecache_entry(source)
         self.done = False
 
     def find_spec(self, name, path=None, target=None):
@@ -961,7 +970,7 @@ def show_user_source(code):
     """Tracebacks and warnings show the lines of USER_FILE from linecache's cache."""
     linecache = sys.modules.get("linecache")
     if linecache is not None:
-        linecache.cache[USER_FILE] = LinecacheSeed(code).entry
+        linecache.cache[USER_FILE] = linecache_entry(code)
     else:
         sys.meta_path.insert(0, LinecacheSeed(code))
 

@@ -74,11 +74,15 @@ impl ContainerGuard {
         }
     }
 
-    fn take_held(&mut self) -> Held {
-        Held {
+    /// Hands the removal over to the caller (the guard no longer removes the container
+    /// on drop): the engine, the container's id and what it holds until it is gone.
+    fn disarm(&mut self) -> (Docker, String, Held) {
+        self.armed = false;
+        let held = Held {
             _lease: self.lease.take(),
             _live: self.live.take(),
-        }
+        };
+        (self.docker.clone(), std::mem::take(&mut self.id), held)
     }
 
     pub fn id(&self) -> &str {
@@ -91,14 +95,11 @@ impl ContainerGuard {
     /// away), the removal goes on in the background until it can.
     pub async fn remove(mut self) {
         let removed = remove_container(&self.docker, &self.id).await;
-        self.armed = false;
-        let held = self.take_held();
+        let (docker, id, held) = self.disarm();
         if removed {
             // The port is free only once the container that published it is gone.
             drop(held);
         } else {
-            let docker = self.docker.clone();
-            let id = std::mem::take(&mut self.id);
             self.tracker
                 .spawn(async move { remove_until_gone(&docker, &id, held).await });
         }
@@ -109,10 +110,7 @@ impl ContainerGuard {
     /// itself costs the engine less CPU than a kill, which under sustained load is what
     /// bounds how many fresh sandboxes the machine makes per second.
     pub fn remove_once_exited(mut self, grace: Duration) {
-        self.armed = false;
-        let docker = self.docker.clone();
-        let id = std::mem::take(&mut self.id);
-        let held = self.take_held();
+        let (docker, id, held) = self.disarm();
         self.tracker.spawn(async move {
             let mut exited = docker.wait_container(&id, None::<WaitContainerOptions<String>>);
             // Whatever the wait reports (an exit, an error, nothing in time), the
@@ -125,10 +123,7 @@ impl ContainerGuard {
 
     /// Removes the container in the background; shutdown waits for the tracker.
     pub fn remove_in_background(mut self) {
-        self.armed = false;
-        let docker = self.docker.clone();
-        let id = std::mem::take(&mut self.id);
-        let held = self.take_held();
+        let (docker, id, held) = self.disarm();
         self.tracker
             .spawn(async move { remove_until_gone(&docker, &id, held).await });
     }
@@ -139,9 +134,7 @@ impl Drop for ContainerGuard {
         if !self.armed {
             return;
         }
-        let docker = self.docker.clone();
-        let id = std::mem::take(&mut self.id);
-        let held = self.take_held();
+        let (docker, id, held) = self.disarm();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let task = async move { remove_until_gone(&docker, &id, held).await };
