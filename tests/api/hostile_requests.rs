@@ -489,3 +489,93 @@ async fn requests_are_rate_limited_per_subject() {
     assert_eq!(list(TOKEN).await.status(), 429);
     server.stop().await;
 }
+
+/// Reads until the server closes the connection; how long that took, or `None` when it
+/// was still open after `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_client_is_cut_off_and_a_long_run_is_not() {
+    let server = Server::start_with(Options {
+        env: vec![("RUNBOX_SERVER__CLIENT_TIMEOUT".into(), "1s".into())],
+        ..Options::default()
+    })
+    .await;
+    let address = server.base.trim_start_matches("http://").to_string();
+
+    // Headers that stop half-way, and a connection that sends nothing at all: both are
+    // closed once server.client_timeout has passed, not held open.
+    let mut half_headers = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    half_headers
+        .write_all(
+            format!("POST /runcode HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut silent = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    for (what, stream) in [
+        ("half headers", &mut half_headers),
+        ("nothing", &mut silent),
+    ] {
+        let closed = closed_within(stream, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("a client that sent {what} was still connected after 10 s"));
+        assert!(
+            closed < Duration::from_secs(5),
+            "{what}: closed after {closed:?}"
+        );
+    }
+
+    // A body that stops arriving is answered with an error, not waited for.
+    let started = Instant::now();
+    let (status, body) = raw(
+        &server,
+        format!(
+            "POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"code\":"
+        )
+        .as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("an answer to a stalled body");
+    assert_eq!(status, 400, "{body}");
+    let error = json_error(&body);
+    assert!(
+        error["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timeout"),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The limit is on the client's sending, not on runbox's answering: a run longer
+    // than it is answered in full.
+    let (status, body) = server
+        .runcode(
+            "python",
+            "import time\ntime.sleep(2.5)\nprint('still here')",
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"output": "still here\n"})));
+    server.stop().await;
+}

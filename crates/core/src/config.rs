@@ -124,6 +124,10 @@ pub struct ServerConfig {
     /// How long SIGTERM waits for running work before killing what is left.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: HumanDuration,
+    /// A client's request headers must arrive within this, and its body may not pause
+    /// longer: a slow or stalled client cannot hold a connection open for ever.
+    #[serde(default = "default_client_timeout")]
+    pub client_timeout: HumanDuration,
 }
 
 fn default_host() -> String {
@@ -138,6 +142,9 @@ fn default_max_body() -> ByteSize {
 fn default_shutdown_grace() -> HumanDuration {
     HumanDuration::secs(30)
 }
+fn default_client_timeout() -> HumanDuration {
+    HumanDuration::secs(30)
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -147,6 +154,7 @@ impl Default for ServerConfig {
             public_url: String::new(),
             max_body_bytes: default_max_body(),
             shutdown_grace: default_shutdown_grace(),
+            client_timeout: default_client_timeout(),
         }
     }
 }
@@ -730,6 +738,12 @@ impl Config {
         }
         if self.limits.timeout.get().is_zero() {
             return Err(ConfigError::key("limits.timeout", "must be above zero"));
+        }
+        if self.server.client_timeout.get().is_zero() {
+            return Err(ConfigError::key(
+                "server.client_timeout",
+                "must be above zero",
+            ));
         }
         if self.limits.max_timeout < self.limits.timeout {
             return Err(ConfigError::key(

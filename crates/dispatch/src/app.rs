@@ -1,7 +1,6 @@
 //! Building and running the server: `Application::build` → `local_addr` →
 //! `run_until_stopped`, so tests and the CLI start it the same way.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +37,6 @@ pub enum StartupError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Secret(#[from] SecretError),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
 }
 
 /// A bound, ready server.
@@ -142,10 +139,8 @@ impl Application {
                 let _ = stopped_at.set(Instant::now());
             }
         });
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, service)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future();
+        let client_timeout = state.config.server.client_timeout.get();
+        let serve = crate::listen::serve(listener, router, client_timeout, stop.clone());
         tokio::pin!(serve);
         let deadline = async {
             stop.cancelled().await;
@@ -155,8 +150,8 @@ impl Application {
             );
             tokio::time::sleep(grace).await;
         };
-        let result = tokio::select! {
-            served = &mut serve => served.map_err(StartupError::Serve),
+        tokio::select! {
+            () = &mut serve => {}
             () = deadline => {
                 tracing::warn!("shutdown grace expired; killing the sandboxes still running");
                 // The runs end with a 503 and session execs with an error, and those
@@ -164,15 +159,11 @@ impl Application {
                 state.admission.close();
                 state.sandboxes.stop_runs();
                 state.sessions.close_all().await;
-                match tokio::time::timeout(ANSWER_AFTER_GRACE, &mut serve).await {
-                    Ok(served) => served.map_err(StartupError::Serve),
-                    Err(_) => {
-                        tracing::warn!("some connections were still open; closing them");
-                        Ok(())
-                    }
+                if tokio::time::timeout(ANSWER_AFTER_GRACE, &mut serve).await.is_err() {
+                    tracing::warn!("some connections were still open; closing them");
                 }
             }
-        };
+        }
         // Async tasks get what is left of the grace period, then are killed (they end
         // FAILED, reason `interrupted`).
         let left = stopped_at
@@ -185,7 +176,7 @@ impl Application {
         state.sandboxes.shutdown().await;
         state.store.close().await;
         tracing::info!("stopped");
-        result
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod execution;
 pub mod functions;
+mod listen;
 pub mod metrics;
 mod openapi;
 pub mod rate_limit;

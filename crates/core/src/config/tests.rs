@@ -43,6 +43,8 @@ fn invalid_values_are_named() {
     assert!(err.to_string().contains("sandbox.transport"), "{err}");
     let err = load("sandbox:\n  port_range: {start: 9000, end: 8000}\n", &[]).expect_err("range");
     assert!(err.to_string().contains("sandbox.port_range"), "{err}");
+    let err = load("server:\n  client_timeout: 0s\n", &[]).expect_err("no client timeout");
+    assert!(err.to_string().contains("server.client_timeout"), "{err}");
 }
 
 #[test]

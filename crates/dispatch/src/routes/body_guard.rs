@@ -1,7 +1,8 @@
 //! Request bodies that cannot be worth waiting for are refused before anything reads
 //! them: a declared `Content-Length` above `server.max_body_bytes` is 413 at once (the
 //! body limit of the extractors only notices once that much has arrived), and a body
-//! that stops arriving fails after an idle timeout instead of holding its request open.
+//! that pauses longer than `server.client_timeout` fails instead of holding its request
+//! open.
 
 use std::time::Duration;
 
@@ -14,8 +15,15 @@ use tower_http::timeout::TimeoutBody;
 
 use crate::error::ApiError;
 
-/// How long a request body may pause between two pieces.
-const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a request body is held to.
+#[derive(Clone, Copy)]
+pub struct BodyRules {
+    /// `server.max_body_bytes`.
+    pub limit: u64,
+    /// How long the body may pause between two pieces: `server.client_timeout`.
+    pub idle: Duration,
+}
+
 /// A body only somewhat over the limit is read and thrown away before the 413: answering
 /// while the client is still sending makes the kernel reset the connection, and the
 /// client would see a broken pipe instead of the answer. Far larger ones are not read.
@@ -24,7 +32,7 @@ const DRAIN_MAX: u64 = 64 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn guard_body(
-    State(limit): State<u64>,
+    State(BodyRules { limit, idle }): State<BodyRules>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -41,7 +49,7 @@ pub async fn guard_body(
         return Err(ApiError::PayloadTooLarge);
     }
     let (parts, body) = request.into_parts();
-    let body = Body::new(TimeoutBody::new(BODY_IDLE_TIMEOUT, body));
+    let body = Body::new(TimeoutBody::new(idle, body));
     Ok(next.run(Request::from_parts(parts, body)).await)
 }
 

@@ -46,6 +46,10 @@ pub(crate) use execute::FunctionCallBody;
 pub fn router(state: AppState) -> Router {
     let body_limit =
         usize::try_from(state.config.server.max_body_bytes.bytes()).unwrap_or(usize::MAX);
+    let body_rules = body_guard::BodyRules {
+        limit: body_limit as u64,
+        idle: state.config.server.client_timeout.get(),
+    };
     let (router, description) = described_routes(
         &state.auth,
         RateLimiter::from_config(&state.config.rate_limit),
@@ -65,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
         .layer(middleware::from_fn_with_state(
-            body_limit as u64,
+            body_rules,
             body_guard::guard_body,
         ))
 }
