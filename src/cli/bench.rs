@@ -123,6 +123,13 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let config = Arc::new(config);
 
     let subject = start_subject(&config, &docker, &image, &args).await?;
+    let churn = Churn {
+        docker: &docker,
+        config: &config,
+        image: &image,
+        instance: &bench_instance,
+        requests: args.churn_requests,
+    };
     let mut report = Report {
         commit: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
         dirty: git(&["status", "--porcelain", "--untracked-files=no"])
@@ -172,17 +179,13 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     }
     // The engine's churn is measured before and after the load, and runbox's figures are
     // divided by the mean of the two: other work on the machine drifts during a run.
+    // The sustained print(1) levels, whose ratio is a target, are also bracketed by
+    // churn at their own concurrency just before and just after, so that drift over the
+    // minutes between the whole run's phases stays out of their ratio.
     if !args.skip_baselines {
-        churn_phase(
-            &mut report,
-            &docker,
-            &config,
-            &image,
-            &bench_instance,
-            &args,
-            "before",
-        )
-        .await;
+        churn
+            .every_level(&mut report, &args.concurrency, "before")
+            .await;
         subject
             .target
             .pool
@@ -198,6 +201,18 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         for &concurrency in &args.concurrency {
             let paced = args.warm_at.contains(&concurrency);
             let mode = if paced { "warm" } else { "sustained" };
+            let bracketed = !paced && !args.skip_baselines && scenario == Scenario::Print;
+            if bracketed {
+                churn
+                    .level(&mut report, concurrency, "just before", Some(scenario))
+                    .await;
+                // The level starts from a full, idle pool, as the others do.
+                subject
+                    .target
+                    .pool
+                    .wait_settled(Duration::from_secs(120))
+                    .await;
+            }
             let bar = bar(
                 requests,
                 &format!("{} c={concurrency} {mode}", scenario.name()),
@@ -218,6 +233,8 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
                 mode,
                 figures,
                 ratio_to_churn: None,
+                ratio_to_run_churn: None,
+                ratio_to_adjacent_churn: None,
                 speedup_vs_docker_run: None,
             });
             // The next level starts from a full pool, like the first.
@@ -226,21 +243,24 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
                 .pool
                 .wait_settled(Duration::from_secs(120))
                 .await;
+            if bracketed {
+                churn
+                    .level(&mut report, concurrency, "just after", Some(scenario))
+                    .await;
+                subject
+                    .target
+                    .pool
+                    .wait_settled(Duration::from_secs(120))
+                    .await;
+            }
         }
     }
     report.leaks.after_load = subject.target.pool.snapshot().await;
 
     if !args.skip_baselines {
-        churn_phase(
-            &mut report,
-            &docker,
-            &config,
-            &image,
-            &bench_instance,
-            &args,
-            "after",
-        )
-        .await;
+        churn
+            .every_level(&mut report, &args.concurrency, "after")
+            .await;
         if args.docker_run_requests > 0 {
             let bar = bar(args.docker_run_requests, "docker run --rm");
             let figures = baselines::docker_run(&image, args.docker_run_requests, &bar).await;
@@ -304,28 +324,45 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The bare container churn at every concurrency level.
-async fn churn_phase(
-    report: &mut Report,
-    docker: &Docker,
-    config: &Arc<Config>,
-    image: &str,
-    instance: &str,
-    args: &BenchArgs,
-    phase: &'static str,
-) {
-    for &concurrency in &args.concurrency {
-        let bar = bar(
-            args.churn_requests,
-            &format!("churn c={concurrency} ({phase})"),
-        );
+/// What the churn baseline runs with: the engine, the sandbox image, the label its
+/// bare containers carry (so the leak check finds any), and the containers per level.
+struct Churn<'a> {
+    docker: &'a Docker,
+    config: &'a Arc<Config>,
+    image: &'a str,
+    instance: &'a str,
+    requests: usize,
+}
+
+impl Churn<'_> {
+    /// The bare container churn at every concurrency level.
+    async fn every_level(&self, report: &mut Report, levels: &[usize], phase: &'static str) {
+        for &concurrency in levels {
+            self.level(report, concurrency, phase, None).await;
+        }
+    }
+
+    /// The bare container churn at one concurrency level, of the whole run or `beside`
+    /// one scenario's level.
+    async fn level(
+        &self,
+        report: &mut Report,
+        concurrency: usize,
+        phase: &'static str,
+        beside: Option<Scenario>,
+    ) {
+        let name = match beside {
+            Some(scenario) => format!("churn c={concurrency} ({phase} {})", scenario.name()),
+            None => format!("churn c={concurrency} ({phase})"),
+        };
+        let bar = bar(self.requests, &name);
         let figures = baselines::churn(
-            docker,
-            config,
-            image,
-            instance,
+            self.docker,
+            self.config,
+            self.image,
+            self.instance,
             concurrency,
-            args.churn_requests,
+            self.requests,
             &bar,
         )
         .await;
@@ -333,6 +370,7 @@ async fn churn_phase(
         report.churn.push(ChurnRun {
             concurrency,
             phase,
+            beside,
             figures,
         });
     }

@@ -16,8 +16,14 @@ pub struct ScenarioRun {
     pub mode: &'static str,
     #[serde(flatten)]
     pub figures: Figures,
-    /// requests/s divided by the bare container churn at the same concurrency.
+    /// requests/s divided by the bare container churn at the same concurrency: the
+    /// churn measured just before and after this level where there is one, else the
+    /// churn of the whole run's before and after phases.
     pub ratio_to_churn: Option<f64>,
+    /// requests/s divided by the churn of the whole run's before and after phases.
+    pub ratio_to_run_churn: Option<f64>,
+    /// requests/s divided by the churn measured just before and just after this level.
+    pub ratio_to_adjacent_churn: Option<f64>,
     /// `docker run --rm` p50 divided by this p50: how many times faster.
     pub speedup_vs_docker_run: Option<f64>,
 }
@@ -25,8 +31,10 @@ pub struct ScenarioRun {
 #[derive(Debug, Serialize)]
 pub struct ChurnRun {
     pub concurrency: usize,
-    /// `before` or `after` runbox's load.
+    /// `before` or `after` runbox's load, or `just before` / `just after` the level
+    /// named by `beside`.
     pub phase: &'static str,
+    pub beside: Option<Scenario>,
     #[serde(flatten)]
     pub figures: Figures,
 }
@@ -72,16 +80,25 @@ impl Report {
     /// Fills the ratios in, once every figure is there.
     pub fn compute_ratios(&mut self) {
         let docker_run_p50 = self.docker_run.as_ref().map(|f| f.p50_ms);
-        let rates: Vec<Option<f64>> = self
+        let rates: Vec<(Option<f64>, Option<f64>)> = self
             .scenarios
             .iter()
-            .map(|run| self.churn_rate(run.concurrency))
+            .map(|run| {
+                (
+                    self.churn_rate(run.concurrency),
+                    self.adjacent_churn_rate(run.scenario, run.concurrency),
+                )
+            })
             .collect();
-        for (run, churn) in self.scenarios.iter_mut().zip(rates) {
-            run.ratio_to_churn = match (run.figures.requests_per_s, churn) {
-                (Some(rps), Some(base)) if base > 0.0 => Some(round(rps / base)),
-                _ => None,
-            };
+        let ratio = |rps: Option<f64>, base: Option<f64>| match (rps, base) {
+            (Some(rps), Some(base)) if base > 0.0 => Some(round(rps / base)),
+            _ => None,
+        };
+        for (run, (whole_run, adjacent)) in self.scenarios.iter_mut().zip(rates) {
+            let rps = run.figures.requests_per_s;
+            run.ratio_to_run_churn = ratio(rps, whole_run);
+            run.ratio_to_adjacent_churn = ratio(rps, adjacent);
+            run.ratio_to_churn = run.ratio_to_adjacent_churn.or(run.ratio_to_run_churn);
             run.speedup_vs_docker_run = match docker_run_p50 {
                 Some(base) if run.figures.p50_ms > 0.0 && run.figures.ok > 0 => {
                     Some(round(base / run.figures.p50_ms))
@@ -91,15 +108,22 @@ impl Report {
         }
     }
 
-    /// The mean churn rate at `concurrency` over the phases measured.
+    /// The mean churn rate at `concurrency` over the whole run's before and after phases.
     pub fn churn_rate(&self, concurrency: usize) -> Option<f64> {
-        let rates: Vec<f64> = self
-            .churn
-            .iter()
-            .filter(|c| c.concurrency == concurrency)
-            .filter_map(|c| c.figures.requests_per_s)
-            .collect();
-        (!rates.is_empty()).then(|| round(rates.iter().sum::<f64>() / rates.len() as f64))
+        mean_rate(
+            self.churn
+                .iter()
+                .filter(|c| c.concurrency == concurrency && c.beside.is_none()),
+        )
+    }
+
+    /// The mean churn rate measured just before and just after one level.
+    pub fn adjacent_churn_rate(&self, scenario: Scenario, concurrency: usize) -> Option<f64> {
+        mean_rate(
+            self.churn
+                .iter()
+                .filter(|c| c.concurrency == concurrency && c.beside == Some(scenario)),
+        )
     }
 
     fn run(&self, scenario: Scenario, concurrency: usize) -> Option<&ScenarioRun> {
@@ -174,13 +198,13 @@ impl Report {
     /// The figures as a Markdown table (what docs/performance.md shows).
     pub fn table(&self) -> String {
         let mut out = String::new();
-        out.push_str("| scenario | c | mode | requests | errors | p50 ms | p95 ms | p99 ms | req/s | × churn | × faster than docker run |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| scenario | c | mode | requests | errors | p50 ms | p95 ms | p99 ms | req/s | × churn beside | × churn of the run | × faster than docker run |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         let opt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "—".into());
         for run in &self.scenarios {
             let f = &run.figures;
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 run.scenario.name(),
                 run.concurrency,
                 run.mode,
@@ -190,15 +214,22 @@ impl Report {
                 f.p95_ms,
                 f.p99_ms,
                 opt(f.requests_per_s),
-                opt(run.ratio_to_churn),
+                opt(run.ratio_to_adjacent_churn),
+                opt(run.ratio_to_run_churn),
                 opt(run.speedup_vs_docker_run),
             ));
         }
         for run in &self.churn {
             let f = &run.figures;
+            let phase = match run.beside {
+                Some(scenario) => {
+                    format!("{} {} c={}", run.phase, scenario.name(), run.concurrency)
+                }
+                None => run.phase.to_string(),
+            };
             out.push_str(&format!(
-                "| baseline: create+start+wait+remove ({}) | {} | sustained | {} | {} | {} | {} | {} | {} | — | — |\n",
-                run.phase, run.concurrency, f.requests, f.errors, f.p50_ms, f.p95_ms, f.p99_ms, opt(f.requests_per_s)
+                "| baseline: create+start+wait+remove ({phase}) | {} | sustained | {} | {} | {} | {} | {} | {} | — | — | — |\n",
+                run.concurrency, f.requests, f.errors, f.p50_ms, f.p95_ms, f.p99_ms, opt(f.requests_per_s)
             ));
         }
         let mut levels: Vec<usize> = self.churn.iter().map(|c| c.concurrency).collect();
@@ -207,13 +238,13 @@ impl Report {
         levels.dedup();
         for concurrency in levels {
             out.push_str(&format!(
-                "| baseline: churn, mean of before and after | {concurrency} | sustained | — | — | — | — | — | {} | 1 | — |\n",
+                "| baseline: churn, mean of before and after | {concurrency} | sustained | — | — | — | — | — | {} | — | 1 | — |\n",
                 opt(self.churn_rate(concurrency))
             ));
         }
         if let Some(f) = &self.docker_run {
             out.push_str(&format!(
-                "| baseline: docker run --rm | 1 | sequential | {} | {} | {} | {} | {} | {} | — | 1 |\n",
+                "| baseline: docker run --rm | 1 | sequential | {} | {} | {} | {} | {} | {} | — | — | 1 |\n",
                 f.requests, f.errors, f.p50_ms, f.p95_ms, f.p99_ms, opt(f.requests_per_s)
             ));
         }
@@ -246,6 +277,11 @@ impl Report {
     }
 }
 
+fn mean_rate<'a>(runs: impl Iterator<Item = &'a ChurnRun>) -> Option<f64> {
+    let rates: Vec<f64> = runs.filter_map(|c| c.figures.requests_per_s).collect();
+    (!rates.is_empty()).then(|| round(rates.iter().sum::<f64>() / rates.len() as f64))
+}
+
 fn max(name: &'static str, value: Option<f64>, limit: f64) -> Target {
     Target {
         name,
@@ -263,5 +299,114 @@ fn min(name: &'static str, value: Option<f64>, limit: f64) -> Target {
         limit,
         kind: "min",
         met: value.is_some_and(|v| v >= limit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(requests_per_s: f64) -> Figures {
+        Figures {
+            requests: 10,
+            ok: 10,
+            errors: 0,
+            p50_ms: 5.0,
+            p95_ms: 6.0,
+            p99_ms: 7.0,
+            mean_ms: 5.0,
+            max_ms: 8.0,
+            requests_per_s: Some(requests_per_s),
+            wall_s: 1.0,
+            error_samples: Vec::new(),
+        }
+    }
+
+    fn churn(phase: &'static str, beside: Option<Scenario>, rate: f64) -> ChurnRun {
+        ChurnRun {
+            concurrency: 4,
+            phase,
+            beside,
+            figures: figures(rate),
+        }
+    }
+
+    fn sustained(scenario: Scenario, rate: f64) -> ScenarioRun {
+        ScenarioRun {
+            scenario,
+            concurrency: 4,
+            mode: "sustained",
+            figures: figures(rate),
+            ratio_to_churn: None,
+            ratio_to_run_churn: None,
+            ratio_to_adjacent_churn: None,
+            speedup_vs_docker_run: None,
+        }
+    }
+
+    fn report(scenarios: Vec<ScenarioRun>, churn: Vec<ChurnRun>) -> Report {
+        Report {
+            commit: String::new(),
+            dirty: false,
+            started_at: String::new(),
+            build: "release",
+            host: Value::Null,
+            config: Value::Null,
+            scenarios,
+            churn,
+            docker_run: None,
+            idle_memory: Vec::new(),
+            leaks: Leaks::default(),
+            targets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_bracketed_level_is_divided_by_the_churn_beside_it_and_the_rest_by_the_runs() {
+        let mut report = report(
+            vec![
+                sustained(Scenario::Print, 9.0),
+                sustained(Scenario::Plot, 4.0),
+            ],
+            vec![
+                churn("before", None, 12.0),
+                churn("just before", Some(Scenario::Print), 9.0),
+                churn("just after", Some(Scenario::Print), 11.0),
+                churn("after", None, 8.0),
+            ],
+        );
+        report.compute_ratios();
+        let print = &report.scenarios[0];
+        assert_eq!(print.ratio_to_adjacent_churn, Some(0.9));
+        assert_eq!(print.ratio_to_run_churn, Some(0.9));
+        assert_eq!(print.ratio_to_churn, Some(0.9));
+        let plot = &report.scenarios[1];
+        assert_eq!(plot.ratio_to_adjacent_churn, None);
+        assert_eq!(plot.ratio_to_run_churn, Some(0.4));
+        assert_eq!(plot.ratio_to_churn, Some(0.4));
+    }
+
+    #[test]
+    fn the_throughput_target_is_judged_on_the_churn_beside_the_level() {
+        let mut report = report(
+            vec![sustained(Scenario::Print, 9.0)],
+            vec![
+                churn("before", None, 11.0),
+                churn("just before", Some(Scenario::Print), 10.0),
+                churn("just after", Some(Scenario::Print), 10.0),
+                churn("after", None, 11.0),
+            ],
+        );
+        report.compute_ratios();
+        report.judge();
+        let target = report
+            .targets
+            .iter()
+            .find(|t| t.name.starts_with("sustained print(1) c=4"))
+            .expect("the c=4 throughput target is judged");
+        assert_eq!(target.value, Some(0.9));
+        assert!(target.met);
+        assert_eq!(report.scenarios[0].ratio_to_run_churn, Some(0.82));
+        assert!(report.table().contains("just before print c=4"));
     }
 }
