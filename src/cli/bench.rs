@@ -132,8 +132,17 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     };
     let mut report = Report {
         commit: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
-        dirty: git(&["status", "--porcelain", "--untracked-files=no"])
-            .is_some_and(|s| !s.is_empty()),
+        // The bench's own results do not make the code it measures dirty: a run after
+        // the first would otherwise be marked so for the JSON the first one wrote.
+        dirty: git(&[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":/",
+            ":(top,exclude)bench-results",
+        ])
+        .is_some_and(|s| !s.is_empty()),
         started_at,
         build: if cfg!(debug_assertions) {
             "debug"

@@ -63,6 +63,8 @@ pub struct Target {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub commit: String,
+    /// Whether the working tree differed from `commit` (results in bench-results/
+    /// aside).
     pub dirty: bool,
     pub started_at: String,
     pub build: &'static str,
