@@ -89,6 +89,17 @@ struct Subject {
     in_process: Option<InProcess>,
 }
 
+/// How long the bench waits for the pool to be full, preloaded and idle again.
+const SETTLE_WITHIN: Duration = Duration::from_secs(120);
+
+impl Subject {
+    /// Waits until the pool is full, preloaded and idle: every level and every churn
+    /// measurement starts from there. False when it was not within `SETTLE_WITHIN`.
+    async fn settle(&self) -> bool {
+        self.target.pool.wait_settled(SETTLE_WITHIN).await
+    }
+}
+
 struct InProcess {
     stop: CancellationToken,
     serving: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -178,13 +189,11 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     };
 
     // The pool fills before the first figure is taken.
-    if !subject
-        .target
-        .pool
-        .wait_settled(Duration::from_secs(120))
-        .await
-    {
-        eprintln!("warning: the pool did not fill within 120 s");
+    if !subject.settle().await {
+        eprintln!(
+            "warning: the pool did not fill within {} s",
+            SETTLE_WITHIN.as_secs()
+        );
     }
     // The engine's churn is measured before and after the load, and runbox's figures are
     // divided by the mean of the two: other work on the machine drifts during a run.
@@ -195,11 +204,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         churn
             .every_level(&mut report, &args.concurrency, "before")
             .await;
-        subject
-            .target
-            .pool
-            .wait_settled(Duration::from_secs(120))
-            .await;
+        subject.settle().await;
     }
     for &scenario in &args.scenarios {
         let requests = match scenario {
@@ -216,11 +221,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
                     .level(&mut report, concurrency, "just before", Some(scenario))
                     .await;
                 // The level starts from a full, idle pool, as the others do.
-                subject
-                    .target
-                    .pool
-                    .wait_settled(Duration::from_secs(120))
-                    .await;
+                subject.settle().await;
             }
             let bar = bar(
                 requests,
@@ -247,20 +248,12 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
                 speedup_vs_docker_run: None,
             });
             // The next level starts from a full pool, like the first.
-            subject
-                .target
-                .pool
-                .wait_settled(Duration::from_secs(120))
-                .await;
+            subject.settle().await;
             if bracketed {
                 churn
                     .level(&mut report, concurrency, "just after", Some(scenario))
                     .await;
-                subject
-                    .target
-                    .pool
-                    .wait_settled(Duration::from_secs(120))
-                    .await;
+                subject.settle().await;
             }
         }
     }
