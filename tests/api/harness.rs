@@ -147,10 +147,14 @@ pub fn transport() -> String {
 
 fn next_port_range() -> (u16, u16) {
     // Each server of this process leases from its own slice, shifted by the pid so that
-    // two test processes rarely overlap (a collision is retried by runbox anyway).
+    // two test processes rarely overlap (a collision is retried by runbox anyway). All
+    // slices stay in 20000-31999, below the kernel's ephemeral ports (32768 and up by
+    // default): there the source port of any local connection (the server's own
+    // database connections, say) can hold a leased port, and a test with a one-port
+    // range then fails for a reason that is not its own.
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let slot = NEXT.fetch_add(1, Ordering::SeqCst) % 200;
-    let shift = (std::process::id() % 4) as u16 * 10_000;
+    let slot = NEXT.fetch_add(1, Ordering::SeqCst) % 150;
+    let shift = (std::process::id() % 2) as u16 * 6_000;
     let start = 20_000 + shift + slot * 40;
     (start, start + 39)
 }
