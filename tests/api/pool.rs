@@ -115,6 +115,11 @@ async fn the_pool_refills_after_a_burst() {
         .wait_containers_at_most(2, Duration::from_secs(20))
         .await;
     assert_eq!(left.len(), 2, "{left:?}");
+    let health = server.health().await;
+    assert_eq!(
+        health["pool"]["live_containers"], 2,
+        "the server's own count of its containers is the engine's: {health}"
+    );
     let leases = if crate::harness::transport() == "http" {
         2
     } else {

@@ -507,6 +507,8 @@ pub struct PoolHealth {
     pub target: u64,
     /// Sandboxes running code now.
     pub in_use: u64,
+    /// Containers this server owns now: pooled, running, starting or being removed.
+    pub live_containers: u64,
     pub pools: Vec<PoolState>,
 }
 

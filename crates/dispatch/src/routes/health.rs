@@ -52,6 +52,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             "ready": ready,
             "target": target,
             "in_use": engine.in_use,
+            "live_containers": engine.live_containers,
             "pools": engine.pools,
         },
         "runtime": runtime,
