@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::load::{PoolProbe, Scenario, Target};
 use self::report::{ChurnRun, Leaks, Report, ScenarioRun};
+use self::stats::Tally;
 use super::image::ensure_sandbox_image;
 
 #[derive(Args)]
@@ -45,9 +46,18 @@ pub struct BenchArgs {
     /// others run back to back (sustained throughput, refill-bound). 0: none.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     warm_at: Vec<usize>,
-    /// Requests of `print` at each level.
+    /// Requests of `print` at each level (the sustained ones run in rounds instead).
     #[arg(long, default_value_t = 100)]
     print_requests: usize,
+    /// Rounds of each sustained `print` level, whose ratio to the churn is a target: each
+    /// round is a block of bare churn and a block of requests at the same concurrency,
+    /// which goes first alternating, so that the machine's drift falls on both alike.
+    /// 0: those levels run `--print-requests` back to back, beside the run's churn.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Requests, and bare containers, in each block of a round.
+    #[arg(long, default_value_t = 48)]
+    round_requests: usize,
     /// Requests of `plot` at each level.
     #[arg(long, default_value_t = 30)]
     plot_requests: usize,
@@ -174,6 +184,8 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
             "warm_at": args.warm_at,
             "requests": {
                 "print": args.print_requests,
+                "rounds": args.rounds,
+                "round": args.round_requests,
                 "plot": args.plot_requests,
                 "sleep": args.sleep_requests,
                 "churn": args.churn_requests,
@@ -197,9 +209,8 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     }
     // The engine's churn is measured before and after the load, and runbox's figures are
     // divided by the mean of the two: other work on the machine drifts during a run.
-    // The sustained print(1) levels, whose ratio is a target, are also bracketed by
-    // churn at their own concurrency just before and just after, so that drift over the
-    // minutes between the whole run's phases stays out of their ratio.
+    // The sustained print(1) levels, whose ratio is a target, are measured in rounds
+    // interleaved with churn at their own concurrency instead (see `interleaved_level`).
     if !args.skip_baselines {
         churn
             .every_level(&mut report, &args.concurrency, "before")
@@ -215,13 +226,26 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         for &concurrency in &args.concurrency {
             let paced = args.warm_at.contains(&concurrency);
             let mode = if paced { "warm" } else { "sustained" };
-            let bracketed = !paced && !args.skip_baselines && scenario == Scenario::Print;
-            if bracketed {
-                churn
-                    .level(&mut report, concurrency, "just before", Some(scenario))
-                    .await;
-                // The level starts from a full, idle pool, as the others do.
-                subject.settle().await;
+            let interleaved = !paced
+                && !args.skip_baselines
+                && scenario == Scenario::Print
+                && args.rounds > 0
+                && args.round_requests > 0;
+            if interleaved {
+                let run = interleaved_level(
+                    &subject,
+                    &churn,
+                    &mut report,
+                    scenario,
+                    concurrency,
+                    Rounds {
+                        count: args.rounds,
+                        requests: args.round_requests,
+                    },
+                )
+                .await;
+                report.scenarios.push(run);
+                continue;
             }
             let bar = bar(
                 requests,
@@ -235,26 +259,14 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
                 paced,
                 &bar,
             )
-            .await;
+            .await
+            .figures(paced);
             finish(&bar, &figures);
-            report.scenarios.push(ScenarioRun {
-                scenario,
-                concurrency,
-                mode,
-                figures,
-                ratio_to_churn: None,
-                ratio_to_run_churn: None,
-                ratio_to_adjacent_churn: None,
-                speedup_vs_docker_run: None,
-            });
+            report
+                .scenarios
+                .push(ScenarioRun::new(scenario, concurrency, mode, figures));
             // The next level starts from a full pool, like the first.
             subject.settle().await;
-            if bracketed {
-                churn
-                    .level(&mut report, concurrency, "just after", Some(scenario))
-                    .await;
-                subject.settle().await;
-            }
         }
     }
     report.leaks.after_load = subject.target.pool.snapshot().await;
@@ -340,42 +352,126 @@ impl Churn<'_> {
     /// The bare container churn at every concurrency level.
     async fn every_level(&self, report: &mut Report, levels: &[usize], phase: &'static str) {
         for &concurrency in levels {
-            self.level(report, concurrency, phase, None).await;
+            self.level(report, concurrency, phase).await;
         }
     }
 
-    /// The bare container churn at one concurrency level, of the whole run or `beside`
-    /// one scenario's level.
-    async fn level(
-        &self,
-        report: &mut Report,
-        concurrency: usize,
-        phase: &'static str,
-        beside: Option<Scenario>,
-    ) {
-        let name = match beside {
-            Some(scenario) => format!("churn c={concurrency} ({phase} {})", scenario.name()),
-            None => format!("churn c={concurrency} ({phase})"),
-        };
-        let bar = bar(self.requests, &name);
-        let figures = baselines::churn(
+    /// The bare container churn at one concurrency level of the whole run.
+    async fn level(&self, report: &mut Report, concurrency: usize, phase: &'static str) {
+        let bar = bar(self.requests, &format!("churn c={concurrency} ({phase})"));
+        let figures = self
+            .block(concurrency, self.requests, &bar)
+            .await
+            .figures(false);
+        finish(&bar, &figures);
+        report.churn.push(ChurnRun {
+            concurrency,
+            phase,
+            beside: None,
+            figures,
+        });
+    }
+
+    /// `requests` bare containers at `concurrency`.
+    async fn block(&self, concurrency: usize, requests: usize, bar: &ProgressBar) -> Tally {
+        baselines::churn(
             self.docker,
             self.config,
             self.image,
             self.instance,
             concurrency,
-            self.requests,
-            &bar,
+            requests,
+            bar,
         )
-        .await;
-        finish(&bar, &figures);
-        report.churn.push(ChurnRun {
-            concurrency,
-            phase,
-            beside,
-            figures,
-        });
+        .await
     }
+}
+
+/// How a sustained level measured in rounds runs: how many, and the requests (and bare
+/// containers) in each block.
+#[derive(Clone, Copy)]
+struct Rounds {
+    count: usize,
+    requests: usize,
+}
+
+/// A sustained level whose ratio to the churn is a target. The engine's churn on this
+/// kind of machine swings by a tenth within seconds, so one block of each side, however
+/// long, gives a ratio as noisy as that. Here each round is a block of bare churn and a
+/// block of runbox's requests at the same concurrency, churn first in even rounds and
+/// runbox first in odd ones (drift during the level falls on both alike), and the ratio
+/// is that of all of runbox's requests over all of its blocks' time to all the bare
+/// containers over theirs. A runbox block lasts until the work it left behind is done:
+/// its containers removed and the pool refilled (not the later preload), which the churn
+/// block pays within its own time. Every block starts from a full, idle pool.
+async fn interleaved_level(
+    subject: &Subject,
+    churn: &Churn<'_>,
+    report: &mut Report,
+    scenario: Scenario,
+    concurrency: usize,
+    rounds: Rounds,
+) -> ScenarioRun {
+    let bar = bar(
+        rounds.count * rounds.requests * 2,
+        &format!(
+            "{} c={concurrency} sustained, {} rounds with churn",
+            scenario.name(),
+            rounds.count
+        ),
+    );
+    let mut runbox = Tally::default();
+    let mut bare = Tally::default();
+    let mut round_ratios = Vec::new();
+    for round in 0..rounds.count {
+        let churn_first = round % 2 == 0;
+        let (mut churn_rate, mut runbox_rate) = (None, None);
+        for runbox_turn in [!churn_first, churn_first] {
+            subject.settle().await;
+            if runbox_turn {
+                let mut block = load::run_scenario(
+                    &subject.target,
+                    scenario,
+                    concurrency,
+                    rounds.requests,
+                    false,
+                    &bar,
+                )
+                .await;
+                let left_behind = subject.target.pool.wait_quiet(SETTLE_WITHIN).await;
+                if left_behind.is_none() {
+                    bar.println(format!(
+                        "  the work a block left was not done within {} s; counted as that long",
+                        SETTLE_WITHIN.as_secs()
+                    ));
+                }
+                block.extend_wall(left_behind.unwrap_or(SETTLE_WITHIN));
+                runbox_rate = block.rate();
+                runbox.absorb(block);
+            } else {
+                let block = churn.block(concurrency, rounds.requests, &bar).await;
+                churn_rate = block.rate();
+                bare.absorb(block);
+            }
+        }
+        if let (Some(runbox_rate), Some(churn_rate)) = (runbox_rate, churn_rate) {
+            if churn_rate > 0.0 {
+                round_ratios.push(stats::round(runbox_rate / churn_rate));
+            }
+        }
+    }
+    subject.settle().await;
+    let figures = runbox.figures(false);
+    finish(&bar, &figures);
+    report.churn.push(ChurnRun {
+        concurrency,
+        phase: "interleaved",
+        beside: Some(scenario),
+        figures: bare.figures(false),
+    });
+    let mut run = ScenarioRun::new(scenario, concurrency, "sustained", figures);
+    run.round_ratios = round_ratios;
+    run
 }
 
 async fn start_subject(

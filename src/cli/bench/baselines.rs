@@ -11,7 +11,7 @@ use runbox_sandbox::{ContainerKind, Docker, Sandboxes};
 use serde::Serialize;
 
 use super::load::{closed_loop, operation};
-use super::stats::{round, Figures};
+use super::stats::{round, Figures, Tally};
 
 /// `requests` bare containers (create, start, wait, remove) by `concurrency` workers.
 pub async fn churn(
@@ -22,7 +22,7 @@ pub async fn churn(
     concurrency: usize,
     requests: usize,
     bar: &ProgressBar,
-) -> Figures {
+) -> Tally {
     let docker = docker.clone();
     let config = config.clone();
     let image: Arc<str> = image.into();
@@ -67,7 +67,7 @@ pub async fn docker_run(image: &str, requests: usize, bar: &ProgressBar) -> Figu
             }
         }
     });
-    closed_loop(1, requests, None, bar, op).await
+    closed_loop(1, requests, None, bar, op).await.figures(false)
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -13,7 +13,7 @@ use runbox_sandbox::Sandboxes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::stats::{Figures, Recorder};
+use super::stats::{Recorder, Tally};
 
 /// How long a paced request waits for the pool to refill before it goes anyway.
 const REFILL_WAIT: Duration = Duration::from_secs(60);
@@ -97,6 +97,19 @@ pub struct PoolSnapshot {
     pub target: usize,
     pub in_use: usize,
     pub port_leases: usize,
+    /// Containers the server owns: pooled, running, starting or being removed (absent
+    /// from a server that does not say).
+    pub live: Option<usize>,
+}
+
+impl PoolSnapshot {
+    /// Nothing runs, the pool is back at its size (its preload aside), and no container
+    /// is starting or being removed beside the pooled ones.
+    fn quiet(&self) -> bool {
+        self.in_use == 0
+            && self.ready >= self.target
+            && self.live.is_none_or(|live| live <= self.ready)
+    }
 }
 
 /// Reads the server's pool: directly when it runs in this process (no request that
@@ -121,6 +134,7 @@ impl PoolProbe {
                     target: status.pools.iter().map(|p| p.target).sum(),
                     in_use: status.in_use,
                     port_leases: status.port_leases,
+                    live: Some(status.live_containers),
                 })
             }
             PoolProbe::Remote { client, base } => {
@@ -136,6 +150,7 @@ impl PoolProbe {
                     target: count(&body["pool"]["target"])?,
                     in_use: count(&body["pool"]["in_use"])?,
                     port_leases: count(&body["port_leases"]).unwrap_or_default(),
+                    live: count(&body["pool"]["live_containers"]),
                 })
             }
         }
@@ -144,19 +159,35 @@ impl PoolProbe {
     /// Waits until the pool is at its target, every pooled sandbox has its preload, and
     /// nothing runs; false if that is not so within `within`.
     pub async fn wait_settled(&self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
+        self.wait_until(within, |s| s.quiet() && s.preloaded >= s.ready)
+            .await
+            .is_some()
+    }
+
+    /// Waits until the work a block of load left behind is done (see
+    /// [`PoolSnapshot::quiet`]): the removal of its containers and the refill of the
+    /// sandboxes it took, not the preload that replaces them later. How long that took,
+    /// or `None` when it was not done within `within`.
+    pub async fn wait_quiet(&self, within: Duration) -> Option<Duration> {
+        self.wait_until(within, PoolSnapshot::quiet).await
+    }
+
+    async fn wait_until(
+        &self,
+        within: Duration,
+        done: impl Fn(&PoolSnapshot) -> bool,
+    ) -> Option<Duration> {
+        let started = Instant::now();
         let every = match self {
             PoolProbe::InProcess(_) => Duration::from_millis(5),
             PoolProbe::Remote { .. } => Duration::from_millis(50),
         };
         loop {
-            if let Some(s) = self.snapshot().await {
-                if s.ready >= s.target && s.preloaded >= s.ready && s.in_use == 0 {
-                    return true;
-                }
+            if self.snapshot().await.is_some_and(|s| done(&s)) {
+                return Some(started.elapsed());
             }
-            if Instant::now() >= deadline {
-                return false;
+            if started.elapsed() >= within {
+                return None;
             }
             tokio::time::sleep(every).await;
         }
@@ -204,7 +235,7 @@ pub async fn run_scenario(
     requests: usize,
     paced: bool,
     bar: &ProgressBar,
-) -> Figures {
+) -> Tally {
     let operation: Operation = {
         let target = target.clone();
         Arc::new(move || {
@@ -224,7 +255,7 @@ pub async fn closed_loop(
     pacer: Option<PoolProbe>,
     bar: &ProgressBar,
     operation: Operation,
-) -> Figures {
+) -> Tally {
     let next = Arc::new(AtomicUsize::new(0));
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let started = Instant::now();
@@ -263,7 +294,7 @@ pub async fn closed_loop(
         Ok(mutex) => mutex.into_inner().unwrap_or_else(|p| p.into_inner()),
         Err(shared) => std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner())),
     };
-    recorder.figures(wall, pacer.is_some())
+    Tally::new(recorder, wall)
 }
 
 /// Wraps an async closure as an [`Operation`].

@@ -42,6 +42,17 @@ impl Recorder {
         }
     }
 
+    /// Takes in the requests of another block.
+    pub fn absorb(&mut self, other: Recorder) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        for message in other.error_samples {
+            if self.error_samples.len() < 5 && !self.error_samples.contains(&message) {
+                self.error_samples.push(message);
+            }
+        }
+    }
+
     pub fn figures(mut self, wall: Duration, paced: bool) -> Figures {
         self.latencies.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -65,6 +76,40 @@ impl Recorder {
             wall_s: round(wall_s),
             error_samples: self.error_samples,
         }
+    }
+}
+
+/// The requests of one block of load, or of several blocks taken together, and the wall
+/// time they took: a rate over several blocks is their requests over their summed time.
+#[derive(Default)]
+pub struct Tally {
+    recorder: Recorder,
+    wall: Duration,
+}
+
+impl Tally {
+    pub fn new(recorder: Recorder, wall: Duration) -> Self {
+        Tally { recorder, wall }
+    }
+
+    /// Time the block goes on after its last answer (work it left behind), counted in.
+    pub fn extend_wall(&mut self, by: Duration) {
+        self.wall += by;
+    }
+
+    pub fn absorb(&mut self, block: Tally) {
+        self.recorder.absorb(block.recorder);
+        self.wall += block.wall;
+    }
+
+    /// Successful requests per second of wall time.
+    pub fn rate(&self) -> Option<f64> {
+        let wall = self.wall.as_secs_f64();
+        (wall > 0.0).then(|| self.recorder.latencies.len() as f64 / wall)
+    }
+
+    pub fn figures(self, paced: bool) -> Figures {
+        self.recorder.figures(self.wall, paced)
     }
 }
 
@@ -101,5 +146,32 @@ mod tests {
         assert_eq!(figures.errors, 2);
         assert_eq!(figures.error_samples, vec!["boom".to_string()]);
         assert_eq!(figures.requests_per_s, Some(50.0));
+    }
+
+    #[test]
+    fn blocks_taken_together_rate_over_their_summed_time() {
+        let block = |count: u64, wall_ms: u64, error: Option<&str>| {
+            let mut recorder = Recorder::default();
+            for ms in 1..=count {
+                recorder.ok(Duration::from_millis(ms));
+            }
+            if let Some(message) = error {
+                recorder.error(message.into());
+            }
+            Tally::new(recorder, Duration::from_millis(wall_ms))
+        };
+        let mut tally = Tally::default();
+        tally.absorb(block(10, 1000, Some("boom")));
+        let mut slow = block(10, 3000, Some("boom"));
+        slow.extend_wall(Duration::from_millis(1000));
+        tally.absorb(slow);
+        // 20 answers in 5 s, not the mean of 10/s and 2.5/s.
+        assert_eq!(tally.rate(), Some(4.0));
+        let figures = tally.figures(false);
+        assert_eq!(figures.ok, 20);
+        assert_eq!(figures.errors, 2);
+        assert_eq!(figures.error_samples, vec!["boom".to_string()]);
+        assert_eq!(figures.wall_s, 5.0);
+        assert_eq!(figures.max_ms, 10.0);
     }
 }
