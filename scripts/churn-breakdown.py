@@ -16,19 +16,28 @@ user, no network, no engine log):
   agent+run+eof         the agent runs print(1), stdin is closed, it exits by itself;
                         wait, then remove (a one-shot sandbox ending without a kill)
 
-    scripts/churn-breakdown.py IMAGE [N] [VARIANT ...]
+    scripts/churn-breakdown.py [N] [VARIANT ...]
 
-Containers carry the label runbox.churn-breakdown and are removed as it goes.
+The container spec is runbox's own, from `runbox image spec` (the binary in $RUNBOX,
+default target/release/runbox, with the configuration in $RUNBOX_CONFIG, default
+config.yaml), so that it cannot drift from what runbox creates; only the command, the
+stdin flags and the labels differ. Containers carry the label runbox.churn-breakdown
+and are removed as it goes.
 """
 import http.client
 import json
+import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
 
-IMG = sys.argv[1]
-N = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+RUNBOX = os.environ.get("RUNBOX", "target/release/runbox")
+CONFIG = os.environ.get("RUNBOX_CONFIG", "config.yaml")
+SPEC = json.loads(subprocess.run([RUNBOX, "--config", CONFIG, "image", "spec"],
+                                 check=True, capture_output=True, text=True).stdout)
 
 class UConn(http.client.HTTPConnection):
     def __init__(self):
@@ -46,17 +55,10 @@ def cpu():
     f = [int(x) for x in open("/proc/stat").readline().split()[1:8]]
     return (f[0] + f[1] + f[2] + f[5] + f[6]) / 100.0  # busy seconds (USER_HZ 100)
 
-HOST = {"Memory": 512<<20, "MemorySwap": 512<<20, "NanoCpus": 10**9, "PidsLimit": 128, "ReadonlyRootfs": True,
-        "Tmpfs": {"/workspace": "rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0755", "/tmp": "rw,nosuid,nodev,size=64m,mode=1777"},
-        "ShmSize": 64<<20, "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "Init": True, "NetworkMode": "none",
-        "LogConfig": {"Type": "none", "Config": {}}}
-ENV = ["RUNBOX_PRELOAD=", "RUNBOX_WORKDIR=/workspace", "RUNBOX_TRANSPORT=stdio"]
-
 def create(cmd, stdin, stdin_once=False):
-    body = {"Image": IMG, "Cmd": cmd, "User": "1000:1000", "WorkingDir": "/workspace", "Env": ENV, "HostConfig": HOST,
-            "OpenStdin": stdin, "StdinOnce": stdin_once, "AttachStdin": stdin, "AttachStdout": stdin,
-            "AttachStderr": stdin, "NetworkDisabled": True,
-            "Labels": {"runbox.churn-breakdown": "1"}}
+    # Not runbox's labels: a runbox server of the same instance would sweep these.
+    body = dict(SPEC, Cmd=cmd, OpenStdin=stdin, StdinOnce=stdin_once, AttachStdin=stdin,
+                AttachStdout=stdin, AttachStderr=stdin, Labels={"runbox.churn-breakdown": "1"})
     return api("POST", "/containers/create", body)["Id"]
 
 def attach(cid):
@@ -128,7 +130,7 @@ def remove_leftovers():
         api("DELETE", f"/containers/{c['Id']}?force=1&v=1")
 
 try:
-    for name in sys.argv[3:] or list(variants):
+    for name in sys.argv[2:] or list(variants):
         f = variants[name]
         f()
         c0, t0 = cpu(), time.time()

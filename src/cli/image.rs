@@ -1,5 +1,6 @@
 //! `runbox image build`: builds the sandbox image from the context compiled into the
-//! binary (and the base image when none can be had). `runbox image prune`: removes the
+//! binary (and the base image when none can be had). `runbox image spec`: the container
+//! a sandbox is created as. `runbox image prune`: removes the
 //! dependency environments that no stored function needs any more.
 
 use std::collections::HashSet;
@@ -22,6 +23,9 @@ pub enum ImageCommand {
     },
     /// Prints the tag of the sandbox image this binary and configuration run.
     Tag,
+    /// Prints, as JSON, the body runbox sends the engine to create a one-shot sandbox
+    /// (stdio transport): its image, user, limits, mounts and labels.
+    Spec,
     /// Removes dependency-environment images that the latest version of no stored
     /// function uses (superseded pins, deleted functions, older sandbox images).
     Prune {
@@ -39,6 +43,12 @@ pub async fn run(config: Config, command: ImageCommand) -> anyhow::Result<()> {
             println!("{tag}");
         }
         ImageCommand::Tag => println!("{}", sandbox_image_tag(&docker, &config).await?),
+        ImageCommand::Spec => {
+            let image = sandbox_image_tag(&docker, &config).await?;
+            let instance = runbox_dispatch::instance_name(&config);
+            let body = runbox_sandbox::baseline::stdio_sandbox_body(&config, &image, &instance)?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        }
         ImageCommand::Prune { dry_run } => prune(&docker, &config, dry_run).await?,
     }
     Ok(())

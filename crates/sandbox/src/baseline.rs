@@ -75,6 +75,26 @@ pub async fn churn_once(
     ran.map(|()| started.elapsed())
 }
 
+/// The body runbox sends the engine to create a one-shot stdio sandbox of `image` (what
+/// `runbox image spec` prints): every limit a sandbox gets, for an audit, and what a
+/// script that measures bare containers starts from rather than restating it.
+pub fn stdio_sandbox_body(
+    config: &Config,
+    image: &str,
+    instance: &str,
+) -> Result<serde_json::Value, SandboxError> {
+    let spec = SandboxSpec {
+        config,
+        image,
+        instance,
+        kind: ContainerKind::OnDemand,
+        preload: &[],
+        http: None,
+    };
+    serde_json::to_value(spec.container_config())
+        .map_err(|err| SandboxError::Protocol(format!("cannot encode the container spec: {err}")))
+}
+
 /// Memory of one idle container, from the engine's stats (cgroup v1 or v2).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct ContainerMemory {
@@ -136,4 +156,27 @@ pub async fn list_containers(
         .await
         .map_err(SandboxError::docker("listing sandboxes"))?;
     Ok(containers.into_iter().filter_map(|c| c.id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_spec_is_the_engine_api_body_of_a_sandbox() {
+        let config = Config::defaults();
+        let body = stdio_sandbox_body(&config, "img", "audit").expect("encodes");
+        assert_eq!(body["Image"], "img");
+        assert_eq!(body["User"], "1000:1000");
+        assert_eq!(body["Cmd"][0], "python3");
+        assert_eq!(body["OpenStdin"], true);
+        assert_eq!(body["StdinOnce"], true);
+        assert_eq!(body["Labels"][labels::INSTANCE], "audit");
+        let host = &body["HostConfig"];
+        assert_eq!(host["Memory"], 512 * 1024 * 1024);
+        assert_eq!(host["NetworkMode"], "none");
+        assert_eq!(host["ReadonlyRootfs"], true);
+        assert_eq!(host["CapDrop"][0], "ALL");
+        assert_eq!(host["LogConfig"]["Type"], "none");
+    }
 }
