@@ -143,7 +143,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let bench_instance = format!("bench-{}", baselines::short_id());
     let config = Arc::new(config);
 
-    let subject = start_subject(&config, &docker, &image, &args).await?;
+    let subject = start_subject(&config, &docker, &image, &bench_instance, &args).await?;
     let churn = Churn {
         docker: &docker,
         config: &config,
@@ -200,6 +200,48 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         targets: Vec::new(),
     };
 
+    // Interrupted, the bench stops its server and removes every container it made
+    // rather than leaving them behind (nothing else would sweep its random labels).
+    let interrupted = CancellationToken::new();
+    tokio::spawn(super::serve::stop_on_signal(interrupted.clone()));
+    let measured = tokio::select! {
+        () = measure(&subject, &churn, &mut report, &args) => true,
+        () = interrupted.cancelled() => false,
+    };
+    if !measured {
+        clean_up_after_interrupt(subject, &docker, &bench_instance).await;
+        anyhow::bail!("the bench was interrupted; no figures were written");
+    }
+
+    report.leaks = check_leaks(subject, &docker, &bench_instance, report.leaks.after_load).await;
+    report.host = json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "docker": runbox_sandbox::docker_status(&docker).await.version,
+    });
+    report.compute_ratios();
+    report.judge();
+
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let text = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&args.out, text + "\n")
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("\n{}", report.table());
+    println!(
+        "commit {}{}; written to {}",
+        report.commit,
+        if report.dirty { " (dirty)" } else { "" },
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Everything the bench measures, in order, into `report`: what an interrupt cuts short.
+async fn measure(subject: &Subject, churn: &Churn<'_>, report: &mut Report, args: &BenchArgs) {
     // The pool fills before the first figure is taken.
     if !subject.settle().await {
         eprintln!(
@@ -212,9 +254,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     // The sustained print(1) levels, whose ratio is a target, are measured in rounds
     // interleaved with churn at their own concurrency instead (see `interleaved_level`).
     if !args.skip_baselines {
-        churn
-            .every_level(&mut report, &args.concurrency, "before")
-            .await;
+        churn.every_level(report, &args.concurrency, "before").await;
         subject.settle().await;
     }
     for &scenario in &args.scenarios {
@@ -233,9 +273,9 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
                 && args.round_requests > 0;
             if interleaved {
                 let run = interleaved_level(
-                    &subject,
-                    &churn,
-                    &mut report,
+                    subject,
+                    churn,
+                    report,
                     scenario,
                     concurrency,
                     Rounds {
@@ -272,19 +312,18 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     report.leaks.after_load = subject.target.pool.snapshot().await;
 
     if !args.skip_baselines {
-        churn
-            .every_level(&mut report, &args.concurrency, "after")
-            .await;
+        churn.every_level(report, &args.concurrency, "after").await;
         if args.docker_run_requests > 0 {
             let bar = bar(args.docker_run_requests, "docker run --rm");
-            let figures = baselines::docker_run(&image, args.docker_run_requests, &bar).await;
+            let figures = baselines::docker_run(churn.image, args.docker_run_requests, &bar).await;
             finish(&bar, &figures);
             report.docker_run = Some(figures);
         }
     }
     if args.memory_sandboxes > 0 {
+        let config = churn.config;
         let preloads = [Vec::new(), config.sandbox.preload.clone()];
-        for preload in preloads {
+        for (index, preload) in preloads.into_iter().enumerate() {
             let label = if preload.is_empty() {
                 "idle memory, no preload".to_string()
             } else {
@@ -292,9 +331,10 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
             };
             let bar = bar(args.memory_sandboxes, &label);
             let memory = baselines::idle_memory(
-                &docker,
-                &config,
-                &image,
+                churn.docker,
+                config,
+                churn.image,
+                &format!("{}-memory-{index}", churn.instance),
                 &preload,
                 args.memory_sandboxes,
                 &bar,
@@ -310,32 +350,47 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
+}
 
-    report.leaks = check_leaks(subject, &docker, &bench_instance, report.leaks.after_load).await;
-    report.host = json!({
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "load_before": load_before,
-        "load_after": load_average(),
-        "docker": runbox_sandbox::docker_status(&docker).await.version,
-    });
-    report.compute_ratios();
-    report.judge();
-
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+/// After an interrupt: stops the in-process server (which removes its pool and its
+/// sandboxes), then removes what the bench itself had made (bare containers, the idle
+/// memory pools) by their labels, twice, since a create the interrupt cut short may
+/// still land. A second interrupt gives up at once.
+async fn clean_up_after_interrupt(subject: Subject, docker: &Docker, bench_instance: &str) {
+    eprintln!("interrupted: stopping the server and removing the bench's containers");
+    let clean = async {
+        let mut instances = vec![
+            bench_instance.to_string(),
+            format!("{bench_instance}-memory-0"),
+            format!("{bench_instance}-memory-1"),
+        ];
+        if let Some(server) = subject.in_process {
+            server.stop.cancel();
+            let _ = server.serving.await;
+            instances.push(server.instance);
+        }
+        let mut removed = 0;
+        for pass in 0..2 {
+            if pass > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            for instance in &instances {
+                removed += runbox_sandbox::sweep_instance(docker, instance)
+                    .await
+                    .unwrap_or_default();
+            }
+        }
+        eprintln!("removed {removed} containers the bench had left");
+        instances
+    };
+    tokio::select! {
+        _ = clean => {}
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!(
+                "interrupted again: containers labelled runbox.instance={bench_instance}… may be left"
+            );
+        }
     }
-    let text = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&args.out, text + "\n")
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!("\n{}", report.table());
-    println!(
-        "commit {}{}; written to {}",
-        report.commit,
-        if report.dirty { " (dirty)" } else { "" },
-        args.out.display()
-    );
-    Ok(())
 }
 
 /// What the churn baseline runs with: the engine, the sandbox image, the label its
@@ -478,6 +533,7 @@ async fn start_subject(
     config: &Arc<Config>,
     docker: &Docker,
     image: &str,
+    bench_instance: &str,
     args: &BenchArgs,
 ) -> anyhow::Result<Subject> {
     let client = reqwest::Client::builder()
@@ -507,7 +563,7 @@ async fn start_subject(
     }
     let data_dir = tempfile::tempdir().context("cannot create a data dir for the bench")?;
     let token = format!("bench-{}", baselines::short_id());
-    let instance = format!("bench-server-{}", baselines::short_id());
+    let instance = format!("{bench_instance}-server");
     let mut server_config = (**config).clone();
     server_config.server.host = "127.0.0.1".into();
     server_config.server.port = 0;

@@ -50,7 +50,7 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn stop_on_signal(stop: CancellationToken) {
+pub(super) async fn stop_on_signal(stop: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -106,7 +106,7 @@ pub fn require_docker() {
 
 /// Builds the sandbox image once per test process, before any server starts, so that
 /// servers started in parallel never build it concurrently.
-fn ensure_image() {
+pub fn ensure_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -145,7 +145,7 @@ pub fn transport() -> String {
     std::env::var(TRANSPORT_VAR).unwrap_or_else(|_| "stdio".into())
 }
 
-fn next_port_range() -> (u16, u16) {
+pub fn next_port_range() -> (u16, u16) {
     // Each server of this process leases from its own slice, shifted by the pid so that
     // two test processes rarely overlap (a collision is retried by runbox anyway). All
     // slices stay in 20000-31999, below the kernel's ephemeral ports (32768 and up by

@@ -7,6 +7,7 @@ mod proxy;
 mod sse;
 
 mod auth;
+mod bench;
 mod compat;
 mod execute;
 mod functions;

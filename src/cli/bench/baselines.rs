@@ -53,6 +53,8 @@ pub async fn docker_run(image: &str, requests: usize, bar: &ProgressBar) -> Figu
         async move {
             let output = tokio::process::Command::new("docker")
                 .args(["run", "--rm", &image, "python3", "-c", "print(1)"])
+                // An interrupted bench does not leave the CLI running.
+                .kill_on_drop(true)
                 .output()
                 .await
                 .map_err(|e| format!("cannot run the docker CLI: {e}"))?;
@@ -88,6 +90,7 @@ pub async fn idle_memory(
     docker: &Docker,
     config: &Config,
     image: &str,
+    instance: &str,
     preload: &[String],
     count: usize,
     bar: &ProgressBar,
@@ -96,7 +99,6 @@ pub async fn idle_memory(
     config.sandbox.pool.size = count;
     config.sandbox.pool.images.clear();
     config.sandbox.preload = preload.to_vec();
-    let instance = format!("bench-memory-{}", short_id());
     let mut report = IdleMemory {
         preload: preload.to_vec(),
         sandboxes: 0,
@@ -110,7 +112,7 @@ pub async fn idle_memory(
         Arc::new(config),
         docker.clone(),
         image.to_string(),
-        instance.clone(),
+        instance.to_string(),
     )
     .await
     {
@@ -138,7 +140,7 @@ pub async fn idle_memory(
     // Let start-up work (page faults, the refill's last writes) settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut samples: Vec<ContainerMemory> = Vec::new();
-    match list_containers(docker, Some(&instance), Some(ContainerKind::Pool)).await {
+    match list_containers(docker, Some(instance), Some(ContainerKind::Pool)).await {
         Ok(ids) => {
             for id in ids {
                 match container_memory(docker, &id).await {

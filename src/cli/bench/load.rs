@@ -259,14 +259,15 @@ pub async fn closed_loop(
     let next = Arc::new(AtomicUsize::new(0));
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let started = Instant::now();
-    let mut workers = Vec::new();
+    // A JoinSet, so that a bench that stops waiting (an interrupt) stops its workers too.
+    let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
         let next = next.clone();
         let recorder = recorder.clone();
         let operation = operation.clone();
         let pacer = pacer.clone();
         let bar = bar.clone();
-        workers.push(tokio::spawn(async move {
+        workers.spawn(async move {
             while next.fetch_add(1, Ordering::SeqCst) < requests {
                 if let Some(pacer) = &pacer {
                     if !pacer.wait_settled(REFILL_WAIT).await {
@@ -284,11 +285,9 @@ pub async fn closed_loop(
                 }
                 bar.inc(1);
             }
-        }));
+        });
     }
-    for worker in workers {
-        let _ = worker.await;
-    }
+    while workers.join_next().await.is_some() {}
     let wall = started.elapsed();
     let recorder = match Arc::try_unwrap(recorder) {
         Ok(mutex) => mutex.into_inner().unwrap_or_else(|p| p.into_inner()),

@@ -1,0 +1,151 @@
+//! `runbox bench` interrupted: its server stops, and none of the containers it made
+//! (pool, sandboxes, bare baseline containers) is left behind.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{binary, ensure_image, next_port_range, require_docker, transport};
+
+/// Containers of runbox whose instance label is one of a bench's (`bench-…`).
+fn bench_containers() -> Vec<String> {
+    bench_containers_of_kind(None)
+}
+
+/// The same, of one kind (`pool`, `on-demand`, `baseline`) when given.
+fn bench_containers_of_kind(kind: Option<&str>) -> Vec<String> {
+    let kind = kind.map(|k| format!("label=runbox.kind={k}"));
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            "label=runbox.managed=true",
+        ])
+        .args(kind.iter().flat_map(|k| ["--filter", k.as_str()]))
+        .args(["--format", "{{.ID}} {{.Label \"runbox.instance\"}}"])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(_, instance)| instance.starts_with("bench-"))
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+/// Kills the bench and removes what it left, whatever the test's outcome.
+struct BenchRun {
+    child: std::process::Child,
+    before: Vec<String>,
+}
+
+impl Drop for BenchRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let left: Vec<String> = bench_containers()
+            .into_iter()
+            .filter(|id| !self.before.contains(id))
+            .collect();
+        if !left.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&left)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_bench_stops_its_server_and_leaves_no_container() {
+    require_docker();
+    ensure_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (start, end) = next_port_range();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {:?}\nsandbox:\n  transport: {}\n  port_range: {{start: {start}, end: {end}}}\n  pool:\n    size: 2\n  preload: []\n",
+            dir.path().display().to_string(),
+            transport(),
+        ),
+    )
+    .expect("write config");
+    let log = dir.path().join("bench.log");
+    let before = bench_containers();
+    let child = Command::new(binary())
+        .args(["--config", &config.display().to_string(), "bench"])
+        .args([
+            "--scenarios",
+            "print",
+            "--concurrency",
+            "4",
+            "--warm-at",
+            "0",
+        ])
+        .args(["--rounds", "0", "--print-requests", "400"])
+        .args(["--churn-requests", "8", "--docker-run-requests", "0"])
+        .args(["--memory-sandboxes", "0"])
+        .arg("--out")
+        .arg(dir.path().join("out.json"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(dir.path().join("bench.err")).expect("log"))
+        .spawn()
+        .expect("start runbox bench");
+    let mut run = BenchRun { child, before };
+
+    // Under way: past the bare churn, requests hold sandboxes made on demand.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let on_demand = bench_containers_of_kind(Some("on-demand"))
+            .into_iter()
+            .filter(|id| !run.before.contains(id))
+            .count();
+        if on_demand > 0 {
+            break;
+        }
+        assert!(
+            run.child.try_wait().expect("poll the bench").is_none(),
+            "the bench ended before it was interrupted"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the bench never had its load under way"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &run.child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = run.child.try_wait().expect("poll the bench") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bench did not stop within 90 s of the interrupt"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stderr = std::fs::read_to_string(dir.path().join("bench.err")).unwrap_or_default();
+    assert!(!status.success(), "an interrupted bench fails: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        !dir.path().join("out.json").exists(),
+        "no figures are written for a cut-short run"
+    );
+    let left: Vec<String> = bench_containers()
+        .into_iter()
+        .filter(|id| !run.before.contains(id))
+        .collect();
+    assert!(left.is_empty(), "the bench left {left:?}\n{stderr}");
+}
