@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{jwt, now, Options, Server, JWT_SECRET, TOKEN};
+use crate::harness::{binary, jwt, now, Options, Server, JWT_SECRET, TOKEN};
 
 /// The example of the original function server.
 const MY_FUNCTION: &str = "\
@@ -555,6 +555,23 @@ async fn a_failed_environment_makes_calls_answer_dependency() {
         ),
     )
     .expect("config");
+    // The pip index is part of the sandbox image's tag (the image may pip-install from
+    // it), so this configuration runs an image of its own. It is built here, within a
+    // bound of its own: built by the restarted server, it would count against the
+    // server's start-up timeout, which a build on a slow machine can exceed.
+    let build = tokio::process::Command::new(binary())
+        .args(["--config", &config.display().to_string(), "image", "build"])
+        .kill_on_drop(true)
+        .output();
+    let built = tokio::time::timeout(Duration::from_secs(600), build)
+        .await
+        .expect("the sandbox image for the new index was built within 10 minutes")
+        .expect("run runbox image build");
+    assert!(
+        built.status.success(),
+        "runbox image build failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     server.spawn();
 
     let (status, result) = call(&server, "tab_dep", json!({})).await;
