@@ -4,14 +4,12 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{binary, ensure_image, next_port_range, require_docker, transport};
+use crate::harness::{
+    binary, ensure_image, next_port_range, remove_containers, require_docker, transport,
+};
 
-/// Containers of runbox whose instance label is one of a bench's (`bench-…`).
-fn bench_containers() -> Vec<String> {
-    bench_containers_of_kind(None)
-}
-
-/// The same, of one kind (`pool`, `on-demand`, `baseline`) when given.
+/// Containers of runbox whose instance label is one of a bench's (`bench-…`), of one
+/// kind (`pool`, `on-demand`, `baseline`) when given.
 fn bench_containers_of_kind(kind: Option<&str>) -> Vec<String> {
     let kind = kind.map(|k| format!("label=runbox.kind={k}"));
     let output = Command::new("docker")
@@ -40,22 +38,21 @@ struct BenchRun {
     before: Vec<String>,
 }
 
+impl BenchRun {
+    /// The bench containers (of `kind` when given) that were not there before it.
+    fn new_containers(&self, kind: Option<&str>) -> Vec<String> {
+        bench_containers_of_kind(kind)
+            .into_iter()
+            .filter(|id| !self.before.contains(id))
+            .collect()
+    }
+}
+
 impl Drop for BenchRun {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let left: Vec<String> = bench_containers()
-            .into_iter()
-            .filter(|id| !self.before.contains(id))
-            .collect();
-        if !left.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&left)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        remove_containers(&self.new_containers(None));
     }
 }
 
@@ -76,7 +73,7 @@ async fn an_interrupted_bench_stops_its_server_and_leaves_no_container() {
     )
     .expect("write config");
     let log = dir.path().join("bench.log");
-    let before = bench_containers();
+    let before = bench_containers_of_kind(None);
     let child = Command::new(binary())
         .args(["--config", &config.display().to_string(), "bench"])
         .args([
@@ -102,11 +99,7 @@ async fn an_interrupted_bench_stops_its_server_and_leaves_no_container() {
     // Under way: past the bare churn, requests hold sandboxes made on demand.
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let on_demand = bench_containers_of_kind(Some("on-demand"))
-            .into_iter()
-            .filter(|id| !run.before.contains(id))
-            .count();
-        if on_demand > 0 {
+        if !run.new_containers(Some("on-demand")).is_empty() {
             break;
         }
         assert!(
@@ -143,9 +136,6 @@ async fn an_interrupted_bench_stops_its_server_and_leaves_no_container() {
         !dir.path().join("out.json").exists(),
         "no figures are written for a cut-short run"
     );
-    let left: Vec<String> = bench_containers()
-        .into_iter()
-        .filter(|id| !run.before.contains(id))
-        .collect();
+    let left = run.new_containers(None);
     assert!(left.is_empty(), "the bench left {left:?}\n{stderr}");
 }

@@ -551,19 +551,24 @@ impl Drop for Server {
         let was_running = self.child.is_some();
         self.stop_process();
         // Backstop: whatever the server did not remove goes now.
-        let left = self.containers();
-        if !left.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&left)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        remove_containers(&self.containers());
         if was_running && std::thread::panicking() {
             eprintln!("{}", self.log_tail());
         }
     }
+}
+
+/// Removes these containers with force, quietly: a test's backstop on every path.
+pub fn remove_containers(ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    let _ = Command::new("docker")
+        .args(["rm", "-f"])
+        .args(ids)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 pub fn containers_with_label(label: &str) -> Vec<String> {
