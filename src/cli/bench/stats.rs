@@ -37,6 +37,11 @@ impl Recorder {
 
     pub fn error(&mut self, message: String) {
         self.errors += 1;
+        self.keep_sample(message);
+    }
+
+    /// Keeps up to five distinct error messages.
+    fn keep_sample(&mut self, message: String) {
         if self.error_samples.len() < 5 && !self.error_samples.contains(&message) {
             self.error_samples.push(message);
         }
@@ -47,9 +52,7 @@ impl Recorder {
         self.latencies.extend(other.latencies);
         self.errors += other.errors;
         for message in other.error_samples {
-            if self.error_samples.len() < 5 && !self.error_samples.contains(&message) {
-                self.error_samples.push(message);
-            }
+            self.keep_sample(message);
         }
     }
 
