@@ -201,7 +201,15 @@ async fn bad_requests_get_the_original_errors() {
     let server = Server::start().await;
     let client = &server.client;
 
-    for body in ["", "not json", "[1, 2]"] {
+    // Old clients compare the body byte for byte: nothing beside `error`.
+    for body in [
+        "",
+        "not json",
+        "[1, 2]",
+        "{\"code\": \"print(1)\"",
+        "{\"languageType\": \"python\"}",
+        "{\"code\": null}",
+    ] {
         let response = client
             .post(server.url("/runcode"))
             .bearer_auth(TOKEN)
@@ -211,9 +219,20 @@ async fn bad_requests_get_the_original_errors() {
             .await
             .expect("post");
         assert_eq!(response.status(), 400, "body {body:?}");
-        let answer: serde_json::Value = response.json().await.expect("json");
-        assert_eq!(answer["error"], "Invalid JSON", "body {body:?}");
+        let answer = response.text().await.expect("text");
+        assert_eq!(answer, r#"{"error":"Invalid JSON"}"#, "body {body:?}");
     }
+    let response = client
+        .post(server.url("/runcode"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("post without a body");
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.text().await.expect("text"),
+        r#"{"error":"Invalid JSON"}"#
+    );
     let (status, body) = server
         .post(
             "/runcode",
@@ -221,8 +240,7 @@ async fn bad_requests_get_the_original_errors() {
             &json!({"languageType": "python", "code": 42}),
         )
         .await;
-    assert_eq!(status, 400);
-    assert_eq!(body["error"], "Invalid JSON");
+    assert_eq!((status, body), (400, json!({"error": "Invalid JSON"})));
     let (status, body) = server
         .post(
             "/runcode",

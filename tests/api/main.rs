@@ -9,6 +9,7 @@ mod sse;
 mod auth;
 mod bench;
 mod compat;
+mod exactness;
 mod execute;
 mod functions;
 mod hostile_code;

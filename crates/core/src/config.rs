@@ -868,6 +868,12 @@ impl Config {
         self.limits.timeout.get()
     }
 
+    /// A stored function's timeout (its `timeout`, in ms as stored), for its calls and
+    /// for loading its code at registration alike.
+    pub fn function_timeout(&self, timeout_ms: Option<i64>) -> Duration {
+        self.clamp_timeout(timeout_ms.map(|ms| Duration::from_millis(ms.max(1).unsigned_abs())))
+    }
+
     /// Clamps a requested timeout to `limits.max_timeout`.
     pub fn clamp_timeout(&self, requested: Option<Duration>) -> Duration {
         requested

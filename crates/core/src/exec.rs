@@ -197,6 +197,52 @@ pub fn image_mime(file_name: &str) -> Option<&'static str> {
     })
 }
 
+/// Whether `data` begins the way a file of `mime` (one of [`image_mime`]'s) does, so
+/// that bytes of another kind (HTML named `x.png`) are never served as an image.
+pub fn image_signature_matches(mime: &str, data: &[u8]) -> bool {
+    match mime {
+        "image/png" => data.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" => data.starts_with(&[0xff, 0xd8, 0xff]),
+        "image/gif" => data.starts_with(b"GIF87a") || data.starts_with(b"GIF89a"),
+        "image/webp" => data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP",
+        "image/svg+xml" => looks_like_svg(data),
+        _ => false,
+    }
+}
+
+/// An SVG is XML text whose first element is `<svg`; before it may come a byte-order
+/// mark, white space, an XML declaration, comments and a doctype.
+fn looks_like_svg(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(4096)];
+    let Ok(text) =
+        std::str::from_utf8(head).or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]))
+    else {
+        return false;
+    };
+    let mut rest = text.trim_start_matches('\u{feff}').trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("<?") {
+            let Some((_, tail)) = after.split_once("?>") else {
+                return false;
+            };
+            rest = tail.trim_start();
+        } else if let Some(after) = rest.strip_prefix("<!--") {
+            let Some((_, tail)) = after.split_once("-->") else {
+                return false;
+            };
+            rest = tail.trim_start();
+        } else if let Some(after) = rest.strip_prefix("<!") {
+            let Some((_, tail)) = after.split_once('>') else {
+                return false;
+            };
+            rest = tail.trim_start();
+        } else {
+            return rest.starts_with("<svg")
+                && rest[4..].starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/');
+        }
+    }
+}
+
 mod base64_bytes {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
@@ -231,6 +277,37 @@ mod tests {
         assert_eq!(image_mime("a.svg"), Some("image/svg+xml"));
         assert_eq!(image_mime("notes.txt"), None);
         assert_eq!(image_mime("png"), None);
+    }
+
+    #[test]
+    fn image_contents_must_match_their_names() {
+        assert!(image_signature_matches(
+            "image/png",
+            b"\x89PNG\r\n\x1a\n...."
+        ));
+        assert!(!image_signature_matches(
+            "image/png",
+            b"<html><script>alert(1)</script>"
+        ));
+        assert!(image_signature_matches(
+            "image/jpeg",
+            &[0xff, 0xd8, 0xff, 0xe0]
+        ));
+        assert!(image_signature_matches("image/gif", b"GIF89a..."));
+        assert!(image_signature_matches(
+            "image/webp",
+            b"RIFF\0\0\0\0WEBPVP8 "
+        ));
+        assert!(!image_signature_matches("image/webp", b"RIFF\0\0\0\0WAVE"));
+        let svg =
+            "\u{feff}<?xml version=\"1.0\"?>\n<!-- a plot -->\n<!DOCTYPE svg>\n<svg xmlns=\"x\"/>";
+        assert!(image_signature_matches("image/svg+xml", svg.as_bytes()));
+        assert!(!image_signature_matches(
+            "image/svg+xml",
+            b"<html><svg></svg></html>"
+        ));
+        assert!(!image_signature_matches("image/svg+xml", b"<svgx>"));
+        assert!(!image_signature_matches("image/png", b""));
     }
 
     #[test]

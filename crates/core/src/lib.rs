@@ -3,6 +3,7 @@
 pub mod config;
 pub mod exec;
 pub mod fence;
+pub mod numbers;
 pub mod units;
 
 pub use config::{Config, ConfigError};

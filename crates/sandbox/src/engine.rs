@@ -238,6 +238,7 @@ impl Sandboxes {
             return Err(BuildFailure {
                 message: SandboxError::ShuttingDown.to_string(),
                 log: String::new(),
+                by_engine: true,
             });
         }
         environment::build(

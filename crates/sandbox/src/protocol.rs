@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use runbox_core::exec::image_mime;
+use runbox_core::exec::{image_mime, image_signature_matches};
 use runbox_core::{
     ExecError, ExecMode, ExecOutcome, ExecRequest, FunctionCall, ImageFile, InputFile, Language,
 };
@@ -81,14 +81,11 @@ impl<'a> ExecMessage<'a> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[derive(Debug)]
 pub enum AgentMessage {
     Ready {
-        #[serde(default)]
         preloaded: Vec<String>,
         /// Modules that failed to import (names, or objects with a reason).
-        #[serde(default)]
         failed: Value,
     },
     Stdout {
@@ -99,6 +96,48 @@ pub enum AgentMessage {
     },
     Pong,
     Result(Box<AgentResult>),
+}
+
+#[derive(Deserialize)]
+struct ReadyFields {
+    #[serde(default)]
+    preloaded: Vec<String>,
+    #[serde(default)]
+    failed: Value,
+}
+
+#[derive(Deserialize)]
+struct OutputFields {
+    data: String,
+}
+
+impl AgentMessage {
+    /// Reads one frame's body. Not `#[serde(tag = "type")]`: an internally tagged enum
+    /// buffers its fields, and a buffered number (kept as its JSON text so that integers
+    /// stay exact) no longer reads as an `f64` or `i64` field.
+    pub fn parse(frame: &[u8]) -> Result<Self, serde_json::Error> {
+        let message: Value = serde_json::from_slice(frame)?;
+        let kind = message.get("type").and_then(Value::as_str).unwrap_or("");
+        Ok(match kind {
+            "ready" => {
+                let ReadyFields { preloaded, failed } = serde_json::from_value(message)?;
+                AgentMessage::Ready { preloaded, failed }
+            }
+            "stdout" => AgentMessage::Stdout {
+                data: serde_json::from_value::<OutputFields>(message)?.data,
+            },
+            "stderr" => AgentMessage::Stderr {
+                data: serde_json::from_value::<OutputFields>(message)?.data,
+            },
+            "pong" => AgentMessage::Pong,
+            "result" => AgentMessage::Result(Box::new(serde_json::from_value(message)?)),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown message type {other:?}"
+                )))
+            }
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +188,10 @@ impl AgentResult {
             let Ok(data) = STANDARD.decode(image.data_base64.as_bytes()) else {
                 continue;
             };
+            // Bytes that are not what their name says are not an image of the run.
+            if !image_signature_matches(mime, &data) {
+                continue;
+            }
             image_total = image_total.saturating_add(data.len() as u64);
             if image_total > caps.image_bytes {
                 truncated = true;
@@ -197,7 +240,7 @@ mod tests {
         OutputCaps {
             output_bytes: 8,
             output_kill_bytes: 64,
-            image_bytes: 4,
+            image_bytes: 6,
         }
     }
 
@@ -206,9 +249,10 @@ mod tests {
         let result: AgentResult = serde_json::from_value(serde_json::json!({
             "stdout": "ééééé", "stderr": "", "exit_code": 0, "has_value": true, "value": 3,
             "images": [
-                {"name": "a.png", "data_base64": "AAEC"},
-                {"name": "../etc/passwd.png", "data_base64": "AAEC"},
-                {"name": "b.png", "data_base64": "AAEC"}
+                {"name": "a.gif", "data_base64": "R0lGODlh"},
+                {"name": "html.png", "data_base64": "PGh0bWw+"},
+                {"name": "../etc/passwd.gif", "data_base64": "R0lGODlh"},
+                {"name": "b.gif", "data_base64": "R0lGODlh"}
             ]
         }))
         .expect("parses");
@@ -219,9 +263,9 @@ mod tests {
         assert_eq!(
             outcome.images.len(),
             1,
-            "traversal name dropped, cap reached"
+            "HTML named png and traversal name dropped, cap reached"
         );
-        assert_eq!(outcome.images[0].name, "a.png");
+        assert_eq!(outcome.images[0].name, "a.gif");
     }
 
     #[test]
@@ -237,11 +281,25 @@ mod tests {
 
     #[test]
     fn messages_parse_by_type() {
-        let ready: AgentMessage =
-            serde_json::from_str(r#"{"type":"ready","pid":7}"#).expect("ready");
+        let ready = AgentMessage::parse(br#"{"type":"ready","pid":7}"#).expect("ready");
         assert!(matches!(ready, AgentMessage::Ready { .. }));
-        let out: AgentMessage =
-            serde_json::from_str(r#"{"type":"stdout","data":"hi"}"#).expect("stdout");
+        let out = AgentMessage::parse(br#"{"type":"stdout","data":"hi"}"#).expect("stdout");
         assert!(matches!(out, AgentMessage::Stdout { data } if data == "hi"));
+        assert!(AgentMessage::parse(br#"{"type":"forged"}"#).is_err());
+    }
+
+    #[test]
+    fn a_result_keeps_integers_of_any_size_and_reads_its_numbers() {
+        let frame = br#"{"type":"result","exit_code":0,"has_value":true,
+            "value":[1180591620717411303424,-18446744073709551617,0.5],"duration_ms":12.5}"#;
+        let Ok(AgentMessage::Result(result)) = AgentMessage::parse(frame) else {
+            panic!("a result");
+        };
+        assert_eq!(result.exit_code, Some(0));
+        assert_eq!(result.duration_ms, 12.5);
+        assert_eq!(
+            result.value.to_string(),
+            "[1180591620717411303424,-18446744073709551617,0.5]"
+        );
     }
 }

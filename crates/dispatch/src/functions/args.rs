@@ -3,6 +3,7 @@
 //! signature the code check reported, and the validation of call arguments, which
 //! happens before any sandbox starts.
 
+use runbox_core::numbers;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -51,7 +52,8 @@ impl ArgType {
 
     fn accepts(self, value: &Value) -> bool {
         match self {
-            ArgType::Int => value.is_i64() || value.is_u64(),
+            // Python ints have no size limit; neither has the JSON text runbox keeps.
+            ArgType::Int => value.as_number().is_some_and(numbers::is_integer),
             // JSON does not tell 3 from 3.0; an int is a fine float.
             ArgType::Float => value.is_number(),
             ArgType::Str => value.is_string(),
@@ -68,7 +70,7 @@ fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(n) if !numbers::is_integer(n) => "float",
         Value::Number(_) => "int",
         Value::String(_) => "str",
         Value::Array(_) => "list",

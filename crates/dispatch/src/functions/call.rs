@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use runbox_core::numbers;
 use runbox_core::{ErrorKind, ExecError, ExecMode, ExecRequest, FunctionCall, Language};
 use runbox_sandbox::{DependencySet, RunOptions};
 use runbox_store::FunctionVersion;
@@ -67,6 +68,18 @@ impl CallRequest {
                 ))
             }
         };
+        if let Some(inexact) = numbers::find_inexact_in(&args) {
+            let argument = inexact
+                .path
+                .split(['.', '['])
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return Err(invalid_args(
+                Some(argument),
+                format!("argument `{}`: {}", inexact.path, inexact.message),
+            ));
+        }
         let asynchronous = match fields.remove("async") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(flag)) => flag,
@@ -183,10 +196,7 @@ async fn prepare(
             }),
             retry_after: None,
         })?;
-    let requested = function
-        .timeout_ms
-        .map(|ms| Duration::from_millis(ms.max(1) as u64));
-    let timeout = state.config.clamp_timeout(requested);
+    let timeout = state.config.function_timeout(function.timeout_ms);
     Ok(Prepared {
         function,
         args: call_args,
@@ -216,6 +226,7 @@ pub(crate) async fn run(state: &AppState, prepared: &Prepared, admit: Admit<'_>)
                 },
             ))))
         }
+        Environment::Unbuildable { message } => return Err(Environment::unbuildable(&message)),
     };
     let _admitted = match admit {
         Admit::Bounded => state.admission.admit().await?,

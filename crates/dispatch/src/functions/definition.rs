@@ -3,8 +3,11 @@
 //! and the code inside a sandbox of that environment (it must load and define a
 //! callable of the function's name, whose signature must agree with `args`).
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use axum::response::Response;
+use runbox_core::units::human_seconds;
 use runbox_core::{ErrorKind, ExecMode, ExecRequest, Language};
 use runbox_sandbox::{DependencySet, RunOptions};
 use runbox_store::{FunctionVersion, NewFunctionVersion};
@@ -75,6 +78,7 @@ pub async fn register(
             extra.insert("log".into(), Value::String(log));
             return Err(rejection("dependency", message, extra));
         }
+        Environment::Unbuildable { message } => return Err(Environment::unbuildable(&message)),
     };
     let parameters = check_code(state, &definition, image).await?;
     let specs = args::reconcile(&definition.name, definition.args.clone(), &parameters)
@@ -115,11 +119,9 @@ pub async fn register(
 /// Runs the code as a module in a sandbox of its environment and asks for the callable's
 /// signature; any failure is the registration's 422.
 async fn check_code(state: &AppState, definition: &Definition, image: String) -> ApiResult<Value> {
-    let mut request = ExecRequest::new(
-        Language::Python,
-        definition.code.clone(),
-        state.config.default_timeout(),
-    );
+    // Loading the code obeys the function's own limit, as its calls do.
+    let timeout = state.config.function_timeout(definition.timeout_ms);
+    let mut request = ExecRequest::new(Language::Python, definition.code.clone(), timeout);
     request.mode = ExecMode::Script;
     request.check = Some(definition.name.clone());
     let options = RunOptions {
@@ -146,8 +148,8 @@ async fn check_code(state: &AppState, definition: &Definition, image: String) ->
         }
         ErrorKind::Runtime => format!("the code failed while loading: {}", error.message),
         ErrorKind::Timeout => format!(
-            "loading the code took longer than {} s",
-            state.config.default_timeout().as_secs_f64()
+            "loading the code took longer than {}",
+            timeout_name(definition.timeout_ms, timeout)
         ),
         _ => format!("the code could not be loaded: {}", error.message),
     };
@@ -159,6 +161,18 @@ async fn check_code(state: &AppState, definition: &Definition, image: String) ->
         extra.insert("stderr".into(), Value::String(outcome.stderr));
     }
     Err(rejection(error.kind.as_str(), message, extra))
+}
+
+/// Which limit `timeout` is, in the words of the request and the config.
+fn timeout_name(timeout_ms: Option<i64>, timeout: Duration) -> String {
+    let seconds = human_seconds(timeout);
+    match timeout_ms {
+        Some(ms) if Duration::from_millis(ms.max(1).unsigned_abs()) > timeout => {
+            format!("`limits.max_timeout` of {seconds}, which caps the function's `timeout`")
+        }
+        Some(_) => format!("the function's `timeout` of {seconds}"),
+        None => format!("`limits.timeout` of {seconds} (the function sets no `timeout`)"),
+    }
 }
 
 fn parse(body: Value, registration: &Registration) -> ApiResult<Definition> {

@@ -25,8 +25,35 @@ const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
 /// The image a function can run in, or why there is none.
 #[derive(Clone, Debug)]
 pub enum Environment {
-    Ready { image: String },
-    Failed { message: String, log: String },
+    Ready {
+        image: String,
+    },
+    /// pip could not install the requirements: the user's failure (422 `dependency`).
+    Failed {
+        message: String,
+        log: String,
+    },
+    /// runbox or its Docker engine failed to build it: a 503, and on /health.
+    Unbuildable {
+        message: String,
+    },
+}
+
+impl Environment {
+    /// The error of a registration or call whose environment runbox could not build.
+    pub fn unbuildable(message: &str) -> crate::error::ApiError {
+        crate::error::ApiError::Unavailable(format!(
+            "the dependency environment could not be built: {message}"
+        ))
+    }
+}
+
+/// The last build that the engine failed, for /health; cleared by a build that works.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EngineFailure {
+    pub message: String,
+    /// When it happened (RFC 3339).
+    pub at: String,
 }
 
 /// What GET /functions/{name} shows.
@@ -60,6 +87,7 @@ pub struct Environments {
     inflight: Arc<Mutex<HashMap<String, Build>>>,
     /// Builds are heavy (network, pip, a commit): only so many at once.
     builders: Arc<Semaphore>,
+    engine_failure: Arc<Mutex<Option<EngineFailure>>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -69,6 +97,7 @@ impl Environments {
         Environments {
             inflight: Arc::default(),
             builders: Arc::new(Semaphore::new(parallel_builds.max(1))),
+            engine_failure: Arc::default(),
             tracker,
             shutdown,
         }
@@ -154,6 +183,11 @@ impl Environments {
         }
     }
 
+    /// The engine's last failure to build an environment, while no build has worked since.
+    pub fn engine_failure(&self) -> Option<EngineFailure> {
+        lock(&self.engine_failure).clone()
+    }
+
     fn running(&self, hash: &str) -> Option<Build> {
         lock(&self.inflight).get(hash).cloned()
     }
@@ -171,16 +205,23 @@ impl Environments {
             let inflight = self.inflight.clone();
             let shutdown = self.shutdown.clone();
             let builders = self.builders.clone();
+            let engine_failure = self.engine_failure.clone();
             async move {
                 let built = tokio::select! {
                     built = async {
                         let _turn = builders.acquire_owned().await;
                         build(&state, &deps, &plan).await
                     } => built,
-                    () = shutdown.cancelled() => Environment::Failed {
+                    () = shutdown.cancelled() => Environment::Unbuildable {
                         message: "runbox is shutting down".into(),
-                        log: String::new(),
                     },
+                };
+                *lock(&engine_failure) = match &built {
+                    Environment::Unbuildable { message } => Some(EngineFailure {
+                        message: message.clone(),
+                        at: chrono::Utc::now().to_rfc3339(),
+                    }),
+                    Environment::Ready { .. } | Environment::Failed { .. } => None,
                 };
                 lock(&inflight).remove(&plan.hash);
                 built
@@ -194,9 +235,8 @@ impl Environments {
                 // The task could not remove its own entry: without this, the set
                 // would read `building` for ever.
                 lock(&map).remove(&hash);
-                Environment::Failed {
+                Environment::Unbuildable {
                     message: format!("the environment build stopped unexpectedly: {err}"),
-                    log: String::new(),
                 }
             })
         }
@@ -238,6 +278,17 @@ async fn build(state: &AppState, deps: &DependencySet, plan: &EnvironmentPlan) -
                 ms,
                 outcome,
             )
+        }
+        Err(failure) if failure.by_engine => {
+            // Nothing is known about the requirements: the set is not recorded as
+            // failed (that would answer the next calls 422), and the next try builds.
+            tracing::error!(image = %plan.image, error = %failure, "the engine could not build a dependency environment");
+            if let Err(err) = state.store.delete_environment(&plan.hash).await {
+                tracing::warn!(error = %err, "cannot clear the record of an environment build");
+            }
+            return Environment::Unbuildable {
+                message: failure.message,
+            };
         }
         Err(failure) => {
             tracing::warn!(image = %plan.image, error = %failure, "dependency environment failed");

@@ -460,6 +460,25 @@ pub struct Health {
     /// The sandbox image.
     pub image: String,
     pub version: String,
+    pub builds: BuildsHealth,
+}
+
+/// Dependency environments.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildsHealth {
+    /// The Docker engine's last failure to build an environment (answered 503 to its
+    /// registration or call), until a build works again; `null` when there is none.
+    #[schema(required = true)]
+    pub engine_failure: Option<EngineFailureHealth>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EngineFailureHealth {
+    pub message: String,
+    /// When it happened (RFC 3339).
+    pub at: String,
 }
 
 #[derive(Deserialize, ToSchema)]

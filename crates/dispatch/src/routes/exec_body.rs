@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use runbox_core::numbers;
 use runbox_core::{Config, ExecMode, ExecRequest, InputFile, Language};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -84,6 +85,12 @@ impl ExecBody {
         }
         let timeout = config.clamp_timeout(self.timeout.map(seconds).transpose()?);
         let variables = self.context.unwrap_or_default();
+        if let Some(inexact) = numbers::find_inexact_in(&variables) {
+            return Err(ApiError::invalid_field(
+                format!("context.{}", inexact.path),
+                inexact.message,
+            ));
+        }
         if language == Language::Bash {
             for name in variables.keys() {
                 if !env_name_ok(name) {

@@ -61,6 +61,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "sessions": state.sessions.live(),
         "image": state.sandboxes.default_image(),
         "version": env!("CARGO_PKG_VERSION"),
+        "builds": {"engine_failure": state.functions.environments.engine_failure()},
     });
     let status = if healthy {
         StatusCode::OK

@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use runbox_core::fence::extract_first_fenced_block;
+use runbox_core::numbers;
 use runbox_core::{ErrorKind, ExecMode, ExecRequest, Language};
 use runbox_sandbox::RunOptions;
 use serde_json::{json, Map, Value};
@@ -54,6 +55,13 @@ pub async fn post_runcode(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     principal.require("run")?;
+    post_body(&state, body).await.map_err(without_detail)
+}
+
+async fn post_body(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
     let body = body.map_err(body_rejection)?;
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request_because(INVALID_JSON, e.to_string()))?;
@@ -93,7 +101,22 @@ pub async fn post_runcode(
         None | Some(Value::Null) => Map::new(),
         Some(_) => return Err(ApiError::bad_request("Invalid variables format")),
     };
-    run(&state, &language, &code, variables).await
+    run(state, &language, &code, variables).await
+}
+
+/// The compatibility surface answers a 400 with the original's exact body (old clients
+/// compare it byte for byte); what exactly was wrong goes to the request's log line.
+fn without_detail(err: ApiError) -> ApiError {
+    match err {
+        ApiError::BadRequest {
+            message,
+            detail: Some(detail),
+        } => {
+            tracing::info!(%detail, "/runcode answered 400 {message:?}");
+            ApiError::bad_request(message)
+        }
+        other => other,
+    }
 }
 
 /// Run code from a query (compatibility)
@@ -125,6 +148,13 @@ pub async fn get_runcode(
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     principal.require("run")?;
+    get_query(&state, query).await.map_err(without_detail)
+}
+
+async fn get_query(
+    state: &AppState,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let Ok(Query(params)) = query else {
         return Err(ApiError::bad_request("Invalid parameters"));
     };
@@ -139,7 +169,7 @@ pub async fn get_runcode(
         Ok(Value::Object(variables)) => variables,
         _ => return Err(ApiError::bad_request("Invalid variables format")),
     };
-    run(&state, language, code, variables).await
+    run(state, language, code, variables).await
 }
 
 async fn run(
@@ -148,6 +178,12 @@ async fn run(
     code: &str,
     variables: Map<String, Value>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(inexact) = numbers::find_inexact_in(&variables) {
+        return Err(ApiError::bad_request_because(
+            "Invalid variables format",
+            format!("variables.{}: {}", inexact.path, inexact.message),
+        ));
+    }
     let Some(language) = Language::parse(language) else {
         return Ok(Json(json!({"error": "Unsupported language"})));
     };

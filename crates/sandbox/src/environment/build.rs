@@ -41,13 +41,25 @@ pub struct BuildReport {
 pub struct BuildFailure {
     pub message: String,
     pub log: String,
+    /// The Docker engine failed (runbox's failure, a 5xx), not pip on the requirements
+    /// (the user's, a 422 `dependency`).
+    pub by_engine: bool,
 }
 
 impl BuildFailure {
-    fn engine(action: &str, err: impl std::fmt::Display) -> Self {
+    pub(crate) fn engine(action: &str, err: impl std::fmt::Display) -> Self {
         BuildFailure {
             message: format!("Docker failed while {action}: {err}"),
             log: String::new(),
+            by_engine: true,
+        }
+    }
+
+    fn of_requirements(message: String, log: String) -> Self {
+        BuildFailure {
+            message,
+            log,
+            by_engine: false,
         }
     }
 }
@@ -111,25 +123,25 @@ pub(crate) async fn build(
         }
         Err(_elapsed) => {
             guard.remove().await;
-            return Err(BuildFailure {
-                message: format!(
+            return Err(BuildFailure::of_requirements(
+                format!(
                     "installing the dependencies took longer than functions.build_timeout ({})",
                     runbox_core::units::human_seconds(timeout)
                 ),
                 log,
-            });
+            ));
         }
     };
     if exit_code != 0 {
         guard.remove().await;
-        return Err(BuildFailure {
-            message: format!(
+        return Err(BuildFailure::of_requirements(
+            format!(
                 "pip could not install {} (exit code {exit_code}): {}",
                 deps.requirements().join(", "),
                 last_error_line(&log)
             ),
             log,
-        });
+        ));
     }
 
     if !installed_anything(&log) {

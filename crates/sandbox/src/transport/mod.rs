@@ -143,7 +143,7 @@ fn report_failed_preload(failed: &serde_json::Value) {
 }
 
 fn parse_message(frame: &[u8]) -> Result<AgentMessage, SandboxError> {
-    serde_json::from_slice(frame)
+    AgentMessage::parse(frame)
         .map_err(|e| SandboxError::Protocol(format!("an unreadable message from the agent: {e}")))
 }
 
