@@ -68,6 +68,9 @@ IMAGE_MIME = {
     "webp": "image/webp",
 }
 
+ERROR_KINDS = ("syntax", "runtime", "timeout", "memory", "output_limit", "killed",
+               "invalid_args", "dependency")
+
 SIGNAL_NAMES = {}
 for _name in dir(signal):
     if _name.startswith("SIG") and not _name.startswith("SIG_") and isinstance(getattr(signal, _name), int):
@@ -89,6 +92,10 @@ KILL_STRAYS = False       # kill every other process of the container after a on
 SESSION = None            # the persistent module (sessions)
 UNREAPED = set()          # children of finished runs still exiting
 PREFORK = None            # (pid, req_w, out_r, err_r, res_r): the next one-shot run's child
+KERNEL = None             # (pid, req_w, res_r, out_r, err_r): a python session's interpreter
+FROZEN = set()            # processes stopped between a session's executions
+LIBC = None               # ctypes' handle on libc, for prctl
+PR_SET_DUMPABLE = 4
 
 
 def diag(message):
@@ -239,8 +246,10 @@ class HttpSink:
 
 
 def result_message(stdout="", stderr="", exit_code=None, has_value=False, value=None,
-                   error=None, images=(), truncated=False, duration_ms=0.0):
+                   error=None, images=(), truncated=False, duration_ms=0.0,
+                   session_ended=False):
     return {
+        "session_ended": session_ended,
         "type": "result",
         "stdout": stdout,
         "stderr": stderr,
@@ -268,7 +277,7 @@ def agent_error_result(message):
 class Request:
     __slots__ = ("language", "mode", "code", "variables", "files", "env", "stream",
                  "persistent", "output_bytes", "output_kill_bytes", "image_bytes",
-                 "call", "check")
+                 "call", "check", "timeout_ms")
 
 
 def _int_field(message, name, default):
@@ -317,6 +326,7 @@ def parse_exec(message):
     req.output_bytes = _int_field(message, "output_bytes", DEFAULT_OUTPUT_BYTES)
     req.output_kill_bytes = _int_field(message, "output_kill_bytes", DEFAULT_OUTPUT_KILL_BYTES)
     req.image_bytes = _int_field(message, "image_bytes", DEFAULT_IMAGE_BYTES)
+    req.timeout_ms = _int_field(message, "timeout_ms", 0)  # 0: runbox enforces it alone
     req.call = None
     req.check = None
     call = message.get("call")
@@ -1190,11 +1200,28 @@ def kill_leftovers(pgid, sweep):
         time.sleep(0.002)
 
 
+def deadline_of(req, started):
+    """When the run's time is up (monotonic), or None where runbox alone enforces it.
+    The agent stops the code itself so that the output written until then is kept."""
+    return started + req.timeout_ms / 1000.0 if req.timeout_ms else None
+
+
+def timeout_error(req):
+    seconds = req.timeout_ms / 1000.0
+    limit = "%d s" % seconds if seconds == int(seconds) else "%.1f s" % seconds
+    message = "execution exceeded the time limit of %s" % limit
+    if req.persistent:
+        message += "; the session has ended"
+    return error("timeout", message)
+
+
 def run_forked(req, sink, sweep, message):
     write_input_files(req.files)
     before = snapshot_images()
     oom_before = read_oom_kills()
     started = time.monotonic()
+    deadline = deadline_of(req, started)
+    timed_out = False
     child = hand_to_prefork(message)
     if child is not None:
         pid, out_r, err_r, res_r = child
@@ -1241,6 +1268,18 @@ def run_forked(req, sink, sweep, message):
                     ended = time.monotonic()
                     break
                 timeout = None if pidfd is not None else 0.02
+                if deadline is not None and not timed_out:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        timed_out = True
+                        ended = time.monotonic()
+                        try:  # the sweep of the rest follows below, once it is reaped
+                            os.killpg(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                        timeout = 0.02
+                    elif timeout is None or left < timeout:
+                        timeout = left
             else:
                 if not pump.open:
                     break
@@ -1270,7 +1309,8 @@ def run_forked(req, sink, sweep, message):
                 done, st = os.waitpid(pid, os.WNOHANG)
                 if done == pid:
                     status = st
-                    ended = time.monotonic()
+                    if ended is None:
+                        ended = time.monotonic()
                     if pidfd is not None:
                         pump.unregister(pidfd)
                         os.close(pidfd)
@@ -1314,7 +1354,9 @@ def run_forked(req, sink, sweep, message):
     value = None
     value_truncated = False
     err = None
-    if killed_for_output:
+    if timed_out:
+        err = timeout_error(req)
+    elif killed_for_output:
         err = error("output_limit", "the run wrote more than %d bytes of output and was stopped"
                     % req.output_kill_bytes)
     elif exit_code < 0:
@@ -1349,6 +1391,7 @@ def run_forked(req, sink, sweep, message):
         images=images,
         truncated=pump.truncated or value_truncated or images_truncated,
         duration_ms=(ended - started) * 1000.0,
+        session_ended=timed_out and req.persistent,
     )
 
 
@@ -1448,6 +1491,22 @@ def discard_prefork():
     UNREAPED.add(pid)
 
 
+def set_dumpable(flag):
+    """prctl(PR_SET_DUMPABLE): a process that is not dumpable has its /proc/<pid> owned
+    by root, so that processes of the same user (the code) cannot open its fds, read its
+    memory or ptrace it. The agent is not; its children, which hold none of its
+    channels, are made so again for the code's sake."""
+    global LIBC
+    try:
+        if LIBC is None:
+            import ctypes
+            LIBC = ctypes.CDLL(None, use_errno=True)
+        if LIBC.prctl(PR_SET_DUMPABLE, 1 if flag else 0, 0, 0, 0) != 0:
+            diag("prctl(PR_SET_DUMPABLE) failed: errno %d" % sys.modules["ctypes"].get_errno())
+    except Exception as exc:
+        diag("cannot set the dumpable flag: %s: %s" % (type(exc).__name__, exc))
+
+
 def prepare_child(out_w, err_w, parent_fds):
     """In a forked child, before it knows its request: no key, own session, only its
     own pipes open, first in line for the OOM killer."""
@@ -1471,6 +1530,7 @@ def prepare_child(out_w, err_w, parent_fds):
     os.dup2(err_w, 2)
     os.close(out_w)
     os.close(err_w)
+    set_dumpable(True)
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")
@@ -1571,7 +1631,10 @@ def run_python_child(req):
 
 
 # --------------------------------------------------------------------------------------
-# Persistent runs (sessions): the code runs inside the agent
+# Persistent runs (sessions): a python session's code runs in a process of its own,
+# the session's kernel, forked once and kept between executions. The agent keeps the
+# channel to runbox; the kernel holds none of its descriptors and cannot open them
+# (the agent is not dumpable), so code in a session cannot speak for the agent.
 
 _limit_armed = False
 
@@ -1579,47 +1642,6 @@ _limit_armed = False
 def _on_output_limit(signum, frame):
     if _limit_armed:
         raise OutputLimit()
-
-
-class PersistentReader:
-    """Reads the redirected fds 1 and 2 in a thread while the main thread runs user code."""
-
-    def __init__(self, pump, main_ident):
-        import threading  # sessions only
-        self.thread = threading.Thread(target=self.run, name="runbox-output", daemon=True)
-        self.pump = pump
-        self.main_ident = main_ident
-        self.stop_at = None
-        self.signalled_at = None
-        self.error = None
-
-    def start(self):
-        self.thread.start()
-
-    def run(self):
-        try:
-            while self.pump.open:
-                if self.stop_at is not None:
-                    timeout = self.stop_at - time.monotonic()
-                    if timeout <= 0:
-                        break
-                else:
-                    timeout = 0.1
-                self.pump.step(timeout)
-                if self.pump.over_limit and self.stop_at is None:
-                    now = time.monotonic()
-                    if self.signalled_at is None or now - self.signalled_at > 0.1:
-                        self.signalled_at = now
-                        try:
-                            signal.pthread_kill(self.main_ident, signal.SIGUSR1)
-                        except OSError:
-                            pass
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self):
-        self.stop_at = time.monotonic() + DRAIN_SECONDS
-        self.thread.join()
 
 
 def ensure_std_streams():
@@ -1631,41 +1653,94 @@ def ensure_std_streams():
                                     closefd=False))
 
 
-def run_persistent_python(req, sink):
-    global SESSION, _limit_armed
-    if SESSION is None:
-        SESSION = new_user_module("__main__")
-        sys.argv = ["-c"]
-        if sys.path and sys.path[0] != "":
-            sys.path[0] = ""
+def write_message(fd, message):
+    """A length-prefixed JSON message on a pipe between the agent and the kernel."""
+    body = json_dumps(message, ensure_ascii=True).encode("utf-8")
+    write_all(fd, struct.pack(">I", len(body)) + body)
+
+
+def start_kernel():
+    global KERNEL
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    req_r, req_w = os.pipe()
+    res_r, res_w = os.pipe()
+    flush_std_streams()
+    pid = os.fork()
+    if pid == 0:  # the kernel never returns
+        code = 70
+        try:
+            prepare_child(out_w, err_w, (out_r, err_r, req_w, res_r))
+            code = kernel_main(req_r, res_w)
+        finally:
+            flush_std_streams()
+            os._exit(code)
+    for fd in (out_w, err_w, req_r, res_w):
+        os.close(fd)
+    AGENT_FDS.update((req_w, res_r, out_r, err_r))
+    KERNEL = (pid, req_w, res_r, out_r, err_r)
+
+
+def stop_kernel():
+    """Kills the kernel and everything it started; the session's state is gone."""
+    global KERNEL
+    kernel, KERNEL = KERNEL, None
+    if kernel is None:
+        return
+    pid = kernel[0]
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    kill_leftovers(pid, True)
+    for fd in kernel[1:]:
+        AGENT_FDS.discard(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    UNREAPED.add(pid)
+
+
+def kernel_main(req_r, res_w):
+    """In the kernel: runs each request in the session's module until end of file."""
+    global SESSION
+    me = os.getpid()
+    SESSION = new_user_module("__main__")
+    signal.signal(signal.SIGUSR1, _on_output_limit)
+    while True:
+        header = read_exact(req_r, 4)
+        if header is None:
+            return 0
+        body = read_exact(req_r, struct.unpack(">I", header)[0])
+        if body is None:
+            return 0
+        try:
+            outcome = kernel_run(parse_exec(json_loads(body)))
+        except BaseException as exc:
+            outcome = Outcome()
+            outcome.exit_code = 70
+            outcome.error = error("killed", "agent error: %s: %s" % (type(exc).__name__, exc))
+        if os.getpid() != me:
+            # A process the code forked that ran off the end of the code: it exits like
+            # the rest of the code would, without a second outcome.
+            return outcome.exit_code
+        write_message(res_w, outcome.as_dict())
+
+
+def kernel_run(req):
+    global _limit_armed
     namespace = SESSION.__dict__
     sys.modules["__main__"] = SESSION
     os.chdir(WORKDIR)
     os.environ["HOME"] = WORKDIR
     os.environ.update(req.env)
-    write_input_files(req.files)
     namespace.update(req.variables)
-    before = snapshot_images()
     ensure_std_streams()
-    flush_std_streams()
-
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    saved_out = os.dup(1)
-    saved_err = os.dup(2)
-    os.dup2(out_w, 1)
-    os.dup2(err_w, 2)
-    os.close(out_w)
-    os.close(err_w)
-    pump = Pump(req, sink, out_r, err_r)
-    reader = PersistentReader(pump, _thread.get_ident())
-    reader.start()
-    previous_handler = signal.signal(signal.SIGUSR1, _on_output_limit)
-    _limit_armed = True
-    started = time.monotonic()
-    outcome = None
     hidden = req.call is not None or req.check is not None
     saved_name = namespace.get("__name__")
+    outcome = None
+    _limit_armed = True
     try:
         if hidden:
             namespace["__name__"] = "__runbox__"
@@ -1673,68 +1748,242 @@ def run_persistent_python(req, sink):
             outcome = execute_python(req, namespace, show_source=False)
         except OutputLimit:
             pass
-        if os.getpid() != AGENT_PID:
-            # A process the code forked ran off the end of the code: it must not
-            # return into the agent (a second result, a reader of the channel).
-            flush_std_streams()
-            os._exit(outcome.exit_code if outcome is not None else 1)
         _limit_armed = False
     except OutputLimit:  # arrived between execute_python and disarming
         pass
     finally:
         _limit_armed = False
-        ended = time.monotonic()
         if hidden:
             namespace["__name__"] = saved_name
         flush_std_streams()
-        os.dup2(saved_out, 1)
-        os.dup2(saved_err, 2)
-        os.close(saved_out)
-        os.close(saved_err)
-        reader.finish()
-        if reader.error is not None:
-            diag("session output reader failed: %s: %s" % (type(reader.error).__name__, reader.error))
-        pump.close()
-        signal.signal(signal.SIGUSR1, previous_handler)
         try:
             os.chdir(WORKDIR)
         except OSError:
             pass
+    if outcome is None:  # stopped for its output; the agent says so
+        outcome = Outcome()
+        outcome.exit_code = 1
+    return outcome
+
+
+def kernel_outcome(data):
+    """The kernel's answer, checked: the code can write on that pipe too, and all it may
+    decide is what the code could decide anyway (its value, its error)."""
+    try:
+        length = struct.unpack(">I", bytes(data[:4]))[0]
+        answer = json_loads(bytes(data[4:4 + length]))
+    except (ValueError, struct.error):
+        return None
+    if not isinstance(answer, dict):
+        return None
+    err = answer.get("error")
+    if err is not None and not (isinstance(err, dict) and err.get("kind") in ERROR_KINDS
+                                and isinstance(err.get("message"), str)):
+        return None
+    exit_code = answer.get("exit_code")
+    return {
+        "exit_code": exit_code if type(exit_code) is int else 1,
+        "has_value": answer.get("has_value") is True,
+        "value": answer.get("value"),
+        "error": err,
+        "truncated": answer.get("truncated") is True,
+    }
+
+
+def run_in_kernel(req, sink, message):
+    if KERNEL is None:
+        start_kernel()
+    pid, req_w, res_r, out_r, err_r = KERNEL
+    write_input_files(req.files)
+    before = snapshot_images()
+    oom_before = read_oom_kills()
+    started = time.monotonic()
+    deadline = deadline_of(req, started)
+    pump = Pump(req, sink, os.dup(out_r), os.dup(err_r))
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+            pump.register(pidfd)
+        except OSError:
+            pidfd = None
+    pump.register(res_r)
+    answer = None
+    answer_bytes = bytearray()
+    ended_how = None  # None (answered), "timeout" or "died"
+    signalled_at = None
+    try:
+        write_message(req_w, {k: v for k, v in message.items() if k != "files"})
+    except OSError:
+        ended_how = "died"
+    try:
+        while ended_how is None and answer is None:
+            timeout = None if pidfd is not None else 0.02
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    ended_how = "timeout"
+                    break
+                timeout = left if timeout is None else min(timeout, left)
+            if pump.over_limit:
+                timeout = 0.1 if timeout is None else min(timeout, 0.1)
+            for fd in pump.step(timeout):
+                if fd == res_r:
+                    try:
+                        data = os.read(res_r, READ_CHUNK)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        ended_how = "died"
+                        break
+                    answer_bytes += data
+                    if len(answer_bytes) > 3 * req.output_bytes + (1 << 20):
+                        ended_how = "died"  # a kernel that answers this much misbehaves
+                        break
+                    if len(answer_bytes) >= 4 and \
+                            len(answer_bytes) >= 4 + struct.unpack(">I", bytes(answer_bytes[:4]))[0]:
+                        answer = kernel_outcome(answer_bytes)
+                        if answer is None:
+                            ended_how = "died"
+                elif fd == pidfd:
+                    ended_how = "died"
+            if pump.over_limit and ended_how is None and answer is None:
+                now = time.monotonic()
+                if signalled_at is None or now - signalled_at > 0.1:
+                    signalled_at = now
+                    try:
+                        os.kill(pid, signal.SIGUSR1)
+                    except OSError:
+                        pass
+        ended = time.monotonic()
+        pump.unregister(res_r)
+        if pidfd is not None:
+            pump.unregister(pidfd)
+            os.close(pidfd)
+            pidfd = None
+        status = None
+        if ended_how == "died":
+            try:  # how it ended, before the sweep (as pid 1 the agent reaps every orphan)
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                status = os.waitpid(pid, 0)[1]
+            except ChildProcessError:
+                pass
+        if ended_how is not None:
+            stop_kernel()
+        drain_until = time.monotonic() + DRAIN_SECONDS
+        while pump.open and time.monotonic() < drain_until:
+            if not [fd for fd, _ in pump.poller.poll(0) if fd in pump.captures]:
+                if ended_how is None:
+                    break  # everything written before the answer has been read
+                pump.step(drain_until - time.monotonic())
+            else:
+                pump.step(0)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+        pump.close()
     pump.flush_events(final=True)
-    if pump.over_limit:
-        outcome = Outcome()
-        outcome.exit_code = 1
-        outcome.error = error("output_limit", "the run wrote more than %d bytes of output and was stopped"
-                              % req.output_kill_bytes)
-    elif outcome is None:
-        outcome = Outcome()
-        outcome.exit_code = 1
-        outcome.error = error("killed", "agent error: the run was interrupted")
+
+    has_value = False
+    value = None
+    truncated = False
+    exit_code = 1
+    oom_after = read_oom_kills()
+    oom = oom_before is not None and oom_after is not None and oom_after > oom_before
+    if ended_how == "timeout":
+        err = timeout_error(req)
+    elif ended_how == "died":
+        if status is not None and os.waitstatus_to_exitcode(status) < 0:
+            signum = -os.waitstatus_to_exitcode(status)
+            how = "was killed by signal %d (%s)" % (signum, SIGNAL_NAMES.get(signum, "?"))
+        elif status is not None:
+            how = "exited with code %d" % os.waitstatus_to_exitcode(status)
+        else:
+            how = "stopped answering"
+        if oom:
+            err = error("memory", "out of memory: the session's interpreter was killed by the "
+                                  "kernel's OOM killer; the session has ended")
+        else:
+            err = error("killed", "the session's interpreter %s; the session has ended" % how)
+    elif pump.over_limit:
+        err = error("output_limit", "the run wrote more than %d bytes of output and was stopped"
+                    % req.output_kill_bytes)
+    else:
+        exit_code = answer["exit_code"]
+        err = answer["error"]
+        has_value = answer["has_value"] and err is None
+        value = answer["value"] if has_value else None
+        truncated = answer["truncated"]
+        if err is not None and oom and err.get("kind") == "runtime":
+            err["kind"] = "memory"
     images, images_truncated = collect_images(before, req.image_bytes)
     return result_message(
         stdout=pump.stdout.text(),
         stderr=pump.stderr.text(),
-        exit_code=outcome.exit_code,
-        has_value=outcome.has_value and outcome.error is None,
-        value=outcome.value if outcome.error is None else None,
-        error=outcome.error,
+        exit_code=exit_code,
+        has_value=has_value,
+        value=value,
+        error=err,
         images=images,
-        truncated=pump.truncated or outcome.truncated or images_truncated,
+        truncated=pump.truncated or truncated or images_truncated,
         duration_ms=(ended - started) * 1000.0,
+        session_ended=ended_how is not None,
     )
+
+
+# Between a session's executions nothing of it runs: every process but the agent (and
+# the container's init) is stopped when an execution ends and continued when the next
+# one begins, so that work left in the background uses no CPU outside an admitted run.
+
+def other_processes():
+    me = os.getpid()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    return [int(n) for n in names if n.isdigit() and int(n) not in (1, me)]
+
+
+def freeze_session():
+    # Stopping is not atomic: a process may fork meanwhile. A few passes catch those.
+    for _ in range(10):
+        fresh = [pid for pid in other_processes() if pid not in FROZEN]
+        if not fresh:
+            return
+        for pid in fresh:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+                FROZEN.add(pid)
+            except OSError:
+                pass
+
+
+def thaw_session():
+    for pid in FROZEN:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except OSError:
+            pass
+    FROZEN.clear()
 
 
 # --------------------------------------------------------------------------------------
 # Dispatch
 
 def run_exec(message, sink):
+    thaw_session()
     try:
         req = parse_exec(message)
         if req.persistent and req.language == "python":
             discard_prefork()
-            result = run_persistent_python(req, sink)
+            result = run_in_kernel(req, sink, message)
         else:
             result = run_forked(req, sink, KILL_STRAYS and not req.persistent, message)
+        if req.persistent and not result["session_ended"]:
+            freeze_session()
     except InvalidArgs as exc:
         result = result_message(error=error("invalid_args", str(exc)))
     sink.send(result)
@@ -2086,6 +2335,8 @@ def main():
 
     AGENT_KEY.extend(os.environ.pop("RUNBOX_AGENT_KEY", "").encode("utf-8"))
     scrub_environ_memory("RUNBOX_AGENT_KEY")
+    # Before any code can run: the channel's fds and the key stay out of its reach.
+    set_dumpable(False)
     transport = os.environ.get("RUNBOX_TRANSPORT", "stdio") or "stdio"
     WORKDIR = os.path.abspath(os.environ.get("RUNBOX_WORKDIR") or "/workspace")
     try:

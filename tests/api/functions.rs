@@ -603,3 +603,64 @@ async fn a_failed_environment_makes_calls_answer_dependency() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loading_at_registration_obeys_the_function_s_own_timeout() {
+    let server = Server::start().await;
+    let started = Instant::now();
+    let (status, body) = register(
+        &server,
+        json!({"name": "never", "code": "while True:\n    pass\n\ndef never(): pass\n", "timeout": 2}),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["kind"], "timeout", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the function's `timeout` of 2 s"),
+        "the message names the limit: {message}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "loading stopped at the function's 2 s, not at limits.timeout: {took:?}"
+    );
+    let (status, _) = server.get("/functions/never", Some(TOKEN)).await;
+    assert_eq!(status, 404, "nothing was stored");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_failure_while_building_is_runbox_s_503_not_the_user_s_422() {
+    let proxy = crate::docker_proxy::DockerProxy::start().await;
+    let server = Server::start_with(Options {
+        env: vec![("DOCKER_HOST".into(), proxy.docker_host())],
+        ..Options::default()
+    })
+    .await;
+    proxy.fail_creates(true);
+    let (status, body) = register(
+        &server,
+        json!({"name": "tab", "code": tabulate_version("tab"), "dependencies": ["tabulate==0.9.0"]}),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("could not be built") && message.contains("injected failure"),
+        "{body}"
+    );
+    assert!(
+        body.get("success").is_none(),
+        "not a dependency result: {body}"
+    );
+    let health = server.health().await;
+    let cause = health["builds"]["engine_failure"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(cause.contains("injected failure"), "{health}");
+    let (status, _) = server.get("/functions/tab", Some(TOKEN)).await;
+    assert_eq!(status, 404, "nothing was stored");
+    proxy.fail_creates(false);
+    server.stop().await;
+}

@@ -107,7 +107,12 @@ pub fn require_docker() {
 /// Builds the sandbox image once per test process, before any server starts, so that
 /// servers started in parallel never build it concurrently.
 pub fn ensure_image() {
-    static BUILT: OnceLock<()> = OnceLock::new();
+    sandbox_image();
+}
+
+/// The sandbox image (built once per test process).
+pub fn sandbox_image() -> &'static str {
+    static BUILT: OnceLock<String> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.yaml");
@@ -125,7 +130,13 @@ pub fn ensure_image() {
             "runbox image build failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
-    });
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .expect("runbox image build prints the image")
+            .trim()
+            .to_string()
+    })
 }
 
 pub fn binary() -> &'static str {

@@ -11,6 +11,7 @@ mod bench;
 mod compat;
 mod exactness;
 mod execute;
+mod forgery;
 mod functions;
 mod hostile_code;
 mod hostile_requests;

@@ -93,7 +93,9 @@ impl ExecRequest {
 /// non-zero exit), `timeout` (killed at the wall-clock limit), `memory` (killed at the
 /// memory limit), `output_limit` (wrote more than runbox keeps), `killed` (cancelled,
 /// terminated or interrupted), `invalid_args` (a function call's arguments do not fit its
-/// definition), `dependency` (the function's environment could not be built).
+/// definition), `dependency` (the function's environment could not be built), `sandbox`
+/// (what came out of the sandbox broke runbox's protocol with its agent, e.g. after the
+/// code tampered with it; the sandbox was destroyed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -105,6 +107,7 @@ pub enum ErrorKind {
     Killed,
     InvalidArgs,
     Dependency,
+    Sandbox,
 }
 
 impl ErrorKind {
@@ -118,6 +121,7 @@ impl ErrorKind {
             ErrorKind::Killed => "killed",
             ErrorKind::InvalidArgs => "invalid_args",
             ErrorKind::Dependency => "dependency",
+            ErrorKind::Sandbox => "sandbox",
         }
     }
 }

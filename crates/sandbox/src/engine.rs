@@ -20,7 +20,7 @@ use crate::labels::ContainerKind;
 use crate::network::ensure_sandbox_network;
 use crate::pool::{Pool, PoolStatus};
 use crate::ports::PortLeases;
-use crate::sandbox::{Launcher, Sandbox};
+use crate::sandbox::{Launcher, Sandbox, AGENT_TIMEOUT_GRACE};
 use crate::session::SessionSandbox;
 use crate::spec::uses_http;
 use crate::sweep;
@@ -180,7 +180,7 @@ impl Sandboxes {
         let acquired_us = started.duration_since(acquiring).as_micros() as u64;
         let ran = tokio::select! {
             ran = tokio::time::timeout(
-                request.timeout,
+                request.timeout + AGENT_TIMEOUT_GRACE,
                 sandbox.exec(request, caps, false, options.events.as_ref()),
             ) => ran,
             () = cancel.cancelled() => {
@@ -203,7 +203,19 @@ impl Sandboxes {
                     agent_us = outcome.execution_time.as_micros() as u64,
                     "run finished"
                 );
-                sandbox.finish();
+                let timed_out = outcome
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.kind == ErrorKind::Timeout);
+                if timed_out {
+                    // The agent stopped the code at the limit; as when runbox's own
+                    // timer fires, the sandbox is gone before the client hears of it.
+                    sandbox.remove().await;
+                } else if sandbox.seems_alive() {
+                    sandbox.finish();
+                } else {
+                    sandbox.discard();
+                }
                 Ok(outcome)
             }
             Ok(Err(err)) => {
@@ -211,7 +223,8 @@ impl Sandboxes {
                 Err(err)
             }
             Err(_elapsed) => {
-                // Gone before the client hears of the timeout.
+                // The agent did not stop the code at the limit: runbox does. Gone before
+                // the client hears of the timeout.
                 sandbox.remove().await;
                 let mut outcome = ExecOutcome::failed(
                     ErrorKind::Timeout,

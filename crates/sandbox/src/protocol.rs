@@ -42,6 +42,9 @@ pub struct ExecMessage<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub stream: bool,
     pub persistent: bool,
+    /// The agent stops the code at this limit itself and answers with the output so far;
+    /// runbox's own timer, a little later, is the backstop.
+    pub timeout_ms: u64,
     pub output_bytes: u64,
     pub output_kill_bytes: u64,
     pub image_bytes: u64,
@@ -72,6 +75,9 @@ impl<'a> ExecMessage<'a> {
             env: &request.env,
             stream,
             persistent,
+            timeout_ms: u64::try_from(request.timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
             output_bytes: caps.output_bytes,
             output_kill_bytes: caps.output_kill_bytes,
             image_bytes: caps.image_bytes,
@@ -160,6 +166,9 @@ pub struct AgentResult {
     pub truncated: bool,
     #[serde(default)]
     pub duration_ms: f64,
+    /// A session's interpreter is gone (timeout, crash): the session cannot go on.
+    #[serde(default)]
+    pub session_ended: bool,
 }
 
 #[derive(Debug, Deserialize)]

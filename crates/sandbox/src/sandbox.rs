@@ -21,6 +21,10 @@ use crate::spec::{uses_http, SandboxSpec};
 use crate::transport::{Connection, EventForwarder, ExecEnd, HttpConnection, StdioConnection};
 use crate::SandboxError;
 
+/// How long after a run's limit runbox waits for the agent, which stops the code at the
+/// limit itself, before it kills the sandbox (and loses the output) on its own.
+pub(crate) const AGENT_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
 /// A leased port can be taken by another program between lease and start; try a few.
 const PORT_ATTEMPTS: usize = 3;
 /// How long a finished stdio sandbox may take to exit by itself before it is killed.
@@ -264,11 +268,30 @@ impl Sandbox {
         let mut forwarder = EventForwarder::new(events, caps.output_bytes);
         let end = match self.conn.exec(&message, &mut forwarder).await {
             Ok(end) => end,
-            Err(err) => return Err(blame_the_engine(&self.docker, err).await),
+            Err(err) => match blame_the_engine(&self.docker, err).await {
+                // What comes out of the container is the code's doing, or its agent's
+                // after the code tampered with it: the run's failure, never runbox's.
+                SandboxError::Protocol(why) => {
+                    self.lost = true;
+                    tracing::warn!(container = %self.id(), %why, "a sandbox broke the protocol; it is destroyed");
+                    let mut outcome = ExecOutcome::failed(
+                        ErrorKind::Sandbox,
+                        format!("the sandbox broke runbox's protocol ({why}); it was destroyed"),
+                    );
+                    outcome.execution_time = started.elapsed();
+                    return Ok(outcome);
+                }
+                other => return Err(other),
+            },
         };
         self.idle_since = Instant::now();
         match end {
-            ExecEnd::Result(result) => Ok(result.into_outcome(caps)),
+            ExecEnd::Result(result) => {
+                if result.session_ended {
+                    self.lost = true;
+                }
+                Ok(result.into_outcome(caps))
+            }
             ExecEnd::Lost => {
                 self.lost = true;
                 let diagnostics = self.conn.diagnostics();

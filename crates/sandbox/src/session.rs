@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::InUse;
 use crate::protocol::OutputCaps;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, AGENT_TIMEOUT_GRACE};
 use crate::SandboxError;
 
 pub struct SessionSandbox {
@@ -59,19 +59,16 @@ impl SessionSandbox {
         let started = Instant::now();
         self.in_flight = true;
         let ran = tokio::time::timeout(
-            request.timeout,
+            request.timeout + AGENT_TIMEOUT_GRACE,
             sandbox.exec(request, self.caps, true, events),
         )
         .await;
         self.in_flight = false;
         match ran {
             Ok(Ok(outcome)) => {
-                let ended = outcome
-                    .error
-                    .as_ref()
-                    .is_some_and(|e| matches!(e.kind, ErrorKind::Memory | ErrorKind::Killed))
-                    && !sandbox.seems_alive();
-                if ended {
+                // A timeout, a crash of the interpreter or of the container: the agent
+                // said the session cannot go on, or is gone.
+                if !sandbox.seems_alive() {
                     self.close().await;
                 }
                 Ok(outcome)

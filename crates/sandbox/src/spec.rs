@@ -73,7 +73,12 @@ impl SandboxSpec<'_> {
             shm_size: Some(i64::try_from(sandbox.tmp_size.bytes()).unwrap_or(i64::MAX)),
             cap_drop: Some(vec!["ALL".to_string()]),
             security_opt: Some(vec!["no-new-privileges".to_string()]),
-            init: Some(true),
+            // No docker-init: the agent is pid 1. An init would hold the container's
+            // stdio (the stdio transport's channel) in a process the code, running as
+            // the same user, could open through /proc/1/fd; the agent, not dumpable,
+            // closes its /proc to the code, reaps orphans itself, and as pid 1 cannot be
+            // killed from inside the container.
+            init: Some(false),
             ulimits: Some(vec![
                 ResourcesUlimits {
                     name: Some("nofile".into()),
@@ -184,7 +189,7 @@ mod tests {
         assert_eq!(host.readonly_rootfs, Some(true));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(host.network_mode.as_deref(), Some("none"));
-        assert_eq!(host.init, Some(true));
+        assert_eq!(host.init, Some(false), "the agent is pid 1");
         assert_eq!(host.shm_size, Some(64 * 1024 * 1024));
         assert_eq!(host.runtime, None, "the engine's default runtime");
         let log = host.log_config.expect("log config");
