@@ -1531,6 +1531,7 @@ def prepare_child(out_w, err_w, parent_fds):
     os.close(out_w)
     os.close(err_w)
     set_dumpable(True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the agent's is SIG_IGN as pid 1
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")
@@ -2337,6 +2338,10 @@ def main():
     scrub_environ_memory("RUNBOX_AGENT_KEY")
     # Before any code can run: the channel's fds and the key stay out of its reach.
     set_dumpable(False)
+    if os.getpid() == 1:
+        # The kernel drops the signals a namespace's init has no handler for; Python's
+        # SIGINT handler would let the code end the agent with a KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     transport = os.environ.get("RUNBOX_TRANSPORT", "stdio") or "stdio"
     WORKDIR = os.path.abspath(os.environ.get("RUNBOX_WORKDIR") or "/workspace")
     try:

@@ -320,7 +320,7 @@ async fn the_container_keeps_its_code_in() {
     assert!(stdout(&result).contains("/var/tmp/x 30\n"), "{result}");
     hostile.aftermath("writing outside the work dir").await;
 
-    // Defence: a pid namespace of its own (pid 1 is the container's init), an
+    // Defence: a pid namespace of its own (pid 1 is the agent, not dumpable), an
     // environment built by runbox (nothing of the server's), the image's own /etc
     // (not readable by uid 1000), no Docker socket mounted.
     let code = r#"import os
@@ -357,7 +357,10 @@ print('sockets', found)
         .execute(json!({"code": code, "context": {"CANARY": canary}, "timeout": 20}))
         .await;
     let out = stdout(&result);
-    assert!(out.contains("pid1 /sbin/docker-init\n"), "{result}");
+    assert!(
+        out.contains("pid1 python3\n"),
+        "the agent is pid 1: {result}"
+    );
     let processes: usize = out
         .lines()
         .find_map(|l| l.strip_prefix("processes "))
@@ -542,22 +545,23 @@ async fn processes_that_outlive_or_kill_the_run() {
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
     hostile.aftermath("children left running").await;
 
-    // Defence: runbox notices the agent vanish (the transport ends), answers `killed`
-    // and removes the container; the server is not affected.
+    // Defence: the agent is pid 1 of the container, and the kernel drops signals to a
+    // namespace's init that it has no handler for: the code cannot kill it. The run
+    // ends as the code does, with its output; the server is not affected.
     let cases = [
-        ("python", "import os\nos.kill(os.getppid(), 9)"),
-        ("bash", "kill -9 $PPID; sleep 5"),
+        ("python", "import os\nos.kill(os.getppid(), 9)\nprint('alive')"),
+        ("bash", "kill -9 $PPID; kill -9 1; echo alive"),
         (
             "python",
-            "import os\nfor pid in os.listdir('/proc'):\n    if pid.isdigit() and int(pid) != os.getpid():\n        try:\n            os.kill(int(pid), 9)\n        except OSError:\n            pass\nimport time\ntime.sleep(5)",
+            "import os, signal\nfor pid in os.listdir('/proc'):\n    if pid.isdigit() and int(pid) != os.getpid():\n        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):\n            try:\n                os.kill(int(pid), sig)\n            except OSError:\n                pass\nprint('alive')",
         ),
     ];
     for (language, code) in cases {
         let (result, took) = hostile
             .execute(json!({"code": code, "language": language, "timeout": 20}))
             .await;
-        assert_eq!(kind(&result), "killed", "{code}: {result}");
-        assert_eq!(result["success"], false);
+        assert_eq!(result["success"], true, "{code}: {result}");
+        assert_eq!(stdout(&result), "alive\n", "{code}: {result}");
         assert!(took < Duration::from_secs(5), "answered after {took:?}");
         hostile
             .aftermath(&format!("killing the agent: {code}"))
@@ -565,24 +569,13 @@ async fn processes_that_outlive_or_kill_the_run() {
     }
     let (status, body) = hostile
         .server
-        .runcode("python", "import os\nos.kill(os.getppid(), 9)", json!({}))
+        .runcode(
+            "python",
+            "import os\nos.kill(os.getppid(), 9)\nprint('alive')",
+            json!({}),
+        )
         .await;
-    assert_eq!(status, 200);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("killed"),
-        "{body}"
-    );
-    // Killing the container's init ends the container: the same answer.
-    let (result, _) = hostile
-        .execute(json!({"code": "import os, signal, time\nos.kill(1, signal.SIGTERM)\ntime.sleep(5)", "timeout": 20}))
-        .await;
-    assert!(
-        result["success"] == true || kind(&result) == "killed",
-        "{result}"
-    );
+    assert_eq!((status, body), (200, json!({"output": "alive\n"})));
     hostile.aftermath("killing the agent on /runcode").await;
 
     hostile.stop().await;

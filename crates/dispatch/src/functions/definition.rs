@@ -167,7 +167,7 @@ async fn check_code(state: &AppState, definition: &Definition, image: String) ->
 fn timeout_name(timeout_ms: Option<i64>, timeout: Duration) -> String {
     let seconds = human_seconds(timeout);
     match timeout_ms {
-        Some(ms) if Duration::from_millis(ms.max(1).unsigned_abs()) > timeout => {
+        Some(ms) if u128::from(ms.unsigned_abs()) > timeout.as_millis() => {
             format!("`limits.max_timeout` of {seconds}, which caps the function's `timeout`")
         }
         Some(_) => format!("the function's `timeout` of {seconds}"),
