@@ -1407,8 +1407,9 @@ def child_main(req, out_w, err_w, res_w, parent_fds):
 # first one-shot run while it waits for work; the request then only travels through a
 # pipe. A one-shot sandbox serves one run, so later runs fork on demand as before.
 
-def prefork():
-    global PREFORK
+def fork_prepared(serve):
+    """Forks a prepared child (see prepare_child) that runs serve(req_r, res_w) and
+    exits with its code; returns (pid, req_w, res_r, out_r, err_r), the agent's ends."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     res_r, res_w = os.pipe()
@@ -1419,12 +1420,19 @@ def prefork():
         code = 70
         try:
             prepare_child(out_w, err_w, (out_r, err_r, res_r, req_w))
-            code = prefork_child(req_r, res_w)
+            code = serve(req_r, res_w)
         finally:
+            flush_std_streams()
             os._exit(code)
     for fd in (out_w, err_w, res_w, req_r):
         os.close(fd)
     AGENT_FDS.update((req_w, out_r, err_r, res_r))
+    return pid, req_w, res_r, out_r, err_r
+
+
+def prefork():
+    global PREFORK
+    pid, req_w, res_r, out_r, err_r = fork_prepared(prefork_child)
     PREFORK = (pid, req_w, out_r, err_r, res_r)
 
 
@@ -1662,24 +1670,7 @@ def write_message(fd, message):
 
 def start_kernel():
     global KERNEL
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    req_r, req_w = os.pipe()
-    res_r, res_w = os.pipe()
-    flush_std_streams()
-    pid = os.fork()
-    if pid == 0:  # the kernel never returns
-        code = 70
-        try:
-            prepare_child(out_w, err_w, (out_r, err_r, req_w, res_r))
-            code = kernel_main(req_r, res_w)
-        finally:
-            flush_std_streams()
-            os._exit(code)
-    for fd in (out_w, err_w, req_r, res_w):
-        os.close(fd)
-    AGENT_FDS.update((req_w, res_r, out_r, err_r))
-    KERNEL = (pid, req_w, res_r, out_r, err_r)
+    KERNEL = fork_prepared(kernel_main)
 
 
 def stop_kernel():
