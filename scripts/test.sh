@@ -95,6 +95,9 @@ scripts/test-agent.sh
 
 step "unit tests and store tests (SQLite and PostgreSQL)"
 cargo test --workspace --lib --bins --locked
+
+step "the one-way rules: no import circle, the HTTP surface only through the runtime"
+cargo test --locked --test architecture
 cargo test -p runbox-store --tests --locked
 
 black_box() {

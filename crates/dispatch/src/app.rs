@@ -7,16 +7,18 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use runbox_core::Config;
+use runbox_runtime::admission::Admission;
+use runbox_runtime::execution::Runner;
+use runbox_runtime::sessions::Sessions;
+use runbox_runtime::{instance_name, Runtime};
 use runbox_sandbox::{SandboxError, Sandboxes};
 use runbox_store::{spawn_retention_sweep, Retention, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::Admission;
 use crate::auth::{load_or_create_secret, Authenticator, SecretError};
 use crate::functions::{recover_interrupted, Functions};
 use crate::routes::router;
-use crate::sessions::Sessions;
 use crate::state::AppState;
 
 const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -89,18 +91,23 @@ impl Application {
             background.clone(),
         );
         let functions = Functions::new(config.functions.max_parallel_builds);
-        let state = AppState {
-            sessions,
-            functions,
+        let runner = Runner {
             admission: Admission::new(
                 config.admission.max_concurrent_runs,
                 config.admission.max_wait.get(),
             ),
+            config: config.clone(),
+            sandboxes: sandboxes.clone(),
+            store: store.clone(),
+            public_url: public_url.into(),
+        };
+        let state = AppState {
+            runtime: Runtime::new(runner, sessions),
+            functions,
             config,
             sandboxes,
             store,
             auth,
-            public_url: public_url.into(),
             metrics: crate::metrics::install(),
         };
         Ok(Application {
@@ -156,9 +163,9 @@ impl Application {
                 tracing::warn!("shutdown grace expired; killing the sandboxes still running");
                 // The runs end with a 503 and session execs with an error, and those
                 // answers still reach their clients before the connections close.
-                state.admission.close();
+                state.runtime.admission().close();
                 state.sandboxes.stop_runs();
-                state.sessions.close_all().await;
+                state.runtime.sessions.close_all().await;
                 if tokio::time::timeout(ANSWER_AFTER_GRACE, &mut serve).await.is_err() {
                     tracing::warn!("some connections were still open; closing them");
                 }
@@ -170,27 +177,14 @@ impl Application {
             .get()
             .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
         state.functions.shutdown(left).await;
-        state.admission.close();
-        state.sessions.close_all().await;
+        state.runtime.admission().close();
+        state.runtime.sessions.close_all().await;
         background.cancel();
         state.sandboxes.shutdown().await;
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-/// The label value that separates this server's containers from other servers' on the
-/// same engine: `sandbox.instance`, else derived from the data dir.
-pub fn instance_name(config: &Config) -> String {
-    let configured = config.sandbox.instance.trim();
-    if !configured.is_empty() {
-        return configured.to_string();
-    }
-    let dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(dir.display().to_string().as_bytes());
-    format!("data-{}", &hex::encode(digest)[..12])
 }
 
 fn public_url(config: &Config, local: SocketAddr) -> String {

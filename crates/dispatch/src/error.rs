@@ -4,6 +4,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use runbox_runtime::sessions::SessionError;
+use runbox_runtime::RuntimeError;
 use runbox_sandbox::SandboxError;
 use runbox_store::StoreError;
 use serde_json::{json, Value};
@@ -146,6 +148,39 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+/// The one place that picks the status and body of each failure of the domain.
+impl From<RuntimeError> for ApiError {
+    fn from(err: RuntimeError) -> Self {
+        match err {
+            RuntimeError::Overloaded => ApiError::Overloaded,
+            RuntimeError::ShuttingDown => ApiError::Unavailable(err.to_string()),
+            RuntimeError::Session(err) => ApiError::from(err),
+            RuntimeError::Sandbox(err) => ApiError::from(err),
+            RuntimeError::Store(err) => ApiError::from(err),
+            RuntimeError::Internal(message) => ApiError::Internal(message),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        match err {
+            SessionError::NotFound => ApiError::NotFound(err.to_string()),
+            SessionError::Ended(_) => ApiError::Gone(err.to_string()),
+            SessionError::Busy => ApiError::Conflict(err.to_string()),
+            SessionError::TooMany { max, retry_after } => ApiError::TooManyRequests {
+                body: json!({
+                    "error": err.to_string(),
+                    "max_per_subject": max,
+                }),
+                retry_after: Some(retry_after),
+            },
+            SessionError::ShuttingDown => ApiError::Unavailable(err.to_string()),
+            SessionError::Sandbox(err) => ApiError::from(err),
+        }
     }
 }
 

@@ -1,16 +1,14 @@
 //! Prometheus metrics at `/metrics`. Counters and histograms are recorded where things
-//! happen (here, in the HTTP layer and in the sandbox crate through the `metrics`
-//! facade); gauges that describe current state are read from the state at scrape time.
+//! happen (here for HTTP requests, in the runtime and sandbox crates for runs, through
+//! the `metrics` facade); gauges that describe current state are read from the state at scrape time.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use runbox_core::{ExecOutcome, Language};
 
 use crate::state::AppState;
 
@@ -18,29 +16,6 @@ use crate::state::AppState;
 const LATENCY_BUCKETS: &[f64] = &[
     0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
-
-/// Which API surface ran the code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Surface {
-    Runcode,
-    Execute,
-    Session,
-    Function,
-    /// The check of a function's code at registration.
-    FunctionCheck,
-}
-
-impl Surface {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Surface::Runcode => "runcode",
-            Surface::Execute => "execute",
-            Surface::Session => "session",
-            Surface::Function => "function",
-            Surface::FunctionCheck => "function_check",
-        }
-    }
-}
 
 /// The process-wide recorder (installed once; several servers in one process, as in
 /// the bench, share it).
@@ -59,40 +34,6 @@ pub fn install() -> PrometheusHandle {
             }
         })
         .clone()
-}
-
-/// One finished execution: what ran, where, and how it ended.
-pub fn record_execution(surface: Surface, language: Language, outcome: &ExecOutcome) {
-    let result = match &outcome.error {
-        None => "ok",
-        Some(error) => error.kind.as_str(),
-    };
-    metrics::counter!(
-        "runbox_executions_total",
-        "surface" => surface.as_str(),
-        "language" => language.as_str(),
-        "outcome" => result,
-    )
-    .increment(1);
-    metrics::histogram!("runbox_run_seconds", "surface" => surface.as_str())
-        .record(outcome.execution_time.as_secs_f64());
-    if outcome.truncated {
-        metrics::counter!("runbox_output_truncated_total").increment(1);
-    }
-}
-
-/// A run that failed in runbox itself (not in the user's code).
-pub fn record_failure(surface: Surface, reason: &'static str) {
-    metrics::counter!(
-        "runbox_execution_failures_total",
-        "surface" => surface.as_str(),
-        "reason" => reason,
-    )
-    .increment(1);
-}
-
-pub fn record_admission_wait(waited: Duration) {
-    metrics::histogram!("runbox_admission_wait_seconds").record(waited.as_secs_f64());
 }
 
 /// Counts and times every HTTP request by route (the matched pattern, never the raw
@@ -137,8 +78,8 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
     metrics::gauge!("runbox_sandboxes_in_use").set(engine.in_use as f64);
     metrics::gauge!("runbox_port_leases").set(engine.port_leases as f64);
     metrics::gauge!("runbox_containers_live").set(engine.live_containers as f64);
-    metrics::gauge!("runbox_runs_admitted").set(state.admission.running() as f64);
-    metrics::gauge!("runbox_sessions_live").set(state.sessions.live() as f64);
+    metrics::gauge!("runbox_runs_admitted").set(state.runtime.admission().running() as f64);
+    metrics::gauge!("runbox_sessions_live").set(state.runtime.sessions.live() as f64);
     if let Ok(bytes) = state.store.image_bytes_total().await {
         metrics::gauge!("runbox_image_bytes_stored").set(bytes as f64);
     }

@@ -3,13 +3,12 @@
 use std::sync::Arc;
 
 use runbox_core::Config;
+use runbox_runtime::Runtime;
 use runbox_sandbox::Sandboxes;
 use runbox_store::Store;
 
-use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::functions::Functions;
-use crate::sessions::Sessions;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,10 +16,8 @@ pub struct AppState {
     pub sandboxes: Sandboxes,
     pub store: Store,
     pub auth: Arc<Authenticator>,
-    pub admission: Admission,
-    pub sessions: Sessions,
-    /// Base of the URLs of stored images, without a trailing slash.
-    pub public_url: Arc<str>,
+    /// Admission, the run pipeline and sessions.
+    pub runtime: Runtime,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Running calls of stored functions, environment builds, async tasks.
     pub functions: Functions,

@@ -29,6 +29,13 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Who the runtime hears the request from.
+    pub fn caller(&self) -> runbox_runtime::Caller {
+        runbox_runtime::Caller {
+            subject: self.subject.clone(),
+        }
+    }
+
     pub fn require(&self, scope: &'static str) -> Result<(), ApiError> {
         if self.scopes.contains(scope) || self.scopes.contains("admin") {
             Ok(())

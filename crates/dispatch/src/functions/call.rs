@@ -9,18 +9,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use runbox_core::numbers;
 use runbox_core::{ErrorKind, ExecError, ExecMode, ExecRequest, FunctionCall, Language};
+use runbox_runtime::functions::{args, CallSlot};
+use runbox_runtime::result::ResultObject;
 use runbox_sandbox::{DependencySet, RunOptions};
 use runbox_store::FunctionVersion;
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
-use super::args;
 use super::environments::{Environment, Need};
-use super::running::CallSlot;
 use super::{function_not_found, invalid_args, json_kind, reply, tasks};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::result::ResultObject;
 use crate::state::AppState;
 
 /// The body of `POST /functions/{name}/call`.
@@ -229,9 +228,9 @@ pub(crate) async fn run(state: &AppState, prepared: &Prepared, admit: Admit<'_>)
         Environment::Unbuildable { message } => return Err(Environment::unbuildable(&message)),
     };
     let _admitted = match admit {
-        Admit::Bounded => state.admission.admit().await?,
+        Admit::Bounded => state.runtime.admission().admit().await?,
         Admit::Queued { .. } => tokio::select! {
-            admitted = state.admission.admit_queued() => admitted?,
+            admitted = state.runtime.admission().admit_queued() => admitted?,
             () = cancel.cancelled() => return Ok(Ran::Cancelled),
         },
     };
@@ -258,7 +257,11 @@ pub(crate) async fn run(state: &AppState, prepared: &Prepared, admit: Admit<'_>)
         }
     };
     let (executed, ()) = tokio::join!(
-        state.run_admitted(crate::metrics::Surface::Function, &request, options),
+        state.runtime.runner.run_admitted(
+            runbox_runtime::metrics::Surface::Function,
+            &request,
+            options
+        ),
         mark_running
     );
     Ok(Ran::Finished(Box::new(ResultObject::from_executed(

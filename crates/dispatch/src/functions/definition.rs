@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use runbox_core::units::human_seconds;
 use runbox_core::{ErrorKind, ExecMode, ExecRequest, Language};
+use runbox_runtime::functions::args::{self, ArgSpec};
 use runbox_sandbox::{DependencySet, RunOptions};
 use runbox_store::{FunctionVersion, NewFunctionVersion};
 use serde_json::{json, Map, Value};
 
-use super::args::{self, ArgSpec};
 use super::environments::{Environment, Need};
 use super::{function_not_found, json_kind, rejection, reply};
 use crate::auth::Principal;
@@ -129,7 +129,13 @@ async fn check_code(state: &AppState, definition: &Definition, image: String) ->
         ..RunOptions::default()
     };
     let executed = state
-        .execute(crate::metrics::Surface::FunctionCheck, &request, options)
+        .runtime
+        .runner
+        .execute(
+            runbox_runtime::metrics::Surface::FunctionCheck,
+            &request,
+            options,
+        )
         .await?;
     let outcome = executed.outcome;
     let Some(error) = outcome.error else {

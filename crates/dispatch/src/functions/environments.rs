@@ -248,7 +248,7 @@ impl Environments {
 }
 
 async fn build(state: &AppState, deps: &DependencySet, plan: &EnvironmentPlan) -> Environment {
-    let builder = crate::app::instance_name(&state.config);
+    let builder = runbox_runtime::instance_name(&state.config);
     let requirements = deps.requirements();
     if let Err(err) = state
         .store

@@ -2,11 +2,9 @@
 //! sandbox), dependency environments, calls (sync and async) with per-function
 //! concurrency limits, and the tasks that async calls become.
 
-pub mod args;
 mod call;
 mod definition;
 mod environments;
-mod running;
 mod tasks;
 
 use std::time::Duration;
@@ -27,7 +25,7 @@ pub use definition::{
     delete_function, get_function, get_function_version, list_functions, register, Registration,
 };
 pub use environments::{Environment, EnvironmentView, Environments};
-pub use running::RunningCalls;
+pub use runbox_runtime::functions::RunningCalls;
 pub use tasks::{
     cancel_task, get_task, list_tasks, recover_interrupted, task_result, terminate_function,
 };

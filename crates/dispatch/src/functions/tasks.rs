@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::response::Response;
 use runbox_core::{ErrorKind, ExecError};
+use runbox_runtime::result::ResultObject;
 use runbox_store::{NewTask, Store, TaskFilter, TaskRecord, TaskStatus};
 use serde_json::{json, Value};
 
@@ -15,7 +16,6 @@ use super::call::{self, cancelled_result, Admit, Prepared, Ran};
 use super::{function_not_found, reply};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::result::ResultObject;
 use crate::state::AppState;
 
 /// Long-polls wait at most this long, whatever `wait` asks.
@@ -40,7 +40,7 @@ pub(crate) async fn spawn(
         function_version: prepared.function.version,
         args: Value::Object(prepared.args.clone()),
         subject: principal.subject.clone(),
-        runner: crate::app::instance_name(&state.config),
+        runner: runbox_runtime::instance_name(&state.config),
     };
     state.store.insert_task(&new).await?;
     let state = state.clone();

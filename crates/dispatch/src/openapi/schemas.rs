@@ -13,10 +13,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::functions::args::ArgSpec;
 use crate::functions::EnvironmentView;
-use crate::result::ResultObject;
-use crate::sessions::SessionInfo;
+use runbox_runtime::functions::args::ArgSpec;
+use runbox_runtime::result::ResultObject;
+use runbox_runtime::sessions::SessionInfo;
 
 /// The error body of runbox's own failures (`ApiError`).
 #[derive(Deserialize, ToSchema)]

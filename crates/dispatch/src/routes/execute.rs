@@ -6,22 +6,22 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use runbox_core::{ExecRequest, Language};
-use runbox_sandbox::RunOptions;
+use axum::response::Response;
+use axum::Extension;
+use runbox_core::Language;
+use runbox_runtime::metrics::Surface;
+use runbox_runtime::result::ResultObject;
+use runbox_runtime::Job;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::functions::call_stored_function;
-use crate::metrics::Surface;
 use crate::openapi::{
     BadRequest, Conflict, ExecuteBody, Forbidden, FunctionRejected, Gone, NotFound,
     OverConcurrency, Overloaded, PayloadTooLarge, StreamEvent, Unavailable,
 };
-use crate::result::ResultObject;
 use crate::routes::exec_body::ExecBody;
 use crate::routes::json::{from_object, json_object};
 use crate::routes::sessions::run_in_session;
@@ -105,57 +105,10 @@ pub async fn post_execute(
         return run_in_session(state, &principal, &session_id, body, stream).await;
     }
     let request = body.into_request(&state.config, Language::Python)?;
-    if stream {
-        return stream_run(state, principal, request).await;
-    }
-    let executed = state
-        .execute(Surface::Execute, &request, RunOptions::default())
-        .await?;
-    let result = ResultObject::from_executed(executed);
-    log_result(&principal, &request, &result, None);
-    Ok(Json(result).into_response())
-}
-
-/// Admission happens before the stream starts, so that overload is still a 504.
-async fn stream_run(
-    state: AppState,
-    principal: Principal,
-    request: ExecRequest,
-) -> ApiResult<Response> {
-    let admitted = state.admission.admit().await?;
-    Ok(stream::respond(
-        OnDisconnect::Cancel,
-        move |events| async move {
-            let _admitted = admitted;
-            let options = RunOptions {
-                events: Some(events),
-                ..RunOptions::default()
-            };
-            let executed = state
-                .run_admitted(Surface::Execute, &request, options)
-                .await?;
-            let result = ResultObject::from_executed(executed);
-            log_result(&principal, &request, &result, None);
-            Ok(result)
-        },
-    ))
-}
-
-/// One line per native execution, like the access log of a run.
-pub(crate) fn log_result(
-    principal: &Principal,
-    request: &ExecRequest,
-    result: &ResultObject,
-    session: Option<&str>,
-) {
-    tracing::info!(
-        subject = %principal.subject,
-        language = request.language.as_str(),
-        session,
-        success = result.success,
-        error = result.error.as_ref().map(|e| e.kind.as_str()),
-        truncated = result.truncated,
-        execution_s = result.execution_time,
-        "execute"
-    );
+    let job = Job::OneShot {
+        surface: Surface::Execute,
+        request,
+    };
+    let run = state.runtime.start(&principal.caller(), job).await?;
+    stream::answer(run, stream, OnDisconnect::Cancel).await
 }

@@ -5,6 +5,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::Extension;
+use runbox_runtime::result::ResultObject;
 use serde_json::Value;
 
 use crate::auth::Principal;
@@ -15,7 +16,6 @@ use crate::openapi::{
     FunctionRegistration, FunctionRejected, NotFound, OverConcurrency, Overloaded, PayloadTooLarge,
     TaskAccepted, Terminated, Unavailable,
 };
-use crate::result::ResultObject;
 use crate::routes::body_rejection;
 use crate::state::AppState;
 

@@ -11,13 +11,13 @@ use axum::{Extension, Json};
 use runbox_core::fence::extract_first_fenced_block;
 use runbox_core::numbers;
 use runbox_core::{ErrorKind, ExecMode, ExecRequest, Language};
-use runbox_sandbox::RunOptions;
+use runbox_runtime::metrics::Surface;
+use runbox_runtime::result::Executed;
+use runbox_runtime::{Caller, Job};
 use serde_json::{json, Map, Value};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::execution::Executed;
-use crate::metrics::Surface;
 use crate::openapi::{
     BadRequest, Forbidden, Overloaded, PayloadTooLarge, RuncodeAnswer, RuncodeBody, Unavailable,
 };
@@ -55,11 +55,14 @@ pub async fn post_runcode(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     principal.require("run")?;
-    post_body(&state, body).await.map_err(without_detail)
+    post_body(&state, &principal.caller(), body)
+        .await
+        .map_err(without_detail)
 }
 
 async fn post_body(
     state: &AppState,
+    caller: &Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let body = body.map_err(body_rejection)?;
@@ -101,7 +104,7 @@ async fn post_body(
         None | Some(Value::Null) => Map::new(),
         Some(_) => return Err(ApiError::bad_request("Invalid variables format")),
     };
-    run(state, &language, &code, variables).await
+    run(state, caller, &language, &code, variables).await
 }
 
 /// The compatibility surface answers a 400 with the original's exact body (old clients
@@ -148,11 +151,14 @@ pub async fn get_runcode(
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     principal.require("run")?;
-    get_query(&state, query).await.map_err(without_detail)
+    get_query(&state, &principal.caller(), query)
+        .await
+        .map_err(without_detail)
 }
 
 async fn get_query(
     state: &AppState,
+    caller: &Caller,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Ok(Query(params)) = query else {
@@ -169,11 +175,12 @@ async fn get_query(
         Ok(Value::Object(variables)) => variables,
         _ => return Err(ApiError::bad_request("Invalid variables format")),
     };
-    run(state, language, code, variables).await
+    run(state, caller, language, code, variables).await
 }
 
 async fn run(
     state: &AppState,
+    caller: &Caller,
     language: &str,
     code: &str,
     variables: Map<String, Value>,
@@ -200,9 +207,11 @@ async fn run(
     );
     request.variables = variables;
     request.mode = ExecMode::Script;
-    let executed = state
-        .execute(Surface::Runcode, &request, RunOptions::default())
-        .await?;
+    let job = Job::OneShot {
+        surface: Surface::Runcode,
+        request,
+    };
+    let executed = state.runtime.start(caller, job).await?.finish(None).await?;
     Ok(Json(render(executed)))
 }
 

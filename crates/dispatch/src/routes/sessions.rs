@@ -1,5 +1,5 @@
 //! `/sessions`: open, inspect, list, delete, and execute in a stateful session. The
-//! rules (ownership, one exec at a time, how a session ends) live in `crate::sessions`.
+//! rules (ownership, one exec at a time, how a session ends) live in `runbox_runtime::sessions`.
 
 use std::time::Duration;
 
@@ -7,26 +7,24 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
-use runbox_core::{ExecEvent, Language};
+use runbox_core::Language;
+use runbox_runtime::result::ResultObject;
+use runbox_runtime::sessions::SessionInfo;
+use runbox_runtime::Job;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::execution::Executed;
 use crate::openapi::{
     BadRequest, Conflict, Forbidden, Gone, NotFound, Overloaded, PayloadTooLarge, SessionDeleted,
     SessionList, StreamEvent, TooManySessions, Unavailable,
 };
-use crate::result::ResultObject;
 use crate::routes::exec_body::ExecBody;
-use crate::routes::execute::log_result;
 use crate::routes::json::{from_object, json_object};
 use crate::routes::stream::{self, wants_stream, OnDisconnect};
-use crate::sessions::SessionInfo;
 use crate::state::AppState;
 
 /// A new session; the body may be empty.
@@ -95,6 +93,7 @@ pub async fn create_session(
         }
     };
     let session = state
+        .runtime
         .sessions
         .open(&principal.subject, language, idle_timeout)
         .await?;
@@ -118,6 +117,7 @@ pub async fn list_sessions(
 ) -> ApiResult<Json<Value>> {
     principal.require("run")?;
     let sessions: Vec<SessionInfo> = state
+        .runtime
         .sessions
         .list(&principal.subject)
         .iter()
@@ -145,7 +145,7 @@ pub async fn get_session(
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionInfo>> {
     principal.require("run")?;
-    let session = state.sessions.find(&principal.subject, &id)?;
+    let session = state.runtime.sessions.find(&principal.subject, &id)?;
     Ok(Json(session.info()))
 }
 
@@ -170,7 +170,11 @@ pub async fn delete_session(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     principal.require("run")?;
-    state.sessions.delete(&principal.subject, &id).await?;
+    state
+        .runtime
+        .sessions
+        .delete(&principal.subject, &id)
+        .await?;
     Ok(Json(json!({ "id": id, "deleted": true })))
 }
 
@@ -215,9 +219,8 @@ pub async fn execute_in_session(
     run_in_session(state, &principal, &id, body, stream).await
 }
 
-/// Runs `body` in session `id` (also `POST /execute` with a `session_id`). The exec
-/// runs in a task of its own: a client that goes away does not cut it off half-way,
-/// which would leave the interpreter in an unknown state.
+/// Runs `body` in session `id` (also `POST /execute` with a `session_id`). A client
+/// that goes away lets the execution finish (the runtime runs it in a task of its own).
 pub(crate) async fn run_in_session(
     state: AppState,
     principal: &Principal,
@@ -225,33 +228,9 @@ pub(crate) async fn run_in_session(
     body: ExecBody,
     stream: bool,
 ) -> ApiResult<Response> {
-    let session = state.sessions.find(&principal.subject, id)?;
+    let session = state.runtime.sessions.find(&principal.subject, id)?;
     let request = body.into_request(&state.config, session.language)?;
-    let lease = session.begin()?;
-    // Like a run, a session counts against admission only while it executes.
-    let admitted = state.admission.admit().await?;
-    let principal = principal.clone();
-    let session_id = session.id.clone();
-    let work = move |events: Option<mpsc::Sender<ExecEvent>>| async move {
-        let _admitted = admitted;
-        let mut outcome = lease.exec(&request, events.as_ref()).await;
-        crate::metrics::record_execution(
-            crate::metrics::Surface::Session,
-            request.language,
-            &outcome,
-        );
-        let images = state.store_images(&mut outcome).await?;
-        let result = ResultObject::from_executed(Executed { outcome, images });
-        log_result(&principal, &request, &result, Some(&session_id));
-        Ok(result)
-    };
-    if stream {
-        return Ok(stream::respond(OnDisconnect::Finish, move |events| {
-            work(Some(events))
-        }));
-    }
-    let result = tokio::spawn(work(None))
-        .await
-        .map_err(|err| ApiError::Internal(format!("the session's exec task failed: {err}")))??;
-    Ok(Json(result).into_response())
+    let job = Job::InSession { session, request };
+    let run = state.runtime.start(&principal.caller(), job).await?;
+    stream::answer(run, stream, OnDisconnect::Finish).await
 }

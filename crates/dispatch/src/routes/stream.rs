@@ -15,14 +15,17 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use futures::Stream;
 use runbox_core::ExecEvent;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
+use runbox_runtime::result::ResultObject;
+use runbox_runtime::Run;
+
 use crate::error::ApiResult;
-use crate::result::ResultObject;
 
 /// Keep-alive comments also find out early that a silent run's client has gone: a
 /// write to a closed connection fails, and the stream is dropped.
@@ -48,6 +51,18 @@ pub enum OnDisconnect {
     Cancel,
     /// Let the run finish; its events go nowhere.
     Finish,
+}
+
+/// Answers a run the runtime has admitted: its result object, or (`stream`) its events
+/// and then its result.
+pub async fn answer(run: Run, stream: bool, on_disconnect: OnDisconnect) -> ApiResult<Response> {
+    if stream {
+        return Ok(respond(on_disconnect, move |events| async move {
+            Ok(ResultObject::from_executed(run.finish(Some(events)).await?))
+        }));
+    }
+    let executed = run.finish(None).await?;
+    Ok(Json(ResultObject::from_executed(executed)).into_response())
 }
 
 /// Streams what `work` produces. `work` gets the sender for the run's output.

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::Extension;
+use runbox_runtime::result::ResultObject;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::functions;
 use crate::openapi::{BadRequest, Conflict, Forbidden, NotFound, Task, TaskList, TaskStatus};
-use crate::result::ResultObject;
 use crate::state::AppState;
 
 type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;

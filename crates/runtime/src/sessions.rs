@@ -26,8 +26,6 @@ use tokio::sync::{mpsc, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::ApiError;
-
 /// How often the reaper looks for idle and expired sessions.
 const REAP_EVERY: Duration = Duration::from_millis(500);
 /// How long an ended session still answers 410 with why it ended.
@@ -47,25 +45,6 @@ pub enum SessionError {
     ShuttingDown,
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-}
-
-impl From<SessionError> for ApiError {
-    fn from(err: SessionError) -> Self {
-        match err {
-            SessionError::NotFound => ApiError::NotFound(err.to_string()),
-            SessionError::Ended(_) => ApiError::Gone(err.to_string()),
-            SessionError::Busy => ApiError::Conflict(err.to_string()),
-            SessionError::TooMany { max, retry_after } => ApiError::TooManyRequests {
-                body: serde_json::json!({
-                    "error": err.to_string(),
-                    "max_per_subject": max,
-                }),
-                retry_after: Some(retry_after),
-            },
-            SessionError::ShuttingDown => ApiError::Unavailable(err.to_string()),
-            SessionError::Sandbox(err) => ApiError::from(err),
-        }
-    }
 }
 
 /// The registry of every session of this server.

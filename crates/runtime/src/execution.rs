@@ -1,65 +1,78 @@
-//! The path every surface shares once a request is parsed: admission, a sandbox run, and
-//! storing the images the code drew so they can be served by URL.
+//! The path every run takes once a surface has parsed its request: admission, a sandbox
+//! run, the metrics, and storing the images the code drew so that they are served by URL.
 
-use runbox_core::{ExecOutcome, ExecRequest};
-use runbox_sandbox::RunOptions;
+use std::sync::Arc;
 
-use crate::error::{ApiError, ApiResult};
+use runbox_core::{Config, ExecOutcome, ExecRequest};
+use runbox_sandbox::{RunOptions, Sandboxes};
+use runbox_store::Store;
+
+use crate::admission::Admission;
+use crate::error::RuntimeError;
 use crate::metrics::{record_execution, record_failure, Surface};
-use crate::state::AppState;
+use crate::result::{Executed, StoredImageRef};
 
-/// An image the run produced, as stored and served.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct StoredImageRef {
-    /// The file name the code wrote.
-    pub name: String,
-    /// Where it is served (`GET /image/{name}`).
-    pub url: String,
-    pub mime: String,
-    /// Size in bytes.
-    pub bytes: u64,
+/// What a run needs: the sandboxes it runs in, the admission it waits for, the store its
+/// images go to. Shared by one-shot runs, sessions and stored functions.
+#[derive(Clone)]
+pub struct Runner {
+    pub config: Arc<Config>,
+    pub sandboxes: Sandboxes,
+    pub store: Store,
+    pub admission: Admission,
+    /// Base of the URLs of stored images, without a trailing slash.
+    pub public_url: Arc<str>,
 }
 
-pub struct Executed {
-    pub outcome: ExecOutcome,
-    pub images: Vec<StoredImageRef>,
-}
-
-impl AppState {
+impl Runner {
     /// Admits, runs and stores images. A failure of the user's code is in the outcome;
-    /// `Err` is overload (504) or a failure of runbox's own machinery (5xx).
+    /// `Err` is overload or a failure of runbox's own machinery.
     pub async fn execute(
         &self,
         surface: Surface,
         request: &ExecRequest,
         options: RunOptions,
-    ) -> ApiResult<Executed> {
+    ) -> Result<Executed, RuntimeError> {
         let _admitted = self.admission.admit().await?;
         self.run_admitted(surface, request, options).await
     }
 
-    /// [`AppState::execute`] for a caller that holds its admission already (a stream
+    /// [`Runner::execute`] for a caller that holds its admission already (a stream
     /// admits before it answers, so that overload is still a 504 and not an event).
     pub async fn run_admitted(
         &self,
         surface: Surface,
         request: &ExecRequest,
         options: RunOptions,
-    ) -> ApiResult<Executed> {
-        let mut outcome = match self.sandboxes.run(request, options).await {
+    ) -> Result<Executed, RuntimeError> {
+        let outcome = match self.sandboxes.run(request, options).await {
             Ok(outcome) => outcome,
             Err(err) => {
                 record_failure(surface, "sandbox");
                 return Err(err.into());
             }
         };
+        self.finish(surface, request, outcome).await
+    }
+
+    /// What every run does with its outcome, wherever it ran: metrics, then its images
+    /// into the store.
+    pub async fn finish(
+        &self,
+        surface: Surface,
+        request: &ExecRequest,
+        mut outcome: ExecOutcome,
+    ) -> Result<Executed, RuntimeError> {
         record_execution(surface, request.language, &outcome);
         let images = self.store_images(&mut outcome).await?;
         Ok(Executed { outcome, images })
     }
 
     /// Moves the outcome's images into the store under unguessable names.
-    pub async fn store_images(&self, outcome: &mut ExecOutcome) -> ApiResult<Vec<StoredImageRef>> {
+    pub async fn store_images(
+        &self,
+        outcome: &mut ExecOutcome,
+    ) -> Result<Vec<StoredImageRef>, RuntimeError> {
         let mut stored = Vec::with_capacity(outcome.images.len());
         for image in std::mem::take(&mut outcome.images) {
             let extension = image
@@ -70,8 +83,7 @@ impl AppState {
             let stored_name = format!("{}.{extension}", uuid::Uuid::new_v4().simple());
             self.store
                 .put_image(&stored_name, &image.mime, &image.data)
-                .await
-                .map_err(ApiError::from)?;
+                .await?;
             stored.push(StoredImageRef {
                 url: format!("{}/image/{stored_name}", self.public_url),
                 bytes: image.data.len() as u64,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::ApiError;
+use crate::error::RuntimeError;
 
 #[derive(Clone)]
 pub struct Admission {
@@ -31,7 +31,7 @@ impl Admission {
         }
     }
 
-    pub async fn admit(&self) -> Result<Admitted, ApiError> {
+    pub async fn admit(&self) -> Result<Admitted, RuntimeError> {
         let started = Instant::now();
         match tokio::time::timeout(self.max_wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => {
@@ -42,7 +42,7 @@ impl Admission {
                     waited,
                 })
             }
-            Ok(Err(_closed)) => Err(ApiError::Unavailable("runbox is shutting down".into())),
+            Ok(Err(_closed)) => Err(RuntimeError::ShuttingDown),
             Err(_elapsed) => {
                 metrics::counter!("runbox_admission_rejected_total").increment(1);
                 tracing::warn!(
@@ -50,21 +50,21 @@ impl Admission {
                     waited_ms = self.max_wait.as_millis() as u64,
                     "admission wait expired"
                 );
-                Err(ApiError::Overloaded)
+                Err(RuntimeError::Overloaded)
             }
         }
     }
 
     /// Waits for a slot for as long as it takes (async tasks, which stay QUEUED
     /// meanwhile and can be cancelled by dropping this future).
-    pub async fn admit_queued(&self) -> Result<Admitted, ApiError> {
+    pub async fn admit_queued(&self) -> Result<Admitted, RuntimeError> {
         let started = Instant::now();
         match self.slots.clone().acquire_owned().await {
             Ok(permit) => Ok(Admitted {
                 _permit: permit,
                 waited: started.elapsed(),
             }),
-            Err(_closed) => Err(ApiError::Unavailable("runbox is shutting down".into())),
+            Err(_closed) => Err(RuntimeError::ShuttingDown),
         }
     }
 
@@ -89,7 +89,10 @@ mod tests {
         let first = admission.admit().await.expect("first is admitted");
         assert_eq!(admission.running(), 1);
         let started = Instant::now();
-        assert!(matches!(admission.admit().await, Err(ApiError::Overloaded)));
+        assert!(matches!(
+            admission.admit().await,
+            Err(RuntimeError::Overloaded)
+        ));
         assert!(started.elapsed() >= Duration::from_millis(50));
         drop(first);
         assert!(admission.admit().await.is_ok());

@@ -5,7 +5,22 @@ use runbox_core::{ExecError, ExecOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::execution::{Executed, StoredImageRef};
+/// An image the run produced, as stored and served.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StoredImageRef {
+    /// The file name the code wrote.
+    pub name: String,
+    /// Where it is served (`GET /image/{name}`).
+    pub url: String,
+    pub mime: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+pub struct Executed {
+    pub outcome: ExecOutcome,
+    pub images: Vec<StoredImageRef>,
+}
 
 /// What a run produced. A failure of the user's code is `success: false` with `error`
 /// set, answered with HTTP 200; failures of runbox itself are 5xx instead.
