@@ -55,7 +55,6 @@ const KNOWN_CIRCLES: &[&[&str]] = &[
     ],
     &[
         "crates/dispatch/src/functions/call.rs",
-        "crates/dispatch/src/functions/environments.rs",
         "crates/dispatch/src/functions/mod.rs",
         "crates/dispatch/src/functions/tasks.rs",
         "crates/dispatch/src/state.rs",
@@ -79,7 +78,6 @@ const KNOWN_LOWER_USES: &[&str] = &[
     "crates/dispatch/src/error.rs",
     "crates/dispatch/src/functions/call.rs",
     "crates/dispatch/src/functions/definition.rs",
-    "crates/dispatch/src/functions/environments.rs",
     "crates/dispatch/src/functions/tasks.rs",
     "crates/dispatch/src/metrics.rs",
     "crates/dispatch/src/openapi/tests.rs",

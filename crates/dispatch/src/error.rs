@@ -160,6 +160,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Session(err) => ApiError::from(err),
             RuntimeError::Sandbox(err) => ApiError::from(err),
             RuntimeError::Store(err) => ApiError::from(err),
+            RuntimeError::EnvironmentUnbuildable(_) => ApiError::Unavailable(err.to_string()),
             RuntimeError::Internal(message) => ApiError::Internal(message),
         }
     }

@@ -20,6 +20,9 @@ pub enum RuntimeError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// runbox or its engine could not build a function's dependency environment.
+    #[error("the dependency environment could not be built: {0}")]
+    EnvironmentUnbuildable(String),
     /// A task runbox started to do the work failed (it panicked).
     #[error("{0}")]
     Internal(String),

@@ -9,14 +9,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use runbox_core::numbers;
 use runbox_core::{ErrorKind, ExecError, ExecMode, ExecRequest, FunctionCall, Language};
-use runbox_runtime::functions::{args, CallSlot};
+use runbox_runtime::functions::{args, CallSlot, Environment, Need};
 use runbox_runtime::result::ResultObject;
+use runbox_runtime::RuntimeError;
 use runbox_sandbox::{DependencySet, RunOptions};
 use runbox_store::FunctionVersion;
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
-use super::environments::{Environment, Need};
 use super::{function_not_found, invalid_args, json_kind, reply, tasks};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -211,7 +211,7 @@ pub(crate) async fn run(state: &AppState, prepared: &Prepared, admit: Admit<'_>)
     let function = &prepared.function;
     let deps = DependencySet::parse(&function.dependencies).unwrap_or_default();
     let environment = tokio::select! {
-        environment = state.functions.environments.ensure(state, &deps, Need::Call) => environment?,
+        environment = state.functions.environments.ensure(&state.runtime.runner, &deps, Need::Call) => environment?,
         () = cancel.cancelled() => return Ok(Ran::Cancelled),
     };
     let image = match environment {
@@ -225,7 +225,9 @@ pub(crate) async fn run(state: &AppState, prepared: &Prepared, admit: Admit<'_>)
                 },
             ))))
         }
-        Environment::Unbuildable { message } => return Err(Environment::unbuildable(&message)),
+        Environment::Unbuildable { message } => {
+            return Err(RuntimeError::EnvironmentUnbuildable(message).into())
+        }
     };
     let _admitted = match admit {
         Admit::Bounded => state.runtime.admission().admit().await?,

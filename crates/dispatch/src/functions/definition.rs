@@ -10,11 +10,12 @@ use axum::response::Response;
 use runbox_core::units::human_seconds;
 use runbox_core::{ErrorKind, ExecMode, ExecRequest, Language};
 use runbox_runtime::functions::args::{self, ArgSpec};
+use runbox_runtime::functions::{Environment, Need};
+use runbox_runtime::RuntimeError;
 use runbox_sandbox::{DependencySet, RunOptions};
 use runbox_store::{FunctionVersion, NewFunctionVersion};
 use serde_json::{json, Map, Value};
 
-use super::environments::{Environment, Need};
 use super::{function_not_found, json_kind, rejection, reply};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -69,7 +70,11 @@ pub async fn register(
     let image = match state
         .functions
         .environments
-        .ensure(state, &definition.dependencies, Need::Registration)
+        .ensure(
+            &state.runtime.runner,
+            &definition.dependencies,
+            Need::Registration,
+        )
         .await?
     {
         Environment::Ready { image } => image,
@@ -78,7 +83,9 @@ pub async fn register(
             extra.insert("log".into(), Value::String(log));
             return Err(rejection("dependency", message, extra));
         }
-        Environment::Unbuildable { message } => return Err(Environment::unbuildable(&message)),
+        Environment::Unbuildable { message } => {
+            return Err(RuntimeError::EnvironmentUnbuildable(message).into())
+        }
     };
     let parameters = check_code(state, &definition, image).await?;
     let specs = args::reconcile(&definition.name, definition.args.clone(), &parameters)
@@ -388,7 +395,11 @@ pub(crate) fn definition_json(function: &FunctionVersion) -> Map<String, Value> 
 
 async fn env_json(state: &AppState, function: &FunctionVersion) -> ApiResult<Value> {
     let deps = DependencySet::parse(&function.dependencies).unwrap_or_default();
-    let view = state.functions.environments.view(state, &deps).await?;
+    let view = state
+        .functions
+        .environments
+        .view(&state.runtime.runner, &deps)
+        .await?;
     Ok(serde_json::to_value(view).unwrap_or(Value::Null))
 }
 

@@ -4,7 +4,6 @@
 
 mod call;
 mod definition;
-mod environments;
 mod tasks;
 
 use std::time::Duration;
@@ -24,8 +23,8 @@ pub use call::{call_function, CallRequest};
 pub use definition::{
     delete_function, get_function, get_function_version, list_functions, register, Registration,
 };
-pub use environments::{Environment, EnvironmentView, Environments};
 pub use runbox_runtime::functions::RunningCalls;
+pub use runbox_runtime::functions::{Environment, EnvironmentView, Environments};
 pub use tasks::{
     cancel_task, get_task, list_tasks, recover_interrupted, task_result, terminate_function,
 };

@@ -431,15 +431,6 @@ pub enum SessionLanguage {
     Python,
 }
 
-/// The state of a dependency environment.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum EnvironmentStatus {
-    Ready,
-    Building,
-    Failed,
-}
-
 /// `GET /health`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -15,8 +15,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::ApiResult;
-use crate::state::AppState;
+use crate::error::RuntimeError;
+use crate::execution::Runner;
 
 /// A call that finds its environment failed retries the build only after this long, so
 /// that a broken requirement does not cost a pip run per call.
@@ -39,15 +39,6 @@ pub enum Environment {
     },
 }
 
-impl Environment {
-    /// The error of a registration or call whose environment runbox could not build.
-    pub fn unbuildable(message: &str) -> crate::error::ApiError {
-        crate::error::ApiError::Unavailable(format!(
-            "the dependency environment could not be built: {message}"
-        ))
-    }
-}
-
 /// The last build that the engine failed, for /health; cleared by a build that works.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct EngineFailure {
@@ -60,8 +51,7 @@ pub struct EngineFailure {
 #[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct EnvironmentView {
     /// `ready`, `building` or `failed`.
-    #[schema(value_type = crate::openapi::EnvironmentStatus)]
-    pub status: &'static str,
+    pub status: EnvironmentState,
     /// The image calls run in.
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +60,16 @@ pub struct EnvironmentView {
     /// Seconds the last build took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build_seconds: Option<f64>,
+}
+
+/// The state of a dependency environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = EnvironmentStatus)]
+pub enum EnvironmentState {
+    Ready,
+    Building,
+    Failed,
 }
 
 /// Who is asking: a registration always rebuilds a failed environment; a call only
@@ -107,10 +107,10 @@ impl Environments {
     /// environment image, built first when it is missing (the caller waits).
     pub async fn ensure(
         &self,
-        state: &AppState,
+        state: &Runner,
         deps: &DependencySet,
         need: Need,
-    ) -> ApiResult<Environment> {
+    ) -> Result<Environment, RuntimeError> {
         if deps.is_empty() {
             return Ok(Environment::Ready {
                 image: state.sandboxes.default_image().to_string(),
@@ -142,10 +142,14 @@ impl Environments {
 
     /// The status to show for `deps`, starting a build in the background when the
     /// environment is missing (after an upgrade of the sandbox image, or a prune).
-    pub async fn view(&self, state: &AppState, deps: &DependencySet) -> ApiResult<EnvironmentView> {
+    pub async fn view(
+        &self,
+        state: &Runner,
+        deps: &DependencySet,
+    ) -> Result<EnvironmentView, RuntimeError> {
         if deps.is_empty() {
             return Ok(EnvironmentView {
-                status: "ready",
+                status: EnvironmentState::Ready,
                 image: state.sandboxes.default_image().to_string(),
                 hash: None,
                 log: String::new(),
@@ -155,7 +159,7 @@ impl Environments {
         let plan = state.sandboxes.plan_environment(deps);
         let record = state.store.environment(&plan.hash).await?;
         let building = self.running(&plan.hash).is_some();
-        let view = |status: &'static str, record: Option<&EnvironmentRecord>| EnvironmentView {
+        let view = |status: EnvironmentState, record: Option<&EnvironmentRecord>| EnvironmentView {
             status,
             image: record.map_or_else(|| plan.image.clone(), |r| r.image.clone()),
             hash: Some(plan.hash.clone()),
@@ -163,22 +167,24 @@ impl Environments {
             build_seconds: record.and_then(|r| r.build_ms).map(|ms| ms as f64 / 1000.0),
         };
         if building {
-            return Ok(view("building", None));
+            return Ok(view(EnvironmentState::Building, None));
         }
         match &record {
-            Some(r) if r.status == EnvironmentStatus::Failed => Ok(view("failed", Some(r))),
+            Some(r) if r.status == EnvironmentStatus::Failed => {
+                Ok(view(EnvironmentState::Failed, Some(r)))
+            }
             Some(r)
                 if r.status == EnvironmentStatus::Ready
                     && state.sandboxes.image_exists(&r.image).await? =>
             {
-                Ok(view("ready", Some(r)))
+                Ok(view(EnvironmentState::Ready, Some(r)))
             }
             // Building elsewhere (another replica), or missing: make sure it is built.
             _ => {
                 if !matches!(&record, Some(r) if r.status == EnvironmentStatus::Building) {
                     drop(self.start(state, deps, plan.clone()));
                 }
-                Ok(view("building", None))
+                Ok(view(EnvironmentState::Building, None))
             }
         }
     }
@@ -193,7 +199,7 @@ impl Environments {
     }
 
     /// Joins the build of `plan` or starts it.
-    fn start(&self, state: &AppState, deps: &DependencySet, plan: EnvironmentPlan) -> Build {
+    fn start(&self, state: &Runner, deps: &DependencySet, plan: EnvironmentPlan) -> Build {
         let mut inflight = lock(&self.inflight);
         if let Some(build) = inflight.get(&plan.hash) {
             return build.clone();
@@ -247,8 +253,8 @@ impl Environments {
     }
 }
 
-async fn build(state: &AppState, deps: &DependencySet, plan: &EnvironmentPlan) -> Environment {
-    let builder = runbox_runtime::instance_name(&state.config);
+async fn build(state: &Runner, deps: &DependencySet, plan: &EnvironmentPlan) -> Environment {
+    let builder = crate::instance_name(&state.config);
     let requirements = deps.requirements();
     if let Err(err) = state
         .store
