@@ -2,6 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use crate::units::ByteSize;
 
 fn load(yaml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_yaml_str(
