@@ -7,13 +7,11 @@ pub const ALL_SCOPES: [&str; 5] = ["run", "functions:read", "functions:write", "
 pub const DEFAULT_STATIC_SCOPES: [&str; 4] = ["run", "functions:read", "functions:write", "tasks"];
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    #[serde(default)]
     pub tokens: Vec<StaticToken>,
     /// HS256 secret for JWTs; empty: `RUNBOX_JWT_SECRET`, else a secret generated once
     /// into `<data_dir>/jwt-secret`.
-    #[serde(default)]
     pub jwt_secret: String,
 }
 

@@ -3,10 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://path` or `postgres://user:pass@host:port/db`; empty: SQLite at
     /// `<data_dir>/runbox.db` (or the `postgres:` block when it is given).
-    #[serde(default)]
     pub url: String,
 }

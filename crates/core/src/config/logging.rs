@@ -11,24 +11,18 @@ pub enum LogFormat {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LoggingConfig {
-    #[serde(default)]
     pub format: LogFormat,
     /// A tracing filter such as `info` or `runbox=debug,info`.
-    #[serde(default = "default_level")]
     pub level: String,
-}
-
-fn default_level() -> String {
-    "info".into()
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
         LoggingConfig {
             format: LogFormat::default(),
-            level: default_level(),
+            level: "info".into(),
         }
     }
 }

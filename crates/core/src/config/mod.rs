@@ -1,6 +1,10 @@
 //! config.yaml: runbox's own keys plus the keys of the original Flask project, with
 //! `RUNBOX_…` environment overrides. Unknown keys and invalid values fail start-up with
 //! a message that names the key.
+//!
+//! Each section lives in its own module, and its `impl Default` is the one place its
+//! defaults are written: the section's container-level `#[serde(default)]` fills a key
+//! missing from the file from it, and [`Config`] fills a missing section from it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

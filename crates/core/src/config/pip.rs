@@ -3,13 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PipConfig {
     /// Alternative package index for image and environment builds.
-    #[serde(default)]
     pub index_url: String,
     /// A CA bundle on the host mounted into build containers and set as PIP_CERT
     /// (for TLS-intercepting proxies).
-    #[serde(default)]
     pub extra_ca_bundle: String,
 }
