@@ -169,7 +169,7 @@ impl Config {
         if tree.is_null() {
             tree = Value::Mapping(Default::default());
         }
-        env::apply_overrides(&mut tree, vars, &top_level_keys())?;
+        env::apply_overrides(&mut tree, vars, &TOP_LEVEL_KEYS)?;
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|err| {
             let key = err.path().to_string();
             let message = err.into_inner().to_string();
@@ -240,36 +240,36 @@ impl Config {
     }
 }
 
-fn top_level_keys() -> Vec<&'static str> {
-    vec![
-        "server",
-        "auth",
-        "database",
-        "data_dir",
-        "sandbox",
-        "limits",
-        "admission",
-        "images",
-        "pip",
-        "logging",
-        "sessions",
-        "tasks",
-        "functions",
-        "rate_limit",
-        "domain",
-        "interpreter_image",
-        "scheduler_port",
-        "host",
-        "interpreter_port_range",
-        "dependencies",
-        "resource_limits",
-        "timeout_seconds",
-        "postgres",
-        "mode",
-        "kubeconfig_path",
-        "k8s_interpreter_yaml",
-    ]
-}
+/// The keys of [`Config`]: a `RUNBOX_…` variable whose first segment is none of them is
+/// not config. Checked against the struct by a test.
+const TOP_LEVEL_KEYS: [&str; 26] = [
+    "server",
+    "auth",
+    "database",
+    "data_dir",
+    "sandbox",
+    "limits",
+    "admission",
+    "images",
+    "pip",
+    "logging",
+    "sessions",
+    "tasks",
+    "functions",
+    "rate_limit",
+    "domain",
+    "interpreter_image",
+    "scheduler_port",
+    "host",
+    "interpreter_port_range",
+    "dependencies",
+    "resource_limits",
+    "timeout_seconds",
+    "postgres",
+    "mode",
+    "kubeconfig_path",
+    "k8s_interpreter_yaml",
+];
 
 #[cfg(test)]
 mod reference;
