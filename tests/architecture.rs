@@ -27,9 +27,9 @@ const KNOWN_CIRCLES: &[&[&str]] = &[
     ],
     &["src/cli/mod.rs", "src/cli/run.rs"],
     &[
-        "crates/core/src/config.rs",
         "crates/core/src/config/compat.rs",
         "crates/core/src/config/env.rs",
+        "crates/core/src/config/mod.rs",
     ],
     &[
         "crates/sandbox/src/transport/http.rs",

@@ -1,7 +1,11 @@
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use serde_norway::Value;
+
 use super::*;
+use crate::units::{ByteSize, HumanDuration};
 
 fn load(yaml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_yaml_str(
@@ -177,4 +181,178 @@ fn functions_section_has_defaults_and_overrides() {
     );
     let err = load("functions:\n  build_timeout: 0s\n", &[]).expect_err("zero rejected");
     assert!(err.to_string().contains("functions.build_timeout"), "{err}");
+}
+
+/// Each section as `Config::defaults()` holds it, and the same section's own `Default`,
+/// both serialized.
+fn sections_of_the_defaults() -> Vec<(&'static str, Value, Value)> {
+    fn value(of: impl serde::Serialize) -> Value {
+        serde_norway::to_value(of).expect("a config serializes")
+    }
+    let defaults = Config::defaults();
+    vec![
+        (
+            "server",
+            value(&defaults.server),
+            value(ServerConfig::default()),
+        ),
+        ("auth", value(&defaults.auth), value(AuthConfig::default())),
+        (
+            "database",
+            value(&defaults.database),
+            value(DatabaseConfig::default()),
+        ),
+        (
+            "sandbox",
+            value(&defaults.sandbox),
+            value(SandboxConfig::default()),
+        ),
+        (
+            "limits",
+            value(&defaults.limits),
+            value(LimitsConfig::default()),
+        ),
+        (
+            "admission",
+            value(&defaults.admission),
+            value(AdmissionConfig::default()),
+        ),
+        (
+            "images",
+            value(&defaults.images),
+            value(ImagesConfig::default()),
+        ),
+        ("pip", value(&defaults.pip), value(PipConfig::default())),
+        (
+            "logging",
+            value(&defaults.logging),
+            value(LoggingConfig::default()),
+        ),
+        (
+            "sessions",
+            value(&defaults.sessions),
+            value(SessionsConfig::default()),
+        ),
+        (
+            "tasks",
+            value(&defaults.tasks),
+            value(TasksConfig::default()),
+        ),
+        (
+            "functions",
+            value(&defaults.functions),
+            value(FunctionsConfig::default()),
+        ),
+        (
+            "rate_limit",
+            value(&defaults.rate_limit),
+            value(RateLimitConfig::default()),
+        ),
+    ]
+}
+
+fn serialized(config: &Config) -> Value {
+    serde_norway::to_value(config).expect("a config serializes")
+}
+
+#[test]
+fn the_defaults_are_each_sections_default() {
+    for (name, in_defaults, own_default) in sections_of_the_defaults() {
+        assert_eq!(in_defaults, own_default, "section `{name}`");
+    }
+    assert_eq!(
+        serialized(&Config::defaults())["sandbox"]["pool"],
+        serde_norway::to_value(PoolConfig::default()).expect("serializes"),
+    );
+    // No section is left out above: the defaults hold these sections and `data_dir`.
+    let Value::Mapping(keys) = serialized(&Config::defaults()) else {
+        panic!("the defaults serialize to a mapping");
+    };
+    let keys: BTreeSet<&str> = keys.keys().filter_map(Value::as_str).collect();
+    let compared: BTreeSet<&str> = sections_of_the_defaults()
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .chain(["data_dir"])
+        .collect();
+    assert_eq!(keys, compared);
+}
+
+#[test]
+fn an_empty_section_is_an_absent_one() {
+    let defaults = serialized(&load("", &[]).expect("defaults"));
+    for (name, _, _) in sections_of_the_defaults() {
+        let config = load(&format!("{name}: {{}}\n"), &[]).expect("an empty section");
+        assert_eq!(serialized(&config), defaults, "`{name}: {{}}`");
+    }
+    let config = load("sandbox:\n  pool: {}\n", &[]).expect("an empty pool");
+    assert_eq!(serialized(&config), defaults, "`sandbox.pool: {{}}`");
+}
+
+#[test]
+fn a_partial_section_keeps_its_other_defaults() {
+    let config = load(
+        "server:\n  port: 9000\nsandbox:\n  pool:\n    size: 5\n",
+        &[],
+    )
+    .expect("partial sections");
+    let mut expected = serialized(&Config::defaults());
+    expected["server"]["port"] = Value::from(9000_u16);
+    expected["sandbox"]["pool"]["size"] = Value::from(5_usize);
+    assert_eq!(serialized(&config), expected);
+}
+
+#[test]
+fn every_section_refuses_unknown_keys() {
+    for (name, _, _) in sections_of_the_defaults() {
+        let err = load(&format!("{name}:\n  no_such_key: 1\n"), &[]).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains(&format!("config key `{name}")), "{text}");
+        assert!(text.contains("no_such_key"), "{text}");
+    }
+}
+
+#[test]
+fn the_override_keys_are_the_keys_of_config() {
+    // Every field is named (no `..`), so a new key does not compile until it is added
+    // here; set, it then shows in the serialized keys compared below.
+    let defaults = Config::defaults();
+    let every_key_set = Config {
+        server: defaults.server,
+        auth: defaults.auth,
+        database: defaults.database,
+        data_dir: defaults.data_dir,
+        sandbox: defaults.sandbox,
+        limits: defaults.limits,
+        admission: defaults.admission,
+        images: defaults.images,
+        pip: defaults.pip,
+        logging: defaults.logging,
+        sessions: defaults.sessions,
+        tasks: defaults.tasks,
+        functions: defaults.functions,
+        rate_limit: defaults.rate_limit,
+        domain: Some(String::new()),
+        interpreter_image: Some(String::new()),
+        scheduler_port: Some(5000),
+        host: Some(String::new()),
+        interpreter_port_range: Some(PortRange { start: 1, end: 2 }),
+        dependencies: Some(Vec::new()),
+        resource_limits: Some(super::compat::ResourceLimits::default()),
+        timeout_seconds: Some(HumanDuration::secs(1)),
+        postgres: Some(super::compat::PostgresBlock {
+            user: String::new(),
+            password: String::new(),
+            db: String::new(),
+            host: String::new(),
+            port: None,
+        }),
+        mode: Some(String::new()),
+        kubeconfig_path: Some(String::new()),
+        k8s_interpreter_yaml: Some(String::new()),
+    };
+    let Value::Mapping(keys) = serialized(&every_key_set) else {
+        panic!("a config serializes to a mapping");
+    };
+    let keys: BTreeSet<&str> = keys.keys().filter_map(Value::as_str).collect();
+    assert_eq!(keys, TOP_LEVEL_KEYS.into_iter().collect::<BTreeSet<_>>());
 }

@@ -1,0 +1,101 @@
+//! `sandbox:` the image, container settings, transport and warm pool of the sandboxes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{ByteSize, HumanDuration};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Stdio,
+    Http,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn len(&self) -> usize {
+        usize::from(self.end.saturating_sub(self.start)) + 1
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end < self.start
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// The image sandboxes run; empty: the image built from docker/ (tag compiled in).
+    pub image: String,
+    /// Base of the built image: `auto` (python:3.12-slim when present, else the
+    /// debootstrapped `runbox-base:bookworm`) or an image name.
+    pub base_image: String,
+    /// Build the sandbox image at start-up when it is missing.
+    pub build_missing_image: bool,
+    pub transport: Transport,
+    pub port_range: PortRange,
+    pub pool: PoolConfig,
+    /// Modules the agent of a pooled sandbox imports before it is handed out.
+    pub preload: Vec<String>,
+    /// OCI runtime (e.g. `runsc` for gVisor); empty: the engine's default.
+    pub runtime: String,
+    pub pids_limit: i64,
+    pub workdir_size: ByteSize,
+    /// Size of /tmp, and of /dev/shm.
+    pub tmp_size: ByteSize,
+    /// How long a new container may take until its agent answers.
+    pub startup_timeout: HumanDuration,
+    /// Distinguishes the containers of several runbox servers on one engine; empty: a
+    /// name derived from the data dir.
+    pub instance: String,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            image: String::new(),
+            base_image: "auto".into(),
+            build_missing_image: true,
+            transport: Transport::default(),
+            port_range: PortRange {
+                start: 18000,
+                end: 18999,
+            },
+            pool: PoolConfig::default(),
+            preload: vec!["numpy".into(), "matplotlib".into()],
+            runtime: String::new(),
+            pids_limit: 128,
+            workdir_size: ByteSize::mib(64),
+            tmp_size: ByteSize::mib(64),
+            startup_timeout: HumanDuration::secs(20),
+            instance: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Warm containers kept ready; 0 creates every sandbox on demand.
+    pub size: usize,
+    /// How many containers the refill creates at once.
+    pub refill_parallelism: usize,
+    /// Warm pools of other images (e.g. a function's environment image), by image name.
+    pub images: std::collections::BTreeMap<String, usize>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            size: 2,
+            refill_parallelism: 2,
+            images: Default::default(),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The checks that keys must pass beyond their types; each failure names its key.
+
+use std::collections::BTreeSet;
+
+use super::auth::ALL_SCOPES;
+use super::{Config, ConfigError};
+use crate::units::ByteSize;
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.host.trim().is_empty() {
+            return Err(ConfigError::key("server.host", "must not be empty"));
+        }
+        let range = self.sandbox.port_range;
+        if range.start == 0 || range.end < range.start {
+            return Err(ConfigError::key(
+                "sandbox.port_range",
+                format!(
+                    "start ({}) must be at least 1 and not above end ({})",
+                    range.start, range.end
+                ),
+            ));
+        }
+        if self.limits.memory < ByteSize::mib(16) {
+            return Err(ConfigError::key(
+                "limits.memory",
+                format!("{} is below the 16m that Python needs", self.limits.memory),
+            ));
+        }
+        if !(self.limits.cpus.is_finite() && self.limits.cpus > 0.0 && self.limits.cpus <= 1024.0) {
+            return Err(ConfigError::key(
+                "limits.cpus",
+                format!("{} is not a CPU count between 0 and 1024", self.limits.cpus),
+            ));
+        }
+        if self.limits.timeout.get().is_zero() {
+            return Err(ConfigError::key("limits.timeout", "must be above zero"));
+        }
+        if self.server.client_timeout.get().is_zero() {
+            return Err(ConfigError::key(
+                "server.client_timeout",
+                "must be above zero",
+            ));
+        }
+        if self.limits.max_timeout < self.limits.timeout {
+            return Err(ConfigError::key(
+                "limits.max_timeout",
+                "must not be below limits.timeout",
+            ));
+        }
+        if self.limits.output_kill_bytes < self.limits.output_bytes {
+            return Err(ConfigError::key(
+                "limits.output_kill_bytes",
+                "must not be below limits.output_bytes",
+            ));
+        }
+        if self.admission.max_concurrent_runs == 0 {
+            return Err(ConfigError::key(
+                "admission.max_concurrent_runs",
+                "must be at least 1",
+            ));
+        }
+        if self.functions.build_timeout.get().is_zero() {
+            return Err(ConfigError::key(
+                "functions.build_timeout",
+                "must be above zero",
+            ));
+        }
+        if self.functions.build_memory < ByteSize::mib(64) {
+            return Err(ConfigError::key(
+                "functions.build_memory",
+                format!(
+                    "{} is below the 64m that pip needs",
+                    self.functions.build_memory
+                ),
+            ));
+        }
+        if self.functions.max_parallel_builds == 0 {
+            return Err(ConfigError::key(
+                "functions.max_parallel_builds",
+                "must be at least 1",
+            ));
+        }
+        if self.sandbox.pids_limit < 8 {
+            return Err(ConfigError::key("sandbox.pids_limit", "must be at least 8"));
+        }
+        if self.sandbox.pool.refill_parallelism == 0 {
+            return Err(ConfigError::key(
+                "sandbox.pool.refill_parallelism",
+                "must be at least 1",
+            ));
+        }
+        let url = self.database.url.trim();
+        if !url.is_empty()
+            && !url.starts_with("sqlite:")
+            && !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+        {
+            return Err(ConfigError::key(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (index, token) in self.auth.tokens.iter().enumerate() {
+            if token.token().trim().is_empty() {
+                return Err(ConfigError::key(
+                    format!("auth.tokens[{index}]"),
+                    "a token must not be empty",
+                ));
+            }
+            if !seen.insert(token.token()) {
+                return Err(ConfigError::key(
+                    format!("auth.tokens[{index}]"),
+                    "the same token is listed twice",
+                ));
+            }
+            for scope in token.scopes() {
+                if !ALL_SCOPES.contains(&scope.as_str()) {
+                    return Err(ConfigError::key(
+                        format!("auth.tokens[{index}].scopes"),
+                        format!("unknown scope `{scope}` (known: {})", ALL_SCOPES.join(", ")),
+                    ));
+                }
+            }
+        }
+        for (index, module) in self.sandbox.preload.iter().enumerate() {
+            let valid = !module.is_empty()
+                && module.split('.').all(|part| {
+                    !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+                });
+            if !valid {
+                return Err(ConfigError::key(
+                    format!("sandbox.preload[{index}]"),
+                    format!("`{module}` is not a Python module name"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
