@@ -8,7 +8,7 @@ use runbox_runtime::sessions::SessionError;
 use runbox_runtime::RuntimeError;
 use runbox_sandbox::SandboxError;
 use runbox_store::StoreError;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -42,18 +42,25 @@ pub enum ApiError {
     /// 413 for a part of a body over its own limit (input files over `limits.file_bytes`).
     #[error("{0}")]
     TooLarge(String),
+    /// 422 of the functions surface: `{"success": false, "error": {"kind", "message", …}}`
+    /// with `extra` fields beside them (the argument that is wrong, pip's log).
     #[error("{message}")]
-    Unprocessable {
+    Rejected {
+        kind: &'static str,
         message: String,
-        body: Option<Value>,
+        extra: Map<String, Value>,
     },
-    /// 429 with a body chosen by the caller (the function-concurrency body is fixed by
-    /// API.md) and an optional `Retry-After` in seconds.
-    #[error("too many requests")]
-    TooManyRequests {
-        body: Value,
-        retry_after: Option<u64>,
-    },
+    /// 429: the subject made more requests than `rate_limit` allows.
+    #[error("Rate limit exceeded")]
+    RateLimited { retry_after: u64 },
+    /// 429: a stored function is running `limit` calls already (body fixed by API.md).
+    #[error("Over Max Concurrency {limit}")]
+    OverConcurrency { limit: usize },
+    /// 429: the subject holds `max` live sessions; one ends within `retry_after` s.
+    #[error("too many live sessions: at most {max} per subject")]
+    TooManySessions { max: usize, retry_after: u64 },
+    #[error("Method not allowed")]
+    MethodNotAllowed,
     /// Admission could not start the work in time: 504 `Request timed out`.
     #[error("Request timed out")]
     Overloaded,
@@ -85,13 +92,6 @@ impl ApiError {
         }
     }
 
-    pub fn unprocessable(message: impl Into<String>) -> Self {
-        ApiError::Unprocessable {
-            message: message.into(),
-            body: None,
-        }
-    }
-
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
@@ -101,8 +101,11 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge | ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. }
+            | ApiError::OverConcurrency { .. }
+            | ApiError::TooManySessions { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -122,10 +125,26 @@ impl ApiError {
             ApiError::InsufficientScope(scope) => {
                 json!({"error": "Insufficient scope", "required": scope})
             }
-            ApiError::Unprocessable {
-                body: Some(body), ..
-            } => body.clone(),
-            ApiError::TooManyRequests { body, .. } => body.clone(),
+            ApiError::Rejected {
+                kind,
+                message,
+                extra,
+            } => {
+                let mut error = Map::new();
+                error.insert("kind".into(), json!(kind));
+                error.insert("message".into(), json!(message));
+                error.extend(extra.clone());
+                json!({"success": false, "error": error})
+            }
+            ApiError::RateLimited { retry_after } => {
+                json!({"error": self.to_string(), "retry_after": retry_after})
+            }
+            ApiError::OverConcurrency { .. } => {
+                json!({"success": false, "message": self.to_string(), "task_id": ""})
+            }
+            ApiError::TooManySessions { max, .. } => {
+                json!({"error": self.to_string(), "max_per_subject": max})
+            }
             other => json!({"error": other.to_string()}),
         }
     }
@@ -138,8 +157,11 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = status.as_u16(), error = %self, "request failed");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if let ApiError::TooManyRequests {
-            retry_after: Some(seconds),
+        if let ApiError::RateLimited {
+            retry_after: seconds,
+        }
+        | ApiError::TooManySessions {
+            retry_after: seconds,
             ..
         } = &self
         {
@@ -172,13 +194,9 @@ impl From<SessionError> for ApiError {
             SessionError::NotFound => ApiError::NotFound(err.to_string()),
             SessionError::Ended(_) => ApiError::Gone(err.to_string()),
             SessionError::Busy => ApiError::Conflict(err.to_string()),
-            SessionError::TooMany { max, retry_after } => ApiError::TooManyRequests {
-                body: json!({
-                    "error": err.to_string(),
-                    "max_per_subject": max,
-                }),
-                retry_after: Some(retry_after),
-            },
+            SessionError::TooMany { max, retry_after } => {
+                ApiError::TooManySessions { max, retry_after }
+            }
             SessionError::ShuttingDown => ApiError::Unavailable(err.to_string()),
             SessionError::Sandbox(err) => ApiError::from(err),
         }

@@ -11,7 +11,6 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use runbox_core::config::RateLimitConfig;
-use serde_json::json;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -87,10 +86,7 @@ pub async fn limit_rate(
         if let Err(wait) = limiter.check(&principal.subject, Instant::now()) {
             let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
             tracing::info!(subject = %principal.subject, retry_after, "rate limited");
-            return Err(ApiError::TooManyRequests {
-                body: json!({"error": "Rate limit exceeded", "retry_after": retry_after}),
-                retry_after: Some(retry_after),
-            });
+            return Err(ApiError::RateLimited { retry_after });
         }
     }
     Ok(next.run(request).await)

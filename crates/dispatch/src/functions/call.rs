@@ -187,14 +187,7 @@ async fn prepare(
         .functions
         .running
         .try_enter(name, limit, task_id, state.functions.shutdown_token())
-        .map_err(|limit| ApiError::TooManyRequests {
-            body: json!({
-                "success": false,
-                "message": format!("Over Max Concurrency {limit}"),
-                "task_id": "",
-            }),
-            retry_after: None,
-        })?;
+        .map_err(|limit| ApiError::OverConcurrency { limit })?;
     let timeout = state.config.function_timeout(function.timeout_ms);
     Ok(Prepared {
         function,

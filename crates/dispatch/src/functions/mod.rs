@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -117,15 +117,16 @@ pub async fn call_stored_function(
     call_function(state, principal, name, request).await
 }
 
-/// A 422 of the functions surface: `{"success": false, "error": {"kind", "message", …}}`.
-pub(crate) fn rejection(kind: &str, message: String, extra: Map<String, Value>) -> ApiError {
-    let mut error = Map::new();
-    error.insert("kind".into(), json!(kind));
-    error.insert("message".into(), json!(message));
-    error.extend(extra);
-    ApiError::Unprocessable {
+/// A 422 of the functions surface (rendered by `ApiError`).
+pub(crate) fn rejection(
+    kind: &'static str,
+    message: String,
+    extra: Map<String, Value>,
+) -> ApiError {
+    ApiError::Rejected {
+        kind,
         message,
-        body: Some(json!({"success": false, "error": error})),
+        extra,
     }
 }
 

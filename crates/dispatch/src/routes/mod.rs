@@ -25,9 +25,8 @@ use std::sync::Arc;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
+use axum::Router;
 use axum::{middleware, Extension};
-use axum::{Json, Router};
-use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
@@ -179,8 +178,8 @@ fn request_tracing() -> RequestTracing {
         .on_failure(())
 }
 
-async fn not_found() -> (StatusCode, Json<serde_json::Value>) {
-    (StatusCode::NOT_FOUND, Json(json!({"error": "Not found"})))
+async fn not_found() -> ApiError {
+    ApiError::NotFound("Not found".into())
 }
 
 /// A body that could not be read: too large (413) or broken off.

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::{Extension, Json};
 use runbox_core::fence::extract_first_fenced_block;
 use runbox_core::numbers;
@@ -241,11 +240,8 @@ fn render(executed: Executed) -> Value {
 }
 
 /// `/runcode` with another method: 405 with a JSON body.
-pub async fn method_not_allowed() -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({"error": "Method not allowed"})),
-    )
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 #[cfg(test)]
