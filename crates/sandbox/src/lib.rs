@@ -7,6 +7,8 @@ pub mod backend;
 mod containers;
 pub mod environment;
 mod error;
+#[cfg(any(test, feature = "fake-backend"))]
+pub mod fake;
 mod frame;
 mod guard;
 pub mod image;

@@ -1,5 +1,5 @@
 //! The engine containers run on, behind a trait. `DockerBackend` drives a Docker engine
-//! through bollard.
+//! through bollard; `crate::fake` (tests, feature `fake-backend`) keeps them in memory.
 //! Everything the crate asks of an engine goes through `Backend`, used as
 //! `Arc<dyn Backend>`, so that several engines can stand behind one runbox.
 //!
