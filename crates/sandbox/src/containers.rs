@@ -115,3 +115,71 @@ fn creating(kind: ContainerKind) -> &'static str {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeBackend;
+    use crate::testing::{config, eventually, IMAGE, INSTANCE};
+
+    fn baseline_spec() -> ContainerSpec {
+        let mut spec =
+            crate::stdio_sandbox_spec(&config(0, 1, &[]), IMAGE, INSTANCE, ContainerKind::Baseline);
+        spec.open_stdin = Some(false);
+        spec
+    }
+
+    #[tokio::test]
+    async fn a_container_is_removed_by_its_guard_whichever_way_it_goes() {
+        let engine = FakeBackend::new();
+        let containers = Containers::new(engine.clone());
+
+        let guard = containers
+            .create(ContainerKind::Baseline, baseline_spec())
+            .await
+            .expect("created");
+        assert_eq!((engine.live(), containers.live()), (1, 1));
+        let engine_of = containers.engine();
+        engine_of.start(guard.id()).await.expect("started");
+        assert_eq!(engine_of.wait(guard.id()).await.expect("waited"), 0);
+        guard.remove().await;
+        assert_eq!((engine.live(), containers.live()), (0, 0));
+
+        let dropped = containers
+            .create(ContainerKind::Baseline, baseline_spec())
+            .await
+            .expect("created");
+        drop(dropped);
+        eventually(Duration::from_secs(5), "a dropped guard removes", || {
+            engine.live() == 0 && containers.live() == 0
+        })
+        .await;
+        assert!(containers.wait_removals(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_says_what_failed() {
+        let engine = FakeBackend::new();
+        let containers = Containers::new(engine.clone());
+        engine.set_faults(|f| f.missing_images = vec![IMAGE.to_string()]);
+        let missing = containers
+            .create(ContainerKind::Pool, baseline_spec())
+            .await;
+        assert!(matches!(missing, Err(SandboxError::ImageMissing(image)) if image == IMAGE));
+        engine.set_faults(|f| f.unavailable = true);
+        let away = containers
+            .create(ContainerKind::Build, baseline_spec())
+            .await;
+        match away {
+            Err(err @ SandboxError::Docker { .. }) => {
+                assert!(err.is_unavailable());
+                assert!(
+                    err.to_string().contains("creating the build container"),
+                    "{err}"
+                );
+            }
+            other => panic!("{:?}", other.map(|g| g.id().to_string())),
+        }
+        assert_eq!(engine.live(), 0);
+    }
+}

@@ -22,6 +22,8 @@ mod sandboxes;
 mod session;
 mod spec;
 mod sweep;
+#[cfg(test)]
+mod testing;
 mod transport;
 
 pub use backend::{

@@ -131,3 +131,64 @@ pub async fn janitor_loop(
         janitor_pass(engine.as_ref(), &instance).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeBackend;
+
+    fn of(instance: &str) -> [(&'static str, &str); 2] {
+        [(labels::MANAGED, "true"), (labels::INSTANCE, instance)]
+    }
+
+    #[tokio::test]
+    async fn the_start_up_sweep_removes_every_container_of_its_instance_only() {
+        let engine = FakeBackend::new();
+        let young = Duration::ZERO;
+        let running = engine.add_leftover(&of("unit"), ContainerStatus::Running, young);
+        let exited = engine.add_leftover(&of("unit"), ContainerStatus::Exited, young);
+        let other = engine.add_leftover(&of("other"), ContainerStatus::Exited, young);
+        let unmanaged = engine.add_leftover(
+            &[(labels::INSTANCE, "unit")],
+            ContainerStatus::Exited,
+            young,
+        );
+        let removed = sweep_instance(engine.as_ref(), "unit")
+            .await
+            .expect("the engine lists");
+        assert_eq!(removed, 2);
+        assert!(!engine.exists(&running) && !engine.exists(&exited));
+        assert!(engine.exists(&other), "another instance's container stays");
+        assert!(engine.exists(&unmanaged), "what runbox did not label stays");
+    }
+
+    #[tokio::test]
+    async fn the_janitor_removes_stopped_and_never_started_leftovers_of_its_instance() {
+        let engine = FakeBackend::new();
+        let young = Duration::ZERO;
+        let old = NEVER_STARTED_AFTER + Duration::from_secs(5);
+        let running = engine.add_leftover(&of("unit"), ContainerStatus::Running, old);
+        let starting = engine.add_leftover(&of("unit"), ContainerStatus::Created, young);
+        let exited = engine.add_leftover(&of("unit"), ContainerStatus::Exited, young);
+        let dead = engine.add_leftover(&of("unit"), ContainerStatus::Dead, young);
+        let lost = engine.add_leftover(&of("unit"), ContainerStatus::Created, old);
+        let others = engine.add_leftover(&of("other"), ContainerStatus::Exited, old);
+
+        janitor_pass(engine.as_ref(), "unit").await;
+
+        assert!(engine.exists(&running), "a running sandbox may be in use");
+        assert!(engine.exists(&starting), "a fresh one is about to start");
+        for gone in [&exited, &dead, &lost] {
+            assert!(!engine.exists(gone), "{gone} is a leftover");
+        }
+        assert!(engine.exists(&others), "another instance's container stays");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_engine_fails_the_sweep() {
+        let engine = FakeBackend::new();
+        engine.set_faults(|f| f.unavailable = true);
+        let swept = sweep_instance(engine.as_ref(), "unit").await;
+        assert!(matches!(swept, Err(SandboxError::Docker { .. })));
+    }
+}

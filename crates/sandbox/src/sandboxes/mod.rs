@@ -379,3 +379,6 @@ impl Drop for InUse {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests;
