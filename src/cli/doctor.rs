@@ -48,9 +48,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             report.ok("docker", "the engine answers");
             let source = image_source();
             let mut quiet = |_: &str| {};
-            match resolve_base(&docker, &config, &source, false, &mut quiet).await {
+            match resolve_base(docker.as_ref(), &config, &source, false, &mut quiet).await {
                 Ok(base) => {
-                    let base_present = image_exists(&docker, &base).await.unwrap_or(false);
+                    let base_present = image_exists(docker.as_ref(), &base).await.unwrap_or(false);
                     if base_present {
                         report.ok("base image", &base);
                     } else {
@@ -61,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         );
                     }
                     let plan = plan(&config, &source, &base);
-                    match image_exists(&docker, &plan.tag).await {
+                    match image_exists(docker.as_ref(), &plan.tag).await {
                         Ok(true) => report.ok("sandbox image", &plan.tag),
                         Ok(false) if plan.built_by_runbox => report.fail(
                             "sandbox image",
@@ -80,7 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             let runtime = config.sandbox.runtime.trim();
             if !runtime.is_empty() {
-                let runtimes = docker_runtimes(&docker).await;
+                let runtimes = docker_runtimes(docker.as_ref()).await;
                 if runtimes.iter().any(|r| r == runtime) {
                     report.ok("runtime", runtime);
                 } else {

@@ -39,23 +39,23 @@ pub async fn run(config: Config, command: ImageCommand) -> anyhow::Result<()> {
     let docker = connect_docker().await?;
     match command {
         ImageCommand::Build { force } => {
-            let tag = ensure_sandbox_image(&docker, &config, force).await?;
+            let tag = ensure_sandbox_image(docker.as_ref(), &config, force).await?;
             println!("{tag}");
         }
-        ImageCommand::Tag => println!("{}", sandbox_image_tag(&docker, &config).await?),
+        ImageCommand::Tag => println!("{}", sandbox_image_tag(docker.as_ref(), &config).await?),
         ImageCommand::Spec => {
-            let image = sandbox_image_tag(&docker, &config).await?;
+            let image = sandbox_image_tag(docker.as_ref(), &config).await?;
             let instance = runbox_dispatch::instance_name(&config);
-            let body = runbox_sandbox::baseline::stdio_sandbox_body(&config, &image, &instance)?;
+            let body = runbox_sandbox::stdio_sandbox_body(&config, &image, &instance)?;
             println!("{}", serde_json::to_string_pretty(&body)?);
         }
-        ImageCommand::Prune { dry_run } => prune(&docker, &config, dry_run).await?,
+        ImageCommand::Prune { dry_run } => prune(docker.as_ref(), &config, dry_run).await?,
     }
     Ok(())
 }
 
 async fn sandbox_image_tag(
-    docker: &runbox_sandbox::Docker,
+    docker: &dyn runbox_sandbox::Backend,
     config: &Config,
 ) -> anyhow::Result<String> {
     let mut progress = |_: &str| {};
@@ -68,7 +68,7 @@ async fn sandbox_image_tag(
 /// Keeps the environments the latest version of each stored function needs under the
 /// current sandbox image; removes the other environment images and their records.
 async fn prune(
-    docker: &runbox_sandbox::Docker,
+    docker: &dyn runbox_sandbox::Backend,
     config: &Config,
     dry_run: bool,
 ) -> anyhow::Result<()> {
@@ -114,7 +114,7 @@ async fn prune(
 
 /// Builds what is missing, printing the build's progress on stderr.
 pub async fn ensure_sandbox_image(
-    docker: &runbox_sandbox::Docker,
+    docker: &dyn runbox_sandbox::Backend,
     config: &Config,
     force: bool,
 ) -> anyhow::Result<String> {

@@ -23,14 +23,19 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     logging::init(&config.logging);
     let docker = connect_docker().await?;
     let runtime = config.sandbox.runtime.trim();
-    if !runtime.is_empty() && !docker_runtimes(&docker).await.iter().any(|r| r == runtime) {
+    if !runtime.is_empty()
+        && !docker_runtimes(docker.as_ref())
+            .await
+            .iter()
+            .any(|r| r == runtime)
+    {
         tracing::warn!(
             runtime,
             "sandbox.runtime is not installed in the Docker engine: no sandbox can start \
              and /health reports degraded until it is (see `runbox doctor`)"
         );
     }
-    let image = ensure_sandbox_image(&docker, &config, false).await?;
+    let image = ensure_sandbox_image(docker.as_ref(), &config, false).await?;
     let app = Application::build(config, docker, image.clone()).await?;
     let address = app
         .local_addr()

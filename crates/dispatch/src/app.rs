@@ -54,7 +54,7 @@ impl Application {
     /// `image` is the sandbox image, already made sure of by the caller.
     pub async fn build(
         config: Config,
-        docker: runbox_sandbox::Docker,
+        docker: Arc<dyn runbox_sandbox::Backend>,
         image: String,
     ) -> Result<Application, StartupError> {
         let config = Arc::new(config);

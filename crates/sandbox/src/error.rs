@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::backend::BackendError;
+
 /// Failures of runbox's own machinery. What user code does wrong is never one of these:
 /// it is an `ExecOutcome` with an `error`.
 #[derive(Debug, thiserror::Error)]
@@ -10,7 +12,7 @@ pub enum SandboxError {
     Docker {
         action: &'static str,
         #[source]
-        source: bollard::errors::Error,
+        source: BackendError,
     },
     #[error("sandbox image `{0}` is missing; build it with `runbox image build`")]
     ImageMissing(String),
@@ -39,7 +41,7 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
-    pub(crate) fn docker(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> Self {
+    pub(crate) fn docker(action: &'static str) -> impl FnOnce(BackendError) -> Self {
         move |source| SandboxError::Docker { action, source }
     }
 

@@ -6,11 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::container::{RemoveContainerOptions, WaitContainerOptions};
-use bollard::Docker;
-use futures::StreamExt;
 use tokio_util::task::TaskTracker;
 
+use crate::backend::{Backend, BackendError};
 use crate::ports::PortLease;
 
 const RETRY_START: Duration = Duration::from_secs(1);
@@ -47,8 +45,10 @@ pub(crate) struct Held {
     _live: Option<LiveToken>,
 }
 
+/// Owns one container: removes it when told, or when dropped. Made by
+/// `Containers::create`, the one way runbox creates a container.
 pub struct ContainerGuard {
-    docker: Docker,
+    engine: Arc<dyn Backend>,
     id: String,
     tracker: TaskTracker,
     lease: Option<PortLease>,
@@ -57,15 +57,15 @@ pub struct ContainerGuard {
 }
 
 impl ContainerGuard {
-    pub fn new(
-        docker: Docker,
+    pub(crate) fn new(
+        engine: Arc<dyn Backend>,
         id: String,
         tracker: TaskTracker,
         lease: Option<PortLease>,
         live: &LiveContainers,
     ) -> Self {
         ContainerGuard {
-            docker,
+            engine,
             id,
             tracker,
             lease,
@@ -76,13 +76,13 @@ impl ContainerGuard {
 
     /// Hands the removal over to the caller (the guard no longer removes the container
     /// on drop): the engine, the container's id and what it holds until it is gone.
-    fn disarm(&mut self) -> (Docker, String, Held) {
+    fn disarm(&mut self) -> (Arc<dyn Backend>, String, Held) {
         self.armed = false;
         let held = Held {
             _lease: self.lease.take(),
             _live: self.live.take(),
         };
-        (self.docker.clone(), std::mem::take(&mut self.id), held)
+        (self.engine.clone(), std::mem::take(&mut self.id), held)
     }
 
     pub fn id(&self) -> &str {
@@ -94,14 +94,14 @@ impl ContainerGuard {
     /// removal to `Drop`, never to nobody. When the engine cannot remove it now (it is
     /// away), the removal goes on in the background until it can.
     pub async fn remove(mut self) {
-        let removed = remove_container(&self.docker, &self.id).await;
-        let (docker, id, held) = self.disarm();
+        let removed = remove_container(self.engine.as_ref(), &self.id).await;
+        let (engine, id, held) = self.disarm();
         if removed {
             // The port is free only once the container that published it is gone.
             drop(held);
         } else {
             self.tracker
-                .spawn(async move { remove_until_gone(&docker, &id, held).await });
+                .spawn(async move { remove_until_gone(engine.as_ref(), &id, held).await });
         }
     }
 
@@ -110,22 +110,20 @@ impl ContainerGuard {
     /// itself costs the engine less CPU than a kill, which under sustained load is what
     /// bounds how many fresh sandboxes the machine makes per second.
     pub fn remove_once_exited(mut self, grace: Duration) {
-        let (docker, id, held) = self.disarm();
+        let (engine, id, held) = self.disarm();
         self.tracker.spawn(async move {
-            let mut exited = docker.wait_container(&id, None::<WaitContainerOptions<String>>);
             // Whatever the wait reports (an exit, an error, nothing in time), the
             // removal below makes sure the container is gone.
-            let _ = tokio::time::timeout(grace, exited.next()).await;
-            drop(exited);
-            remove_until_gone(&docker, &id, held).await;
+            let _ = tokio::time::timeout(grace, engine.wait(&id)).await;
+            remove_until_gone(engine.as_ref(), &id, held).await;
         });
     }
 
     /// Removes the container in the background; shutdown waits for the tracker.
     pub fn remove_in_background(mut self) {
-        let (docker, id, held) = self.disarm();
+        let (engine, id, held) = self.disarm();
         self.tracker
-            .spawn(async move { remove_until_gone(&docker, &id, held).await });
+            .spawn(async move { remove_until_gone(engine.as_ref(), &id, held).await });
     }
 }
 
@@ -134,10 +132,10 @@ impl Drop for ContainerGuard {
         if !self.armed {
             return;
         }
-        let (docker, id, held) = self.disarm();
+        let (engine, id, held) = self.disarm();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                let task = async move { remove_until_gone(&docker, &id, held).await };
+                let task = async move { remove_until_gone(engine.as_ref(), &id, held).await };
                 // Tracked, so that shutdown waits for this removal too.
                 handle.spawn(self.tracker.track_future(task));
             }
@@ -152,10 +150,10 @@ impl Drop for ContainerGuard {
 /// while), backing off up to `RETRY_MAX`, for at most `RETRY_FOR`; what the container
 /// holds (the lease of its port) is dropped only once it is gone. What is still there
 /// after that is left to the next start-up sweep.
-pub(crate) async fn remove_until_gone<H: Send>(docker: &Docker, id: &str, held: H) {
+pub(crate) async fn remove_until_gone<H: Send>(engine: &dyn Backend, id: &str, held: H) {
     let started = Instant::now();
     let mut pause = RETRY_START;
-    while !remove_container(docker, id).await {
+    while !remove_container(engine, id).await {
         if started.elapsed() >= RETRY_FOR {
             tracing::error!(container = %id, "container could not be removed; the start-up sweep will retry");
             return;
@@ -167,22 +165,12 @@ pub(crate) async fn remove_until_gone<H: Send>(docker: &Docker, id: &str, held: 
 }
 
 /// Kills and removes `id`; true when it is gone (or was already).
-pub(crate) async fn remove_container(docker: &Docker, id: &str) -> bool {
-    let options = RemoveContainerOptions {
-        force: true,
-        v: true,
-        ..Default::default()
-    };
+pub(crate) async fn remove_container(engine: &dyn Backend, id: &str) -> bool {
     for attempt in 0..3u32 {
-        match docker.remove_container(id, Some(options)).await {
-            Ok(()) => return true,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return true,
+        match engine.remove(id).await {
+            Ok(()) | Err(BackendError::NotFound(_)) => return true,
             // 409: removal already in progress — done as far as we are concerned.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => return true,
+            Err(BackendError::Conflict(_)) => return true,
             Err(err) => {
                 tracing::warn!(container = %id, attempt, error = %err, "removing container failed");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;

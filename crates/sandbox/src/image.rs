@@ -6,12 +6,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::image::{BuildImageOptions, CreateImageOptions};
-use bollard::Docker;
-use futures::StreamExt;
 use runbox_core::Config;
 use sha2::{Digest, Sha256};
 
+pub use crate::backend::Progress;
+use crate::backend::{Backend, BackendError, ImageBuild};
 use crate::labels;
 use crate::SandboxError;
 
@@ -30,9 +29,6 @@ pub struct ImageSource {
     pub context_hash: &'static str,
     pub bootstrap_script: &'static str,
 }
-
-/// A line of progress while an image is built or a base is prepared.
-pub type Progress<'a> = &'a mut (dyn FnMut(&str) + Send);
 
 /// What `runbox doctor` and start-up need to know about the sandbox image.
 #[derive(Clone, Debug)]
@@ -83,12 +79,10 @@ fn extra_packages(config: &Config) -> Vec<String> {
     packages
 }
 
-pub async fn image_exists(docker: &Docker, name: &str) -> Result<bool, SandboxError> {
-    match docker.inspect_image(name).await {
+pub async fn image_exists(engine: &dyn Backend, name: &str) -> Result<bool, SandboxError> {
+    match engine.inspect_image(name).await {
         Ok(_) => Ok(true),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(false),
+        Err(BackendError::NotFound(_)) => Ok(false),
         Err(source) => Err(SandboxError::Docker {
             action: "inspecting an image",
             source,
@@ -101,7 +95,7 @@ pub async fn image_exists(docker: &Docker, name: &str) -> Result<bool, SandboxEr
 /// python:3.12-slim; when `prepare` is true and nothing could be had, it runs the
 /// bootstrap script (debootstrap, about two minutes, needs root).
 pub async fn resolve_base(
-    docker: &Docker,
+    engine: &dyn Backend,
     config: &Config,
     source: &ImageSource,
     prepare: bool,
@@ -111,10 +105,10 @@ pub async fn resolve_base(
     if configured != "auto" && !configured.is_empty() {
         return Ok(configured.to_string());
     }
-    if image_exists(docker, UPSTREAM_BASE).await? {
+    if image_exists(engine, UPSTREAM_BASE).await? {
         return Ok(UPSTREAM_BASE.into());
     }
-    if image_exists(docker, BOOTSTRAP_BASE).await? {
+    if image_exists(engine, BOOTSTRAP_BASE).await? {
         return Ok(BOOTSTRAP_BASE.into());
     }
     if !prepare {
@@ -122,7 +116,7 @@ pub async fn resolve_base(
         return Ok(BOOTSTRAP_BASE.into());
     }
     progress(&format!("pulling {UPSTREAM_BASE}"));
-    match pull(docker, UPSTREAM_BASE, progress).await {
+    match pull(engine, UPSTREAM_BASE, progress).await {
         Ok(()) => return Ok(UPSTREAM_BASE.into()),
         Err(err) => progress(&format!(
             "cannot pull {UPSTREAM_BASE} ({err}); building {BOOTSTRAP_BASE} offline with debootstrap"
@@ -132,28 +126,11 @@ pub async fn resolve_base(
     Ok(BOOTSTRAP_BASE.into())
 }
 
-async fn pull(docker: &Docker, image: &str, progress: Progress<'_>) -> Result<(), String> {
-    let options = CreateImageOptions {
-        from_image: image.to_string(),
-        ..Default::default()
-    };
-    let pulling = async {
-        let mut stream = docker.create_image(Some(options), None, None);
-        let mut last_status = String::new();
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| e.to_string())?;
-            if let Some(status) = info.status {
-                if status != last_status {
-                    progress(&status);
-                    last_status = status;
-                }
-            }
-        }
-        Ok(())
-    };
-    tokio::time::timeout(PULL_TIMEOUT, pulling)
+async fn pull(engine: &dyn Backend, image: &str, progress: Progress<'_>) -> Result<(), String> {
+    tokio::time::timeout(PULL_TIMEOUT, engine.pull_image(image, progress))
         .await
         .map_err(|_| format!("no answer within {PULL_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())
 }
 
 async fn run_bootstrap_script(
@@ -212,7 +189,7 @@ async fn run_bootstrap_script(
 /// Makes sure the sandbox image exists, building it when runbox owns it and
 /// `sandbox.build_missing_image` allows (or `force`). Returns its tag.
 pub async fn ensure_image(
-    docker: &Docker,
+    engine: &dyn Backend,
     config: &Config,
     source: &ImageSource,
     force: bool,
@@ -220,27 +197,27 @@ pub async fn ensure_image(
 ) -> Result<String, SandboxError> {
     let configured = config.sandbox.image.trim();
     if !configured.is_empty() {
-        return check_operator_image(docker, configured).await;
+        return check_operator_image(engine, configured).await;
     }
     let may_build = force || config.sandbox.build_missing_image;
-    let base = resolve_base(docker, config, source, may_build, progress).await?;
+    let base = resolve_base(engine, config, source, may_build, progress).await?;
     let plan = plan(config, source, &base);
-    if !force && image_exists(docker, &plan.tag).await? {
+    if !force && image_exists(engine, &plan.tag).await? {
         return Ok(plan.tag);
     }
     if !may_build {
         return Err(SandboxError::ImageMissing(plan.tag));
     }
-    build(docker, config, source, &base, &plan.tag, progress).await?;
+    build(engine, config, source, &base, &plan.tag, progress).await?;
     Ok(plan.tag)
 }
 
-async fn check_operator_image(docker: &Docker, image: &str) -> Result<String, SandboxError> {
-    let inspected = match docker.inspect_image(image).await {
+async fn check_operator_image(engine: &dyn Backend, image: &str) -> Result<String, SandboxError> {
+    let inspected = match engine.inspect_image(image).await {
         Ok(inspected) => inspected,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => return Err(SandboxError::ImageMissing(image.to_string())),
+        Err(BackendError::NotFound(_)) => {
+            return Err(SandboxError::ImageMissing(image.to_string()))
+        }
         Err(source) => {
             return Err(SandboxError::Docker {
                 action: "inspecting the sandbox image",
@@ -248,10 +225,7 @@ async fn check_operator_image(docker: &Docker, image: &str) -> Result<String, Sa
             })
         }
     };
-    let has_agent = inspected
-        .config
-        .and_then(|c| c.labels)
-        .is_some_and(|l| l.contains_key(labels::AGENT));
+    let has_agent = inspected.labels.contains_key(labels::AGENT);
     if has_agent {
         Ok(image.to_string())
     } else {
@@ -260,7 +234,7 @@ async fn check_operator_image(docker: &Docker, image: &str) -> Result<String, Sa
 }
 
 async fn build(
-    docker: &Docker,
+    engine: &dyn Backend,
     config: &Config,
     source: &ImageSource,
     base: &str,
@@ -280,36 +254,27 @@ async fn build(
     if !index_url.is_empty() {
         buildargs.insert("PIP_INDEX_URL".into(), index_url.into());
     }
-    let options = BuildImageOptions {
-        t: tag.to_string(),
-        rm: true,
-        forcerm: true,
+    let build = ImageBuild {
+        tag: tag.to_string(),
         buildargs,
         labels: HashMap::from([(labels::MANAGED.to_string(), "true".to_string())]),
-        ..Default::default()
     };
-    let mut stream = docker.build_image(options, None, Some(context.into()));
     let mut tail: Vec<String> = Vec::new();
-    while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| SandboxError::ImageBuild(e.to_string()))?;
-        if let Some(error) = info.error {
-            return Err(SandboxError::ImageBuild(format!(
-                "{error}\n{}",
-                tail.join("\n")
-            )));
+    let mut keep_tail = |line: &str| {
+        progress(line);
+        tail.push(line.to_string());
+        if tail.len() > 30 {
+            tail.remove(0);
         }
-        if let Some(line) = info.stream {
-            let line = line.trim_end();
-            if !line.is_empty() {
-                progress(line);
-                tail.push(line.to_string());
-                if tail.len() > 30 {
-                    tail.remove(0);
-                }
-            }
-        }
+    };
+    let built = engine.build_image(build, context, &mut keep_tail).await;
+    if let Err(err) = built {
+        return Err(SandboxError::ImageBuild(format!(
+            "{err}\n{}",
+            tail.join("\n")
+        )));
     }
-    if !image_exists(docker, tag).await? {
+    if !image_exists(engine, tag).await? {
         return Err(SandboxError::ImageBuild(format!(
             "the build ended without producing {tag}:\n{}",
             tail.join("\n")

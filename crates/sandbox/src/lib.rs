@@ -1,12 +1,14 @@
-//! Everything in runbox that touches Docker: the sandbox image, the container spec and
-//! its limits, the warm pool, the two transports to the in-container agent, the guard
-//! that removes every container on every path, and the sweeps that catch leftovers.
+//! Everything in runbox that touches a container engine: the engine itself behind a
+//! trait (`backend`), the sandbox image, the container spec and its limits, the warm
+//! pool, the two transports to the in-container agent, the guard that removes every
+//! container on every path, and the sweeps that catch leftovers.
 
-pub mod baseline;
-mod docker;
-mod engine;
+pub mod backend;
+mod containers;
 pub mod environment;
 mod error;
+#[cfg(any(test, feature = "fake-backend"))]
+pub mod fake;
 mod frame;
 mod guard;
 pub mod image;
@@ -16,20 +18,28 @@ mod pool;
 mod ports;
 mod protocol;
 mod sandbox;
+mod sandboxes;
 mod session;
 mod spec;
 mod sweep;
+#[cfg(test)]
+mod testing;
 mod transport;
 
-pub use bollard::Docker;
-pub use docker::{connect_docker, docker_runtimes, docker_status, DockerStatus};
-pub use engine::{EngineStatus, RunOptions, Sandboxes};
+pub use backend::{
+    connect_docker, docker_runtimes, Backend, BackendError, ContainerMemory, ContainerSpec,
+    DockerBackend, EngineHealth,
+};
+pub use containers::Containers;
 pub use environment::{
     plan_environment, prune_environments, BuildFailure, BuildReport, DependencySet,
     EnvironmentPlan, InvalidRequirement, PruneReport,
 };
 pub use error::SandboxError;
+pub use guard::ContainerGuard;
 pub use labels::ContainerKind;
 pub use pool::PoolStatus;
+pub use sandboxes::{RunOptions, Sandboxes, SandboxesStatus};
 pub use session::SessionSandbox;
-pub use sweep::sweep_instance;
+pub use spec::{stdio_sandbox_body, stdio_sandbox_spec};
+pub use sweep::{list_containers, sweep_instance};

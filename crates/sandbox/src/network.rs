@@ -11,9 +11,7 @@
 
 use std::collections::HashMap;
 
-use bollard::network::CreateNetworkOptions;
-use bollard::Docker;
-
+use crate::backend::{Backend, BackendError, NetworkSpec};
 use crate::labels;
 use crate::SandboxError;
 
@@ -24,16 +22,11 @@ pub const SANDBOX_BRIDGE: &str = "runbox0";
 
 /// Creates the sandbox network unless it exists. Several runbox servers on one engine
 /// share it; a concurrent creation by another one is fine.
-pub async fn ensure_sandbox_network(docker: &Docker) -> Result<(), SandboxError> {
-    match docker
-        .inspect_network::<String>(SANDBOX_NETWORK, None)
-        .await
-    {
-        Ok(network) => {
-            let icc = network
-                .options
-                .as_ref()
-                .and_then(|o| o.get("com.docker.network.bridge.enable_icc"))
+pub async fn ensure_sandbox_network(engine: &dyn Backend) -> Result<(), SandboxError> {
+    match engine.network_options(SANDBOX_NETWORK).await {
+        Ok(options) => {
+            let icc = options
+                .get("com.docker.network.bridge.enable_icc")
                 .map(String::as_str);
             if icc != Some("false") {
                 tracing::warn!(
@@ -44,9 +37,7 @@ pub async fn ensure_sandbox_network(docker: &Docker) -> Result<(), SandboxError>
             }
             return Ok(());
         }
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {}
+        Err(BackendError::NotFound(_)) => {}
         Err(source) => {
             return Err(SandboxError::Docker {
                 action: "inspecting the sandbox network",
@@ -54,20 +45,20 @@ pub async fn ensure_sandbox_network(docker: &Docker) -> Result<(), SandboxError>
             })
         }
     }
-    let options = CreateNetworkOptions {
-        name: SANDBOX_NETWORK,
-        check_duplicate: true,
-        driver: "bridge",
-        options: HashMap::from([
-            ("com.docker.network.bridge.enable_icc", "false"),
-            ("com.docker.network.bridge.enable_ip_masquerade", "false"),
-            ("com.docker.network.bridge.name", SANDBOX_BRIDGE),
-        ]),
-        labels: HashMap::from([(labels::MANAGED, "true")]),
-        ..Default::default()
+    let network = NetworkSpec {
+        name: SANDBOX_NETWORK.to_string(),
+        options: HashMap::from(
+            [
+                ("com.docker.network.bridge.enable_icc", "false"),
+                ("com.docker.network.bridge.enable_ip_masquerade", "false"),
+                ("com.docker.network.bridge.name", SANDBOX_BRIDGE),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        ),
+        labels: HashMap::from([(labels::MANAGED.to_string(), "true".to_string())]),
     };
-    match docker.create_network(options).await {
-        Ok(_) => {
+    match engine.create_network(network).await {
+        Ok(()) => {
             tracing::info!(
                 network = SANDBOX_NETWORK,
                 bridge = SANDBOX_BRIDGE,
@@ -78,10 +69,7 @@ pub async fn ensure_sandbox_network(docker: &Docker) -> Result<(), SandboxError>
         // Created meanwhile by another server: the fixed bridge name makes a second
         // network of the same name fail in the engine, so whatever the error, the
         // network may exist now.
-        Err(source) => match docker
-            .inspect_network::<String>(SANDBOX_NETWORK, None)
-            .await
-        {
+        Err(source) => match engine.network_options(SANDBOX_NETWORK).await {
             Ok(_) => Ok(()),
             Err(_) => Err(SandboxError::Docker {
                 action: "creating the sandbox network",

@@ -3,16 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bollard::container::{Config as ContainerConfig, CreateContainerOptions, WaitContainerOptions};
-use bollard::Docker;
-use futures::StreamExt;
 use rand::RngCore;
 use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
 
-use crate::docker::{blame_the_engine, engine_answers};
-use crate::guard::{remove_until_gone, ContainerGuard, LiveContainers};
+use crate::backend::{Backend, BackendError};
+use crate::containers::Containers;
+use crate::guard::ContainerGuard;
 use crate::labels::ContainerKind;
 use crate::pool::Loan;
 use crate::ports::PortLeases;
@@ -33,16 +30,18 @@ const FINISH_GRACE: Duration = Duration::from_secs(1);
 
 /// Creates sandboxes. Shared by the pools, the cold path and sessions.
 pub(crate) struct Launcher {
-    pub docker: Docker,
+    pub containers: Containers,
     pub config: Arc<Config>,
     pub instance: String,
     pub ports: PortLeases,
-    pub tracker: TaskTracker,
     pub http_client: reqwest::Client,
-    pub live: LiveContainers,
 }
 
 impl Launcher {
+    pub fn engine(&self) -> &dyn Backend {
+        self.containers.engine().as_ref()
+    }
+
     pub fn caps(&self) -> OutputCaps {
         OutputCaps {
             output_bytes: self.config.limits.output_bytes.bytes(),
@@ -72,7 +71,7 @@ impl Launcher {
                 Err(err @ (SandboxError::ImageMissing(_) | SandboxError::ImageWithoutAgent(_))) => {
                     return Err(err)
                 }
-                Err(err) => return Err(blame_the_engine(&self.docker, err).await),
+                Err(err) => return Err(blame_the_engine(self.engine(), err).await),
                 ok => return ok,
             }
         }
@@ -101,19 +100,10 @@ impl Launcher {
             http: lease.as_ref().map(|l| (l.port(), key.as_str())),
         };
         let host_port = lease.as_ref().map(|l| l.port());
-        let name = format!(
-            "runbox-{}-{}",
-            kind.as_str(),
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let id = self.create(name, spec.container_config(), image).await?;
-        let guard = ContainerGuard::new(
-            self.docker.clone(),
-            id,
-            self.tracker.clone(),
-            lease,
-            &self.live,
-        );
+        let guard = self
+            .containers
+            .create_holding(kind, spec.container_config(), lease)
+            .await?;
         let max_frame = self.caps().max_frame();
         let mut conn = match host_port {
             Some(port) => Connection::Http(HttpConnection::new(
@@ -123,19 +113,11 @@ impl Launcher {
                 max_frame,
             )),
             None => Connection::Stdio(
-                StdioConnection::attach(&self.docker, guard.id(), max_frame).await?,
+                StdioConnection::attach(self.engine(), guard.id(), max_frame).await?,
             ),
         };
-        if let Err(err) = self
-            .docker
-            .start_container::<String>(guard.id(), None)
-            .await
-        {
-            let text = err.to_string();
-            if let Some(port) = host_port.filter(|_| {
-                text.contains("address already in use")
-                    || text.contains("port is already allocated")
-            }) {
+        if let Err(err) = self.engine().start(guard.id()).await {
+            if let (BackendError::PortAllocated(_), Some(port)) = (&err, host_port) {
                 return Err(SandboxError::PortTaken(port));
             }
             return Err(SandboxError::Docker {
@@ -144,7 +126,7 @@ impl Launcher {
             });
         }
         if let Connection::Http(http) = &mut conn {
-            http.watch_exit(&self.docker, guard.id());
+            http.watch_exit(self.containers.engine().clone(), guard.id());
         }
         let startup = self.config.sandbox.startup_timeout.get();
         let preloaded = match conn.wait_ready(startup).await {
@@ -170,7 +152,7 @@ impl Launcher {
         Ok(Sandbox {
             guard,
             conn,
-            docker: self.docker.clone(),
+            engine: self.containers.engine().clone(),
             idle_since: Instant::now(),
             preloaded: !preload.is_empty(),
             loan: None,
@@ -180,40 +162,28 @@ impl Launcher {
     }
 }
 
-impl Launcher {
-    /// Creates the container in a task of its own. A caller dropped while the engine is
-    /// creating it (a cancelled request, a shutdown) would leave a container nobody
-    /// knows the id of; the task removes such an orphan instead, and shutdown waits
-    /// for it.
-    async fn create(
-        &self,
-        name: String,
-        config: ContainerConfig<String>,
-        image: &str,
-    ) -> Result<String, SandboxError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let docker = self.docker.clone();
-        self.tracker.spawn(async move {
-            let options = CreateContainerOptions {
-                name: name.as_str(),
-                platform: None,
-            };
-            let created = docker.create_container(Some(options), config).await;
-            if let Err(Ok(orphan)) = tx.send(created) {
-                remove_until_gone(&docker, &orphan.id, ()).await;
-            }
-        });
-        match rx.await {
-            Ok(Ok(created)) => Ok(created.id),
-            Ok(Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            })) => Err(SandboxError::ImageMissing(image.to_string())),
-            Ok(Err(source)) => Err(SandboxError::Docker {
-                action: "creating a sandbox",
-                source,
-            }),
-            Err(_) => Err(SandboxError::ShuttingDown),
-        }
+/// How long a check of "is the engine still there?" may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the engine answers a ping: when something broke under a sandbox, this tells
+/// the engine going away (a 503 for the client) from the sandbox breaking.
+async fn engine_answers(engine: &dyn Backend) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, engine.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+    }
+}
+
+/// `err` as it is when the engine answers, else the engine's absence, which is what the
+/// caller must hear about.
+async fn blame_the_engine(engine: &dyn Backend, err: SandboxError) -> SandboxError {
+    if err.is_unavailable() {
+        return err;
+    }
+    match engine_answers(engine).await {
+        Ok(()) => err,
+        Err(why) => SandboxError::DockerUnavailable(format!("{why} ({err})")),
     }
 }
 
@@ -228,7 +198,7 @@ fn random_key() -> String {
 pub(crate) struct Sandbox {
     guard: ContainerGuard,
     conn: Connection,
-    docker: Docker,
+    engine: Arc<dyn Backend>,
     pub idle_since: Instant,
     /// Started with the modules its pool preloads (see pool.rs for when it is not).
     pub preloaded: bool,
@@ -268,7 +238,7 @@ impl Sandbox {
         let mut forwarder = EventForwarder::new(events, caps.output_bytes);
         let end = match self.conn.exec(&message, &mut forwarder).await {
             Ok(end) => end,
-            Err(err) => match blame_the_engine(&self.docker, err).await {
+            Err(err) => match blame_the_engine(self.engine.as_ref(), err).await {
                 // What comes out of the container is the code's doing, or its agent's
                 // after the code tampered with it: the run's failure, never runbox's.
                 SandboxError::Protocol(why) => {
@@ -296,7 +266,7 @@ impl Sandbox {
                 self.lost = true;
                 let diagnostics = self.conn.diagnostics();
                 let mut outcome = lost_outcome(
-                    &self.docker,
+                    self.engine.as_ref(),
                     self.guard.id(),
                     &self.memory_limit,
                     diagnostics,
@@ -341,38 +311,33 @@ impl Sandbox {
 /// The agent vanished mid-run: the container was OOM-killed, or the code killed it —
 /// or the engine went away with the stream, which is no outcome of the code at all.
 async fn lost_outcome(
-    docker: &Docker,
+    engine: &dyn Backend,
     id: &str,
     memory_limit: &str,
     diagnostics: String,
     exec_started: SystemTime,
 ) -> Result<ExecOutcome, SandboxError> {
     // The engine records the exit (and the OOM flag) a moment after the stream ends.
-    let mut wait = docker.wait_container(id, None::<WaitContainerOptions<String>>);
-    let _ = tokio::time::timeout(Duration::from_secs(2), wait.next()).await;
-    let state = match docker.inspect_container(id, None).await {
-        Ok(container) => container.state,
+    let _ = tokio::time::timeout(Duration::from_secs(2), engine.wait(id)).await;
+    let state = match engine.inspect(id).await {
+        Ok(state) => Some(state),
         Err(err) => {
             let err = SandboxError::Docker {
                 action: "inspecting a sandbox whose agent went away",
                 source: err,
             };
-            if let Err(why) = engine_answers(docker).await {
+            if let Err(why) = engine_answers(engine).await {
                 return Err(SandboxError::DockerUnavailable(format!("{why} ({err})")));
             }
             None
         }
     };
-    let finished = state
-        .as_ref()
-        .and_then(|s| s.finished_at.as_deref())
-        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
-        .map(SystemTime::from);
+    let finished = state.as_ref().and_then(|s| s.finished_at);
     if finished.is_some_and(|at| at < exec_started) {
         // It died while it waited in the pool: the code never reached it.
         return Err(SandboxError::DiedBeforeUse);
     }
-    let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+    let oom = state.as_ref().is_some_and(|s| s.oom_killed);
     if oom {
         return Ok(ExecOutcome::failed(
             ErrorKind::Memory,

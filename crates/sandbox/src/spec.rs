@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 
-use bollard::container::Config as ContainerConfig;
 use bollard::models::{HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits};
 use runbox_core::config::{Config, Transport};
 
+use crate::backend::ContainerSpec;
 use crate::labels::{self, ContainerKind};
 use crate::network::SANDBOX_NETWORK;
+use crate::SandboxError;
 
 /// Where the agent listens inside the container on the http transport.
 pub const AGENT_PORT: u16 = 8080;
@@ -25,7 +26,7 @@ pub struct SandboxSpec<'a> {
 }
 
 impl SandboxSpec<'_> {
-    pub fn container_config(&self) -> ContainerConfig<String> {
+    pub fn container_config(&self) -> ContainerSpec {
         let limits = &self.config.limits;
         let sandbox = &self.config.sandbox;
         let memory = i64::try_from(limits.memory.bytes()).unwrap_or(i64::MAX);
@@ -126,7 +127,7 @@ impl SandboxSpec<'_> {
         }
 
         let stdio = self.http.is_none();
-        ContainerConfig {
+        ContainerSpec {
             image: Some(self.image.to_string()),
             cmd: Some(vec![
                 "python3".into(),
@@ -153,6 +154,38 @@ impl SandboxSpec<'_> {
             ..Default::default()
         }
     }
+}
+
+/// The container of a one-shot stdio sandbox of `image`, of `kind`: every limit a
+/// sandbox gets. What the bench's bare containers start from rather than restating it.
+pub fn stdio_sandbox_spec(
+    config: &Config,
+    image: &str,
+    instance: &str,
+    kind: ContainerKind,
+) -> ContainerSpec {
+    SandboxSpec {
+        config,
+        image,
+        instance,
+        kind,
+        preload: &[],
+        http: None,
+    }
+    .container_config()
+}
+
+/// The body runbox sends the engine to create a one-shot stdio sandbox of `image` (what
+/// `runbox image spec` prints): every limit a sandbox gets, for an audit, and what a
+/// script that measures bare containers starts from rather than restating it.
+pub fn stdio_sandbox_body(
+    config: &Config,
+    image: &str,
+    instance: &str,
+) -> Result<serde_json::Value, SandboxError> {
+    let spec = stdio_sandbox_spec(config, image, instance, ContainerKind::OnDemand);
+    serde_json::to_value(spec)
+        .map_err(|err| SandboxError::Protocol(format!("cannot encode the container spec: {err}")))
 }
 
 /// Whether this config runs the http transport.
@@ -226,6 +259,24 @@ mod tests {
         let binding = &bindings["8080/tcp"].as_ref().expect("binding")[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some("18001"));
+    }
+
+    #[test]
+    fn the_printed_spec_is_the_engine_api_body_of_a_sandbox() {
+        let config = Config::defaults();
+        let body = stdio_sandbox_body(&config, "img", "audit").expect("encodes");
+        assert_eq!(body["Image"], "img");
+        assert_eq!(body["User"], "1000:1000");
+        assert_eq!(body["Cmd"][0], "python3");
+        assert_eq!(body["OpenStdin"], true);
+        assert_eq!(body["StdinOnce"], true);
+        assert_eq!(body["Labels"][labels::INSTANCE], "audit");
+        let host = &body["HostConfig"];
+        assert_eq!(host["Memory"], 512 * 1024 * 1024);
+        assert_eq!(host["NetworkMode"], "none");
+        assert_eq!(host["ReadonlyRootfs"], true);
+        assert_eq!(host["CapDrop"][0], "ALL");
+        assert_eq!(host["LogConfig"]["Type"], "none");
     }
 
     #[test]

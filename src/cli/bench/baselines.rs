@@ -1,13 +1,17 @@
 //! What runbox's figures are divided by: the engine's own container churn, `docker run
-//! --rm` as a user would type it, and the memory an idle pooled sandbox holds.
+//! --rm` as a user would type it, and the memory an idle pooled sandbox holds, all
+//! measured through the same engine connection as runbox itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use indicatif::ProgressBar;
 use runbox_core::Config;
-use runbox_sandbox::baseline::{churn_once, container_memory, list_containers, ContainerMemory};
-use runbox_sandbox::{ContainerKind, Docker, Sandboxes};
+use runbox_sandbox::{
+    list_containers, stdio_sandbox_spec, Backend, ContainerKind, ContainerMemory, Containers,
+    Sandboxes,
+};
 use serde::Serialize;
 
 use super::load::{closed_loop, operation};
@@ -15,7 +19,7 @@ use super::stats::{round, Figures, Tally};
 
 /// `requests` bare containers (create, start, wait, remove) by `concurrency` workers.
 pub async fn churn(
-    docker: &Docker,
+    containers: &Containers,
     config: &Arc<Config>,
     image: &str,
     instance: &str,
@@ -23,25 +27,61 @@ pub async fn churn(
     requests: usize,
     bar: &ProgressBar,
 ) -> Tally {
-    let docker = docker.clone();
+    let containers = containers.clone();
     let config = config.clone();
     let image: Arc<str> = image.into();
     let instance: Arc<str> = instance.into();
     let op = operation(move || {
-        let (docker, config, image, instance) = (
-            docker.clone(),
+        let (containers, config, image, instance) = (
+            containers.clone(),
             config.clone(),
             image.clone(),
             instance.clone(),
         );
         async move {
-            churn_once(&docker, &config, &image, &instance)
+            churn_once(&containers, &config, &image, &instance)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("{e:#}"))
         }
     });
     closed_loop(concurrency, requests, None, bar, op).await
+}
+
+/// One container of the spec runbox gives its stdio sandboxes (same image, limits,
+/// mounts, user, no network) running `python3 -c 'print(1)'` instead of the agent:
+/// what the engine alone costs per fresh sandbox.
+async fn churn_once(
+    containers: &Containers,
+    config: &Config,
+    image: &str,
+    instance: &str,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut spec = stdio_sandbox_spec(config, image, instance, ContainerKind::Baseline);
+    spec.cmd = Some(vec!["python3".into(), "-c".into(), "print(1)".into()]);
+    spec.attach_stdin = Some(false);
+    spec.attach_stdout = Some(false);
+    spec.attach_stderr = Some(false);
+    spec.open_stdin = Some(false);
+    let guard = containers.create(ContainerKind::Baseline, spec).await?;
+    let engine = containers.engine();
+    let ran = async {
+        engine
+            .start(guard.id())
+            .await
+            .context("starting a baseline container")?;
+        let code = engine
+            .wait(guard.id())
+            .await
+            .context("waiting for a baseline container")?;
+        // print(1) exits with 0; anything else is a failure of the baseline.
+        anyhow::ensure!(code == 0, "a baseline container exited with {code}");
+        Ok(())
+    }
+    .await;
+    guard.remove().await;
+    ran.map(|()| started.elapsed())
 }
 
 /// `docker run --rm IMAGE python3 -c 'print(1)'`, one after the other, timed from
@@ -87,7 +127,7 @@ pub struct IdleMemory {
 /// Starts a pool of `count` sandboxes preloading `preload`, waits until it is full and
 /// idle, and reads each container's memory from the engine. The pool is removed after.
 pub async fn idle_memory(
-    docker: &Docker,
+    engine: &Arc<dyn Backend>,
     config: &Config,
     image: &str,
     instance: &str,
@@ -110,7 +150,7 @@ pub async fn idle_memory(
     };
     let sandboxes = match Sandboxes::start(
         Arc::new(config),
-        docker.clone(),
+        engine.clone(),
         image.to_string(),
         instance.to_string(),
     )
@@ -140,10 +180,10 @@ pub async fn idle_memory(
     // Let start-up work (page faults, the refill's last writes) settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut samples: Vec<ContainerMemory> = Vec::new();
-    match list_containers(docker, Some(instance), Some(ContainerKind::Pool)).await {
+    match list_containers(engine.as_ref(), Some(instance), Some(ContainerKind::Pool)).await {
         Ok(ids) => {
             for id in ids {
-                match container_memory(docker, &id).await {
+                match engine.memory(&id).await {
                     Ok(sample) => samples.push(sample),
                     Err(err) => report.error = Some(err.to_string()),
                 }

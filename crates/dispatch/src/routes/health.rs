@@ -77,7 +77,7 @@ async fn runtime_status(state: &AppState) -> Value {
     if configured.is_empty() {
         return json!({"name": "default"});
     }
-    match tokio::time::timeout(RUNTIME_PROBE, docker_runtimes(state.sandboxes.docker())).await {
+    match tokio::time::timeout(RUNTIME_PROBE, docker_runtimes(state.sandboxes.engine())).await {
         Ok(known) => json!({
             "name": configured,
             "installed": known.iter().any(|name| name == configured),

@@ -6,18 +6,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::container::{
-    Config as ContainerConfig, CreateContainerOptions, LogOutput, LogsOptions,
-};
-use bollard::image::CommitContainerOptions;
 use bollard::models::HostConfig;
-use futures::StreamExt;
 use runbox_core::Config;
 
 use super::{DependencySet, EnvironmentPlan, ENV_LABEL, ENV_REPOSITORY, ENV_REQUIREMENTS_LABEL};
-use crate::guard::ContainerGuard;
+use crate::backend::{Backend, CommitSpec, ContainerSpec};
 use crate::labels::{self, ContainerKind};
 use crate::sandbox::Launcher;
+use crate::SandboxError;
 
 /// Where the operator's CA bundle is mounted in a build container.
 const CA_MOUNT: &str = "/run/runbox-pip-ca.crt";
@@ -75,43 +71,33 @@ pub(crate) async fn build(
     timeout: Duration,
 ) -> Result<BuildReport, BuildFailure> {
     let started = Instant::now();
-    let docker = &launcher.docker;
+    let engine = launcher.engine();
     let config = &launcher.config;
-    let base = docker
+    let base = engine
         .inspect_image(base_image)
         .await
-        .map_err(|e| BuildFailure::engine("inspecting the sandbox image", e))?
-        .config
-        .unwrap_or_default();
+        .map_err(|e| BuildFailure::engine("inspecting the sandbox image", e))?;
 
-    let name = format!(
-        "runbox-build-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let created = docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: name.as_str(),
-                platform: None,
-            }),
-            build_container_config(config, base_image, deps, &launcher.instance),
-        )
+    let spec = build_container_config(config, base_image, deps, &launcher.instance);
+    let guard = launcher
+        .containers
+        .create(ContainerKind::Build, spec)
         .await
-        .map_err(|e| BuildFailure::engine("creating the build container", e))?;
-    let guard = ContainerGuard::new(
-        docker.clone(),
-        created.id,
-        launcher.tracker.clone(),
-        None,
-        &launcher.live,
-    );
-    docker
-        .start_container::<String>(guard.id(), None)
+        .map_err(|err| match err {
+            SandboxError::Docker { action, source } => BuildFailure::engine(action, source),
+            other => BuildFailure {
+                message: other.to_string(),
+                log: String::new(),
+                by_engine: true,
+            },
+        })?;
+    engine
+        .start(guard.id())
         .await
         .map_err(|e| BuildFailure::engine("starting the build container", e))?;
 
-    let exit = tokio::time::timeout(timeout, wait_exit(docker, guard.id())).await;
-    let log = read_log(docker, guard.id()).await;
+    let exit = tokio::time::timeout(timeout, engine.wait(guard.id())).await;
+    let log = read_log(engine, guard.id()).await;
     let exit_code = match exit {
         Ok(Ok(code)) => code,
         Ok(Err(err)) => {
@@ -155,7 +141,7 @@ pub(crate) async fn build(
 
     // What the container changed, under the sandbox image's own user, command,
     // environment and labels (commit would otherwise keep the build's).
-    let mut image_labels = base.labels.clone().unwrap_or_default();
+    let mut image_labels = base.labels.clone();
     image_labels.extend([
         (labels::MANAGED.to_string(), "true".to_string()),
         (labels::KIND.to_string(), "env".to_string()),
@@ -166,7 +152,7 @@ pub(crate) async fn build(
             deps.requirements().join("\n"),
         ),
     ]);
-    let image_config = ContainerConfig {
+    let image_config = ContainerSpec {
         user: Some(base.user.clone().unwrap_or_default()),
         cmd: base.cmd.clone(),
         entrypoint: base.entrypoint.clone(),
@@ -181,23 +167,21 @@ pub(crate) async fn build(
         .unwrap_or((ENV_REPOSITORY, plan.hash.as_str()));
     // A rebuild (after a lost record, or a failed image check) retags; the image it
     // replaces would be left dangling.
-    let replaced = docker
+    let replaced = engine
         .inspect_image(&plan.image)
         .await
         .ok()
         .and_then(|i| i.id);
-    let committed = docker
-        .commit_container(
-            CommitContainerOptions {
-                container: guard.id().to_string(),
+    let committed = engine
+        .commit(
+            guard.id(),
+            CommitSpec {
                 repo: repo.to_string(),
                 tag: tag.to_string(),
                 comment: format!("runbox environment: {}", deps.requirements().join(" ")),
                 author: "runbox".to_string(),
-                pause: false,
-                changes: None,
+                config: image_config,
             },
-            image_config,
         )
         .await;
     guard.remove().await;
@@ -205,9 +189,9 @@ pub(crate) async fn build(
         log: log.clone(),
         ..BuildFailure::engine("committing the environment image", e)
     })?;
-    if let Some(old) = replaced.filter(|old| Some(old) != committed.id.as_ref()) {
+    if let Some(old) = replaced.filter(|old| Some(old) != committed.as_ref()) {
         // In use by a running sandbox: it stays dangling until `docker image prune`.
-        let _ = docker.remove_image(&old, None, None).await;
+        let _ = engine.remove_image(&old).await;
     }
     Ok(BuildReport {
         image: plan.image.clone(),
@@ -229,7 +213,7 @@ fn build_container_config(
     base_image: &str,
     deps: &DependencySet,
     instance: &str,
-) -> ContainerConfig<String> {
+) -> ContainerSpec {
     let memory = i64::try_from(config.functions.build_memory.bytes()).unwrap_or(i64::MAX);
     let mut binds = Vec::new();
     let mut pip_env = vec![
@@ -294,7 +278,7 @@ fn build_container_config(
     if !config.sandbox.runtime.trim().is_empty() {
         host_config.runtime = Some(config.sandbox.runtime.trim().to_string());
     }
-    ContainerConfig {
+    ContainerSpec {
         image: Some(base_image.to_string()),
         cmd: Some(cmd),
         user: Some("0:0".to_string()),
@@ -309,40 +293,9 @@ fn build_container_config(
     }
 }
 
-async fn wait_exit(docker: &bollard::Docker, id: &str) -> Result<i64, bollard::errors::Error> {
-    let mut wait =
-        docker.wait_container(id, None::<bollard::container::WaitContainerOptions<String>>);
-    match wait.next().await {
-        Some(Ok(response)) => Ok(response.status_code),
-        // bollard reports a non-zero exit as this error.
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-        Some(Err(err)) => Err(err),
-        None => {
-            let state = docker.inspect_container(id, None).await?.state;
-            Ok(state.and_then(|s| s.exit_code).unwrap_or(-1))
-        }
-    }
-}
-
 /// The last lines of the build's stdout and stderr, interleaved as written.
-async fn read_log(docker: &bollard::Docker, id: &str) -> String {
-    let options = LogsOptions {
-        stdout: true,
-        stderr: true,
-        tail: LOG_TAIL_LINES.to_string(),
-        ..Default::default()
-    };
-    let mut stream = docker.logs(id, Some(options));
-    let mut text = String::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        let bytes = match chunk {
-            LogOutput::StdOut { message }
-            | LogOutput::StdErr { message }
-            | LogOutput::Console { message }
-            | LogOutput::StdIn { message } => message,
-        };
-        text.push_str(&String::from_utf8_lossy(&bytes));
-    }
+async fn read_log(engine: &dyn Backend, id: &str) -> String {
+    let text = engine.logs(id, LOG_TAIL_LINES).await.unwrap_or_default();
     tail_bytes(&text, LOG_TAIL_BYTES)
 }
 

@@ -1,8 +1,9 @@
 //! `runbox image prune`: environment images that no stored function needs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::{ENV_LABEL, ENV_REPOSITORY};
+use crate::backend::Backend;
 use crate::SandboxError;
 
 /// What `runbox image prune` did.
@@ -18,17 +19,12 @@ pub struct PruneReport {
 
 /// Removes every environment image (label `runbox.env`) whose hash is not in `keep`.
 pub async fn prune_environments(
-    docker: &bollard::Docker,
+    engine: &dyn Backend,
     keep: &HashSet<String>,
     dry_run: bool,
 ) -> Result<PruneReport, SandboxError> {
-    let options = bollard::image::ListImagesOptions::<String> {
-        all: false,
-        filters: HashMap::from([("label".to_string(), vec![ENV_LABEL.to_string()])]),
-        ..Default::default()
-    };
-    let images = docker
-        .list_images(Some(options))
+    let images = engine
+        .list_images(ENV_LABEL)
         .await
         .map_err(SandboxError::docker("listing environment images"))?;
     let mut report = PruneReport::default();
@@ -50,7 +46,7 @@ pub async fn prune_environments(
             report.removed.push(name);
             continue;
         }
-        match docker.remove_image(&image.id, None, None).await {
+        match engine.remove_image(&image.id).await {
             Ok(_) => report.removed.push(name),
             Err(err) => report.failed.push((name, err.to_string())),
         }

@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::container::WaitContainerOptions;
-use bollard::Docker;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::{parse_message, EventForwarder, ExecEnd};
+use crate::backend::Backend;
 use crate::frame::FrameDecoder;
 use crate::protocol::{AgentMessage, ExecMessage};
 use crate::SandboxError;
@@ -52,13 +51,11 @@ impl HttpConnection {
     /// Unlike the attach stream of stdio, an idle HTTP connection does not notice that
     /// its container died; the engine's wait call does, so a dead pooled sandbox is
     /// never handed out.
-    pub fn watch_exit(&mut self, docker: &Docker, id: &str) {
-        let docker = docker.clone();
+    pub fn watch_exit(&mut self, engine: Arc<dyn Backend>, id: &str) {
         let id = id.to_string();
         let exited = self.exited.clone();
         self.watcher = Some(tokio::spawn(async move {
-            let mut wait = docker.wait_container(&id, None::<WaitContainerOptions<String>>);
-            let _ = wait.next().await;
+            let _ = engine.wait(&id).await;
             exited.store(true, Ordering::SeqCst);
         }));
     }

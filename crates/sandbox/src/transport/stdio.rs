@@ -1,18 +1,16 @@
-//! Frames over the Docker attach stream. The container has no network interface at all;
+//! Frames over the engine's attach stream. The container has no network interface at all;
 //! this also works against a remote engine.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::container::{AttachContainerOptions, AttachContainerResults, LogOutput};
-use bollard::Docker;
-use futures::{Stream, StreamExt};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{parse_message, report_failed_preload, EventForwarder, ExecEnd};
+use crate::backend::{Attached, Backend, InputWriter, OutputChunk, OutputStream};
 use crate::frame::{encode_frame, FrameDecoder};
 use crate::protocol::{AgentMessage, ExecMessage, PING};
 use crate::SandboxError;
@@ -23,10 +21,8 @@ const DIAGNOSTICS_TAIL: usize = 4096;
 /// stops reading and the agent blocks on its writes (backpressure, bounded memory).
 const CHANNEL_DEPTH: usize = 64;
 
-type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
-
 pub(crate) struct StdioConnection {
-    input: Pin<Box<dyn AsyncWrite + Send>>,
+    input: InputWriter,
     messages: mpsc::Receiver<Result<AgentMessage, SandboxError>>,
     reader: JoinHandle<()>,
     diagnostics: Arc<Mutex<String>>,
@@ -41,17 +37,13 @@ impl Drop for StdioConnection {
 impl StdioConnection {
     /// Attaches to a created (not yet started) container, so that nothing the agent
     /// writes at start-up is missed.
-    pub async fn attach(docker: &Docker, id: &str, max_frame: usize) -> Result<Self, SandboxError> {
-        let options = AttachContainerOptions::<String> {
-            stdin: Some(true),
-            stdout: Some(true),
-            stderr: Some(true),
-            stream: Some(true),
-            logs: Some(false),
-            detach_keys: None,
-        };
-        let AttachContainerResults { output, input } = docker
-            .attach_container(id, Some(options))
+    pub async fn attach(
+        engine: &dyn Backend,
+        id: &str,
+        max_frame: usize,
+    ) -> Result<Self, SandboxError> {
+        let Attached { input, output } = engine
+            .attach(id)
             .await
             .map_err(SandboxError::docker("attaching to a sandbox"))?;
         let (tx, messages) = mpsc::channel(CHANNEL_DEPTH);
@@ -150,7 +142,7 @@ impl StdioConnection {
 }
 
 async fn read_loop(
-    mut output: Output,
+    mut output: OutputStream,
     tx: mpsc::Sender<Result<AgentMessage, SandboxError>>,
     max_frame: usize,
     diagnostics: Arc<Mutex<String>>,
@@ -158,7 +150,7 @@ async fn read_loop(
     let mut decoder = FrameDecoder::new(max_frame);
     while let Some(item) = output.next().await {
         match item {
-            Ok(LogOutput::StdOut { message }) => {
+            Ok(OutputChunk::Stdout(message)) => {
                 decoder.push(&message);
                 loop {
                     match decoder.next_frame() {
@@ -175,7 +167,7 @@ async fn read_loop(
                     }
                 }
             }
-            Ok(LogOutput::StdErr { message }) => {
+            Ok(OutputChunk::Stderr(message)) => {
                 let text = String::from_utf8_lossy(&message);
                 tracing::debug!(agent_stderr = %text.trim_end(), "sandbox agent diagnostics");
                 if let Ok(mut tail) = diagnostics.lock() {
@@ -189,7 +181,6 @@ async fn read_loop(
                     }
                 }
             }
-            Ok(_) => {}
             Err(err) => {
                 tracing::debug!(error = %err, "attach stream ended with an error");
                 return;

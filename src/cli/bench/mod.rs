@@ -17,8 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use runbox_core::config::{StaticToken, Transport};
 use runbox_core::Config;
 use runbox_dispatch::Application;
-use runbox_sandbox::baseline::list_containers;
-use runbox_sandbox::{connect_docker, ContainerKind, Docker};
+use runbox_sandbox::{connect_docker, list_containers, Backend, ContainerKind, Containers};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -137,15 +136,16 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     let docker = connect_docker().await?;
-    let image = ensure_sandbox_image(&docker, &config, false).await?;
+    let image = ensure_sandbox_image(docker.as_ref(), &config, false).await?;
     let started_at = chrono::Utc::now().to_rfc3339();
     let load_before = load_average();
     let bench_instance = format!("bench-{}", baselines::short_id());
     let config = Arc::new(config);
 
     let subject = start_subject(&config, &docker, &image, &bench_instance, &args).await?;
+    let containers = Containers::new(docker.clone());
     let churn = Churn {
-        docker: &docker,
+        containers: &containers,
         config: &config,
         image: &image,
         instance: &bench_instance,
@@ -209,16 +209,22 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         () = interrupted.cancelled() => false,
     };
     if !measured {
-        clean_up_after_interrupt(subject, &docker, &bench_instance).await;
+        clean_up_after_interrupt(subject, docker.as_ref(), &bench_instance).await;
         anyhow::bail!("the bench was interrupted; no figures were written");
     }
 
-    report.leaks = check_leaks(subject, &docker, &bench_instance, report.leaks.after_load).await;
+    report.leaks = check_leaks(
+        subject,
+        docker.as_ref(),
+        &bench_instance,
+        report.leaks.after_load,
+    )
+    .await;
     report.host = json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "load_before": load_before,
         "load_after": load_average(),
-        "docker": runbox_sandbox::docker_status(&docker).await.version,
+        "docker": docker.health().await.version,
     });
     report.compute_ratios();
     report.judge();
@@ -331,7 +337,7 @@ async fn measure(subject: &Subject, churn: &Churn<'_>, report: &mut Report, args
             };
             let bar = bar(args.memory_sandboxes, &label);
             let memory = baselines::idle_memory(
-                churn.docker,
+                churn.containers.engine(),
                 config,
                 churn.image,
                 &format!("{}-memory-{index}", churn.instance),
@@ -356,7 +362,7 @@ async fn measure(subject: &Subject, churn: &Churn<'_>, report: &mut Report, args
 /// sandboxes), then removes what the bench itself had made (bare containers, the idle
 /// memory pools) by their labels, twice, since a create the interrupt cut short may
 /// still land. A second interrupt gives up at once.
-async fn clean_up_after_interrupt(subject: Subject, docker: &Docker, bench_instance: &str) {
+async fn clean_up_after_interrupt(subject: Subject, docker: &dyn Backend, bench_instance: &str) {
     eprintln!("interrupted: stopping the server and removing the bench's containers");
     let clean = async {
         let mut instances = vec![
@@ -396,7 +402,7 @@ async fn clean_up_after_interrupt(subject: Subject, docker: &Docker, bench_insta
 /// What the churn baseline runs with: the engine, the sandbox image, the label its
 /// bare containers carry (so the leak check finds any), and the containers per level.
 struct Churn<'a> {
-    docker: &'a Docker,
+    containers: &'a Containers,
     config: &'a Arc<Config>,
     image: &'a str,
     instance: &'a str,
@@ -430,7 +436,7 @@ impl Churn<'_> {
     /// `requests` bare containers at `concurrency`.
     async fn block(&self, concurrency: usize, requests: usize, bar: &ProgressBar) -> Tally {
         baselines::churn(
-            self.docker,
+            self.containers,
             self.config,
             self.image,
             self.instance,
@@ -531,7 +537,7 @@ async fn interleaved_level(
 
 async fn start_subject(
     config: &Arc<Config>,
-    docker: &Docker,
+    docker: &Arc<dyn Backend>,
     image: &str,
     bench_instance: &str,
     args: &BenchArgs,
@@ -612,7 +618,7 @@ async fn start_subject(
 /// and leases beyond the pool's.
 async fn check_leaks(
     subject: Subject,
-    docker: &Docker,
+    docker: &dyn Backend,
     bench_instance: &str,
     after_load: Option<load::PoolSnapshot>,
 ) -> Leaks {

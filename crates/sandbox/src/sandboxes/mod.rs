@@ -6,16 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use runbox_core::units::human_seconds;
 use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::docker::{docker_status, DockerStatus};
+use crate::backend::{Backend, EngineHealth};
+use crate::containers::Containers;
 use crate::environment::{self, BuildFailure, BuildReport, DependencySet, EnvironmentPlan};
-use crate::guard::LiveContainers;
 use crate::labels::ContainerKind;
 use crate::network::ensure_sandbox_network;
 use crate::pool::{Pool, PoolStatus};
@@ -44,7 +42,7 @@ pub struct RunOptions {
 
 /// Figures for /health, /metrics and `runbox doctor`.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct EngineStatus {
+pub struct SandboxesStatus {
     pub pools: Vec<PoolStatus>,
     /// Sandboxes running code right now (one-shot runs and open sessions).
     pub in_use: usize,
@@ -55,10 +53,10 @@ pub struct EngineStatus {
 
 #[derive(Clone)]
 pub struct Sandboxes {
-    inner: Arc<Engine>,
+    inner: Arc<Shared>,
 }
 
-struct Engine {
+struct Shared {
     launcher: Arc<Launcher>,
     default_image: String,
     pools: HashMap<String, Arc<Pool>>,
@@ -73,28 +71,27 @@ impl Sandboxes {
     /// janitor. `image` is the default sandbox image (see `image::ensure_image`).
     pub async fn start(
         config: Arc<Config>,
-        docker: Docker,
+        engine: Arc<dyn Backend>,
         image: String,
         instance: String,
     ) -> Result<Self, SandboxError> {
-        sweep::sweep_instance(&docker, &instance).await?;
+        sweep::sweep_instance(engine.as_ref(), &instance).await?;
         if uses_http(&config) {
-            ensure_sandbox_network(&docker).await?;
+            ensure_sandbox_network(engine.as_ref()).await?;
         }
         let http_client = reqwest::Client::builder()
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| SandboxError::Protocol(format!("cannot build the HTTP client: {e}")))?;
-        let tracker = TaskTracker::new();
+        let containers = Containers::new(engine.clone());
+        let tracker = containers.tracker().clone();
         let launcher = Arc::new(Launcher {
-            docker: docker.clone(),
+            containers,
             ports: PortLeases::new(config.sandbox.port_range),
             instance: instance.clone(),
-            tracker: tracker.clone(),
             http_client,
             config: config.clone(),
-            live: LiveContainers::default(),
         });
         let cancel = CancellationToken::new();
         let mut pools = HashMap::new();
@@ -114,9 +111,9 @@ impl Sandboxes {
             tracker.spawn(pool.clone().refill_loop(cancel.clone()));
             pools.insert(pool_image, pool);
         }
-        tracker.spawn(sweep::janitor_loop(docker, instance, cancel.clone()));
+        tracker.spawn(sweep::janitor_loop(engine, instance, cancel.clone()));
         Ok(Sandboxes {
-            inner: Arc::new(Engine {
+            inner: Arc::new(Shared {
                 launcher,
                 default_image: image,
                 pools,
@@ -271,7 +268,7 @@ impl Sandboxes {
 
     /// Whether an image is present on the engine.
     pub async fn image_exists(&self, image: &str) -> Result<bool, SandboxError> {
-        crate::image::image_exists(&self.inner.launcher.docker, image).await
+        crate::image::image_exists(self.inner.launcher.engine(), image).await
     }
 
     /// A dedicated sandbox for a stateful session.
@@ -318,23 +315,25 @@ impl Sandboxes {
         launched
     }
 
-    pub fn status(&self) -> EngineStatus {
+    pub fn status(&self) -> SandboxesStatus {
         let mut pools: Vec<PoolStatus> = self.inner.pools.values().map(|p| p.status()).collect();
         pools.sort_by(|a, b| a.image.cmp(&b.image));
-        EngineStatus {
+        SandboxesStatus {
             pools,
             in_use: self.inner.in_use.load(Ordering::SeqCst),
             port_leases: self.inner.launcher.ports.in_use(),
-            live_containers: self.inner.launcher.live.count(),
+            live_containers: self.inner.launcher.containers.live(),
         }
     }
 
-    pub async fn docker_status(&self) -> DockerStatus {
-        docker_status(&self.inner.launcher.docker).await
+    /// Whether the engine answers, and its version.
+    pub async fn docker_status(&self) -> EngineHealth {
+        self.inner.launcher.engine().health().await
     }
 
-    pub fn docker(&self) -> &Docker {
-        &self.inner.launcher.docker
+    /// The engine the sandboxes run on.
+    pub fn engine(&self) -> &dyn Backend {
+        self.inner.launcher.engine()
     }
 
     /// Ends every run still going (its sandbox is removed; the caller gets
@@ -350,17 +349,16 @@ impl Sandboxes {
         self.inner.cancel.cancel();
         let pools: Vec<Arc<Pool>> = self.inner.pools.values().cloned().collect();
         futures::future::join_all(pools.iter().map(|p| p.drain())).await;
-        let tracker = &self.inner.launcher.tracker;
-        tracker.close();
-        if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+        let launcher = &self.inner.launcher;
+        if !launcher
+            .containers
+            .wait_removals(Duration::from_secs(30))
             .await
-            .is_err()
         {
             tracing::warn!("some sandboxes were still being removed at shutdown");
         }
         // Whatever is left (a removal that failed) goes now, by label.
-        let launcher = &self.inner.launcher;
-        if let Err(err) = sweep::sweep_instance(&launcher.docker, &launcher.instance).await {
+        if let Err(err) = sweep::sweep_instance(launcher.engine(), &launcher.instance).await {
             tracing::warn!(error = %err, "final sweep failed");
         }
     }
@@ -381,3 +379,6 @@ impl Drop for InUse {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests;

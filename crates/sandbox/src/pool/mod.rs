@@ -265,7 +265,7 @@ impl Pool {
         };
         let pool = self.clone();
         let cancel = cancel.clone();
-        self.launcher.tracker.spawn(async move {
+        self.launcher.containers.tracker().spawn(async move {
             // Registered before the launch starts, so that no pressure is missed.
             let pressure = pool.pressure_began.notified();
             let launched = tokio::select! {
@@ -365,20 +365,4 @@ fn next_backoff(current: Duration, succeeded: bool) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap_and_resets_on_success() {
-        let mut backoff = Duration::ZERO;
-        let mut seen = Vec::new();
-        for _ in 0..10 {
-            backoff = next_backoff(backoff, false);
-            seen.push(backoff);
-        }
-        assert_eq!(seen[0], BACKOFF_START);
-        assert_eq!(seen[1], BACKOFF_START * 2);
-        assert_eq!(*seen.last().expect("some"), BACKOFF_MAX);
-        assert_eq!(next_backoff(backoff, true), Duration::ZERO);
-    }
-}
+mod tests;
