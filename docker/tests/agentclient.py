@@ -9,7 +9,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-AGENT = os.path.join(os.path.dirname(HERE), "agent.py")
+# The agent package and its entry, started as a script as in the image (which runs the
+# entry's byte code, see docker/Dockerfile).
+AGENT_PACKAGE = os.path.join(os.path.dirname(HERE), "agent")
+AGENT = os.path.join(AGENT_PACKAGE, "__main__.py")
 
 
 class ProtocolError(Exception):

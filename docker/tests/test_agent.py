@@ -1,4 +1,4 @@
-"""Tests of the sandbox agent (docker/agent.py) run as a local process.
+"""Tests of the sandbox agent (the package docker/agent/) run as a local process.
 
     python3 -m unittest discover -s docker/tests -v
 
@@ -22,9 +22,19 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agentclient import AGENT, AgentProcess, parse_frames, tiny_png  # noqa: E402
+from agentclient import AGENT, AGENT_PACKAGE, AgentProcess, parse_frames, tiny_png  # noqa: E402
 
 BASE_ENV = {"RUNBOX_PRELOAD": "", "RUNBOX_TRANSPORT": "stdio", "RUNBOX_KILL_STRAYS": "0"}
+
+
+def import_json_codec():
+    """The agent's module json_codec, imported into this process as the agent does."""
+    sys.path.insert(0, os.path.dirname(AGENT_PACKAGE))
+    try:
+        from agent import json_codec
+    finally:
+        sys.path.pop(0)
+    return json_codec
 
 
 def b64(data):
@@ -320,11 +330,7 @@ class JsonTests(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("runbox_agent_under_test", AGENT)
-        cls.agent = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = cls.agent  # the agent keeps a reference to its module
-        spec.loader.exec_module(cls.agent)
+        cls.agent = import_json_codec()
 
     def both_ways(self, check):
         check()
