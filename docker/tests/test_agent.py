@@ -10,6 +10,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,13 @@ def import_json_codec():
     finally:
         sys.path.pop(0)
     return json_codec
+
+
+def agent_frames(traceback_text):
+    """The frames of a traceback that are in a file of the agent's package."""
+    package = os.path.realpath(AGENT_PACKAGE) + os.sep
+    files = re.findall(r'^  File "([^"\n]*)", line \d+', traceback_text, re.M)
+    return [f for f in files if os.path.realpath(f).startswith(package)]
 
 
 def b64(data):
@@ -79,6 +87,12 @@ class AgentTestCase(unittest.TestCase):
         self.assertEqual(result["error"]["kind"], kind, result)
         if message is not None:
             self.assertEqual(result["error"]["message"], message, result)
+
+    def assertNoAgentFrames(self, traceback_text):
+        """The user's traceback shows the user's frames only, none of the agent's."""
+        self.assertIn('File "', traceback_text)
+        self.assertEqual(agent_frames(traceback_text), [], traceback_text)
+        self.assertNotIn(AGENT_PACKAGE, traceback_text)
 
 
 class ProtocolTests(AgentTestCase):
@@ -235,7 +249,7 @@ class PythonTests(AgentTestCase):
         self.assertTrue(traceback_text.startswith("Traceback (most recent call last):\n"))
         self.assertIn('File "<string>", line 4, in <module>', traceback_text)
         self.assertIn('File "<string>", line 2, in f', traceback_text)
-        self.assertNotIn("agent.py", traceback_text)
+        self.assertNoAgentFrames(traceback_text)
         self.assertTrue(traceback_text.endswith("ValueError: bad\n"))
         self.assertEqual(result["stderr"], traceback_text)  # script mode prints it
         result, _ = self.run_code(code, mode="cell")
@@ -318,6 +332,15 @@ class PythonTests(AgentTestCase):
         result, _ = self.run_code("import helper\nprint(helper.VALUE)", files=files)
         self.assertEqual(result["stdout"], "42\n")
 
+    def test_a_module_named_as_the_agent_s_package_is_the_code_s_own(self):
+        # The code sees no module of the agent, as under `python -c`.
+        probe = "import sys\nprint([m for m in sys.modules if m.split('.')[0] == 'agent'])"
+        result, _ = self.run_code(probe)
+        self.assertEqual(result["stdout"], "[]\n", result)
+        result, _ = self.run_code("import agent\nprint(agent.VALUE)",
+                                  files=[{"path": "agent.py", "content": b64(b"VALUE = 'mine'\n")}])
+        self.assertEqual(result["stdout"], "mine\n", result)
+
 
 class JsonTests(unittest.TestCase):
     """The agent's json_dumps / json_loads against the json package they stand in for."""
@@ -342,6 +365,19 @@ class JsonTests(unittest.TestCase):
 
     def test_the_c_module_is_used(self):
         self.assertIsNotNone(self.agent._json)
+
+    def test_a_frame_of_the_agent_s_package_is_recognised(self):
+        # What the tracebacks of user code are checked against finds the agent's frames.
+        import traceback
+        try:
+            self.agent.json_loads("{")
+            self.fail("json_loads accepted '{'")
+        except ValueError:
+            text = traceback.format_exc()
+        frames = agent_frames(text)
+        self.assertTrue(frames, text)
+        self.assertEqual([os.path.basename(f) for f in frames], ["json_codec.py"] * len(frames))
+        self.assertEqual(agent_frames('  File "<string>", line 1, in <module>\n'), [])
 
     def test_dumps_gives_the_text_of_json_dumps(self):
         def check():
@@ -608,7 +644,7 @@ class CallTests(AgentTestCase):
         result, _ = self.run_code(self.CODE, call={"function": "fails", "args": {"x": "k"}})
         self.assertError(result, "runtime", "KeyError: 'k'")
         self.assertIn('line 4, in fails', result["error"]["traceback"])
-        self.assertNotIn("agent.py", result["error"]["traceback"])
+        self.assertNoAgentFrames(result["error"]["traceback"])
         self.assertEqual(result["stderr"], "")
         result, _ = self.run_code(self.CODE, call={"function": "add", "args": {"nope": 1}})
         self.assertError(result, "runtime")
@@ -642,11 +678,18 @@ class PersistentTests(AgentTestCase):
         self.assertEqual(result["stdout"], "True __main__\n")
         self.assertEqual(result["value"], None)
 
+    def test_a_module_named_as_the_agent_s_package_is_the_session_s_own(self):
+        result, _ = self.run_p("import agent\nagent.VALUE",
+                               files=[{"path": "agent.py", "content": b64(b"VALUE = 'mine'\n")}])
+        self.assertEqual(result["value"], "mine", result)
+        result, _ = self.run_p("print('alive')")
+        self.assertEqual(result["stdout"], "alive\n", result)
+
     def test_errors_do_not_end_the_session(self):
         self.run_p("y = 1")
         result, _ = self.run_p("def g():\n    raise ValueError('bad')\ng()")
         self.assertError(result, "runtime", "ValueError: bad")
-        self.assertNotIn("agent.py", result["error"]["traceback"])
+        self.assertNoAgentFrames(result["error"]["traceback"])
         result, _ = self.run_p("import sys\nsys.exit(5)")
         self.assertError(result, "runtime", "exited with code 5")
         self.assertEqual(result["exit_code"], 5)
