@@ -2,10 +2,11 @@
 `python3 -u /opt/runbox/agent/__main__.pyc` (see docker/Dockerfile); from the source
 tree, `python3 -u docker/agent/__main__.py`.
 
-A script rather than `python3 -m agent`: -m goes through runpy, whose imports
-(importlib.util, functools, collections, reprlib and more) every fresh sandbox would pay
-for, and it puts the working directory, the work dir the code writes to, first on
-sys.path, ahead of every module the agent imports later.
+A script rather than `python3 -m agent`: -m puts the working directory first on
+sys.path, and a sandbox starts in its work dir, where the code writes. The agent imports
+modules after runs have begun (base64 for input files and images, traceback for an
+error), and a base64.py the code left there would then run in the agent, with its
+channel. -m also imports runpy, and importlib.util with what it needs where site has not.
 """
 
 import os

@@ -808,6 +808,22 @@ class PreloadTests(unittest.TestCase):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+class AgentImportTests(unittest.TestCase):
+    def test_the_agent_never_imports_a_module_the_code_left_in_the_work_dir(self):
+        # Started in the work dir, as in a sandbox. The agent imports base64 with the
+        # first input file; the code's base64.py must not be what it gets.
+        workdir = tempfile.mkdtemp(prefix="runbox-agent-test-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        agent = AgentProcess(env=dict(BASE_ENV, RUNBOX_WORKDIR=workdir), cwd=workdir)
+        self.addCleanup(agent.close)
+        result, _ = agent.exec("open('base64.py', 'w').write('raise SystemExit(\"imported\")\\n')")
+        self.assertIsNone(result["error"], result)
+        result, _ = agent.exec("print(open('in.txt').read())",
+                               files=[{"path": "in.txt", "content": b64(b"decoded")}])
+        self.assertIsNone(result["error"], result)
+        self.assertEqual(result["stdout"], "decoded\n")
+
+
 class PreforkTests(unittest.TestCase):
     """The first one-shot run goes to the child forked while the agent waited."""
 

@@ -13,8 +13,9 @@ use crate::network::SANDBOX_NETWORK;
 pub const AGENT_PORT: u16 = 8080;
 pub const WORKDIR: &str = "/workspace";
 const SANDBOX_USER: &str = "1000:1000";
-/// The agent's entry, compiled at image build (see docker/Dockerfile): run as a script,
-/// not with `-m`, which would cost every sandbox runpy's imports.
+/// The agent's entry, compiled at image build (see docker/Dockerfile). A script, not
+/// `-m agent`, which would put the work dir first on the agent's sys.path (see
+/// docker/agent/__main__.py).
 const AGENT_COMMAND: [&str; 3] = ["python3", "-u", "/opt/runbox/agent/__main__.pyc"];
 
 pub struct SandboxSpec<'a> {
