@@ -39,6 +39,6 @@ The modules, in the order they build on each other (no module imports one below 
 # per second. ast, base64, linecache, reprlib, threading and traceback are imported by
 # the runs that use them; json and signal are used through their C modules (see
 # json_codec.py; the signal package only adds enums, and with them the enum module).
-# Every module of the package is imported at start-up and none later: forked children
-# take the package out of sys.modules (see child.py), where an import would load fresh
+# Every module of the package is imported at start-up and none later: the agent then
+# takes the package out of sys.modules (see main.py), where an import would load fresh
 # copies of its modules, or the code's own module of the same name.

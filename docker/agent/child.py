@@ -14,8 +14,6 @@ from .processes import signal
 from .protocol import bash_value, error, write_all
 from .python_exec import Outcome, execute_python, flush_std_streams
 
-PACKAGE = __name__.rpartition(".")[0]
-_HIDDEN = []              # the package's modules, out of sys.modules but still running
 
 def fork_prepared(serve):
     """Forks a prepared child (see prepare_child) that runs serve(req_r, res_w) and
@@ -116,17 +114,6 @@ def exec_bash(req):
     os.execve(state.BASH, ["bash", "-c", req.code], env)
 
 
-def hide_package():
-    """Takes the agent's modules out of sys.modules: under `python -c` there are none,
-    and a module of the code's own with the package's name (an agent.py in the work
-    dir) must be the one the code imports. The child's copy of the agent runs on from
-    the modules it holds; it never imports one of them again."""
-    prefix = PACKAGE + "."
-    for name in list(sys.modules):
-        if name == PACKAGE or name.startswith(prefix):
-            _HIDDEN.append(sys.modules.pop(name))
-
-
 def new_user_module(name):
     module = type(sys)(name)
     module.__dict__["__builtins__"] = builtins
@@ -135,13 +122,12 @@ def new_user_module(name):
 
 
 def settle_interpreter():
-    """What a child's interpreter needs whatever it will run: argv, path and modules as
-    under `python -c`, numpy's global generator reseeded (fork copies its state, unlike
-    that of `random`). Done before the request arrives where the child is forked ahead."""
+    """What a child's interpreter needs whatever it will run: argv and path as under
+    `python -c`, numpy's global generator reseeded (fork copies its state, unlike that
+    of `random`). Done before the request arrives where the child is forked ahead."""
     sys.argv = ["-c"]
     if sys.path and sys.path[0] != "":
         sys.path[0] = ""
-    hide_package()
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:
         try:

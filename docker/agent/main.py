@@ -16,6 +16,22 @@ from .protocol import PROTOCOL_VERSION
 from .python_exec import flush_std_streams
 from .stdio_transport import serve_stdio
 
+PACKAGE = __name__.rpartition(".")[0]
+_HIDDEN = []              # the package's modules, out of sys.modules, still running
+
+
+def hide_package():
+    """Takes the agent's modules out of sys.modules: under `python -c` there are none,
+    and a module of the code's own with the package's name (an agent.py in the work
+    dir) must be the one the code imports. Done once, before anything is forked, so
+    that every child inherits sys.modules without them (scanning it in each child costs
+    a run copy-on-write faults, most with numpy and matplotlib loaded). Nothing imports
+    them again: by now every module of the package is imported."""
+    prefix = PACKAGE + "."
+    for name in list(sys.modules):
+        if name == PACKAGE or name.startswith(prefix):
+            _HIDDEN.append(sys.modules.pop(name))
+
 
 def find_executable(name):
     for directory in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
@@ -27,6 +43,7 @@ def find_executable(name):
 
 def main():
     state.AGENT_PID = os.getpid()
+    hide_package()
     # The protocol channel moves off fds 0/1, so no stray write can corrupt frames.
     proto_in = os.dup(0)
     proto_out = os.dup(1)
