@@ -20,9 +20,9 @@ user, no network, no engine log):
 
 The container spec is runbox's own, from `runbox image spec` (the binary in $RUNBOX,
 default target/release/runbox, with the configuration in $RUNBOX_CONFIG, default
-config.yaml), so that it cannot drift from what runbox creates; only the command, the
-stdin flags and the labels differ. Containers carry the label runbox.churn-breakdown
-and are removed as it goes.
+config.yaml), so that it cannot drift from what runbox creates; only the command (the
+agent variants run runbox's own), the stdin flags and the labels differ. Containers
+carry the label runbox.churn-breakdown and are removed as it goes.
 """
 import http.client
 import json
@@ -38,6 +38,7 @@ RUNBOX = os.environ.get("RUNBOX", "target/release/runbox")
 CONFIG = os.environ.get("RUNBOX_CONFIG", "config.yaml")
 SPEC = json.loads(subprocess.run([RUNBOX, "--config", CONFIG, "image", "spec"],
                                  check=True, capture_output=True, text=True).stdout)
+AGENT_CMD = SPEC["Cmd"]  # the agent, started as runbox starts it
 
 class UConn(http.client.HTTPConnection):
     def __init__(self):
@@ -79,7 +80,7 @@ def baseline():
     api("POST", f"/containers/{cid}/start"); api("POST", f"/containers/{cid}/wait"); api("DELETE", f"/containers/{cid}?force=1&v=1")
 
 def agent_attached():
-    cid = create(["python3", "-u", "/opt/runbox/agent.pyc"], True)
+    cid = create(AGENT_CMD, True)
     s, buf = attach(cid)
     api("POST", f"/containers/{cid}/start"); wait_ready(s, buf)
     api("DELETE", f"/containers/{cid}?force=1&v=1"); s.close()
@@ -108,7 +109,7 @@ def run_print1(s):
         buf += d
 
 def agent_run(eof):
-    cid = create(["python3", "-u", "/opt/runbox/agent.pyc"], True, stdin_once=eof)
+    cid = create(AGENT_CMD, True, stdin_once=eof)
     s, buf = attach(cid)
     api("POST", f"/containers/{cid}/start"); wait_ready(s, buf)
     run_print1(s)

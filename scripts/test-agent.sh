@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tests the sandbox agent (docker/agent.py) and image (docker/Dockerfile):
+# Tests the sandbox agent (the package docker/agent/) and image (docker/Dockerfile):
 #   1. builds the image from docker/ on BASE_IMAGE as runbox-sandbox:agent-test;
 #   2. docker/tests/test_agent.py against agent processes started inside one container
 #      of that image (the tests run user code, which must never run on the host itself);

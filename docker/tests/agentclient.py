@@ -9,7 +9,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-AGENT = os.path.join(os.path.dirname(HERE), "agent.py")
+# The agent package and its entry, started as a script as in the image (which runs the
+# entry's byte code, see docker/Dockerfile).
+AGENT_PACKAGE = os.path.join(os.path.dirname(HERE), "agent")
+AGENT = os.path.join(AGENT_PACKAGE, "__main__.py")
 
 
 class ProtocolError(Exception):
@@ -19,14 +22,14 @@ class ProtocolError(Exception):
 class AgentProcess:
     """An agent on the stdio transport: a local process or `docker run -i …`."""
 
-    def __init__(self, argv=None, env=None, startup_timeout=60.0):
+    def __init__(self, argv=None, env=None, startup_timeout=60.0, cwd=None):
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.argv = argv or [sys.executable, "-u", AGENT]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=full_env)
+            stderr=subprocess.PIPE, env=full_env, cwd=cwd)
         self.stdout_fd = self.proc.stdout.fileno()
         self.buffer = b""
         self.ready = self.recv(timeout=startup_timeout)

@@ -1,4 +1,4 @@
-"""Tests of the sandbox agent (docker/agent.py) run as a local process.
+"""Tests of the sandbox agent (the package docker/agent/) run as a local process.
 
     python3 -m unittest discover -s docker/tests -v
 
@@ -10,6 +10,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,9 +23,26 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agentclient import AGENT, AgentProcess, parse_frames, tiny_png  # noqa: E402
+from agentclient import AGENT, AGENT_PACKAGE, AgentProcess, parse_frames, tiny_png  # noqa: E402
 
 BASE_ENV = {"RUNBOX_PRELOAD": "", "RUNBOX_TRANSPORT": "stdio", "RUNBOX_KILL_STRAYS": "0"}
+
+
+def import_json_codec():
+    """The agent's module json_codec, imported into this process as the agent does."""
+    sys.path.insert(0, os.path.dirname(AGENT_PACKAGE))
+    try:
+        from agent import json_codec
+    finally:
+        sys.path.pop(0)
+    return json_codec
+
+
+def agent_frames(traceback_text):
+    """The frames of a traceback that are in a file of the agent's package."""
+    package = os.path.realpath(AGENT_PACKAGE) + os.sep
+    files = re.findall(r'^  File "([^"\n]*)", line \d+', traceback_text, re.M)
+    return [f for f in files if os.path.realpath(f).startswith(package)]
 
 
 def b64(data):
@@ -69,6 +87,12 @@ class AgentTestCase(unittest.TestCase):
         self.assertEqual(result["error"]["kind"], kind, result)
         if message is not None:
             self.assertEqual(result["error"]["message"], message, result)
+
+    def assertNoAgentFrames(self, traceback_text):
+        """The user's traceback shows the user's frames only, none of the agent's."""
+        self.assertIn('File "', traceback_text)
+        self.assertEqual(agent_frames(traceback_text), [], traceback_text)
+        self.assertNotIn(AGENT_PACKAGE, traceback_text)
 
 
 class ProtocolTests(AgentTestCase):
@@ -225,7 +249,7 @@ class PythonTests(AgentTestCase):
         self.assertTrue(traceback_text.startswith("Traceback (most recent call last):\n"))
         self.assertIn('File "<string>", line 4, in <module>', traceback_text)
         self.assertIn('File "<string>", line 2, in f', traceback_text)
-        self.assertNotIn("agent.py", traceback_text)
+        self.assertNoAgentFrames(traceback_text)
         self.assertTrue(traceback_text.endswith("ValueError: bad\n"))
         self.assertEqual(result["stderr"], traceback_text)  # script mode prints it
         result, _ = self.run_code(code, mode="cell")
@@ -308,6 +332,15 @@ class PythonTests(AgentTestCase):
         result, _ = self.run_code("import helper\nprint(helper.VALUE)", files=files)
         self.assertEqual(result["stdout"], "42\n")
 
+    def test_a_module_named_as_the_agent_s_package_is_the_code_s_own(self):
+        # The code sees no module of the agent, as under `python -c`.
+        probe = "import sys\nprint([m for m in sys.modules if m.split('.')[0] == 'agent'])"
+        result, _ = self.run_code(probe)
+        self.assertEqual(result["stdout"], "[]\n", result)
+        result, _ = self.run_code("import agent\nprint(agent.VALUE)",
+                                  files=[{"path": "agent.py", "content": b64(b"VALUE = 'mine'\n")}])
+        self.assertEqual(result["stdout"], "mine\n", result)
+
 
 class JsonTests(unittest.TestCase):
     """The agent's json_dumps / json_loads against the json package they stand in for."""
@@ -320,11 +353,7 @@ class JsonTests(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("runbox_agent_under_test", AGENT)
-        cls.agent = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = cls.agent  # the agent keeps a reference to its module
-        spec.loader.exec_module(cls.agent)
+        cls.agent = import_json_codec()
 
     def both_ways(self, check):
         check()
@@ -336,6 +365,19 @@ class JsonTests(unittest.TestCase):
 
     def test_the_c_module_is_used(self):
         self.assertIsNotNone(self.agent._json)
+
+    def test_a_frame_of_the_agent_s_package_is_recognised(self):
+        # What the tracebacks of user code are checked against finds the agent's frames.
+        import traceback
+        try:
+            self.agent.json_loads("{")
+            self.fail("json_loads accepted '{'")
+        except ValueError:
+            text = traceback.format_exc()
+        frames = agent_frames(text)
+        self.assertTrue(frames, text)
+        self.assertEqual([os.path.basename(f) for f in frames], ["json_codec.py"] * len(frames))
+        self.assertEqual(agent_frames('  File "<string>", line 1, in <module>\n'), [])
 
     def test_dumps_gives_the_text_of_json_dumps(self):
         def check():
@@ -602,7 +644,7 @@ class CallTests(AgentTestCase):
         result, _ = self.run_code(self.CODE, call={"function": "fails", "args": {"x": "k"}})
         self.assertError(result, "runtime", "KeyError: 'k'")
         self.assertIn('line 4, in fails', result["error"]["traceback"])
-        self.assertNotIn("agent.py", result["error"]["traceback"])
+        self.assertNoAgentFrames(result["error"]["traceback"])
         self.assertEqual(result["stderr"], "")
         result, _ = self.run_code(self.CODE, call={"function": "add", "args": {"nope": 1}})
         self.assertError(result, "runtime")
@@ -636,11 +678,18 @@ class PersistentTests(AgentTestCase):
         self.assertEqual(result["stdout"], "True __main__\n")
         self.assertEqual(result["value"], None)
 
+    def test_a_module_named_as_the_agent_s_package_is_the_session_s_own(self):
+        result, _ = self.run_p("import agent\nagent.VALUE",
+                               files=[{"path": "agent.py", "content": b64(b"VALUE = 'mine'\n")}])
+        self.assertEqual(result["value"], "mine", result)
+        result, _ = self.run_p("print('alive')")
+        self.assertEqual(result["stdout"], "alive\n", result)
+
     def test_errors_do_not_end_the_session(self):
         self.run_p("y = 1")
         result, _ = self.run_p("def g():\n    raise ValueError('bad')\ng()")
         self.assertError(result, "runtime", "ValueError: bad")
-        self.assertNotIn("agent.py", result["error"]["traceback"])
+        self.assertNoAgentFrames(result["error"]["traceback"])
         result, _ = self.run_p("import sys\nsys.exit(5)")
         self.assertError(result, "runtime", "exited with code 5")
         self.assertEqual(result["exit_code"], 5)
@@ -757,6 +806,22 @@ class PreloadTests(unittest.TestCase):
                 agent.close()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+class AgentImportTests(unittest.TestCase):
+    def test_the_agent_never_imports_a_module_the_code_left_in_the_work_dir(self):
+        # Started in the work dir, as in a sandbox. The agent imports base64 with the
+        # first input file; the code's base64.py must not be what it gets.
+        workdir = tempfile.mkdtemp(prefix="runbox-agent-test-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        agent = AgentProcess(env=dict(BASE_ENV, RUNBOX_WORKDIR=workdir), cwd=workdir)
+        self.addCleanup(agent.close)
+        result, _ = agent.exec("open('base64.py', 'w').write('raise SystemExit(\"imported\")\\n')")
+        self.assertIsNone(result["error"], result)
+        result, _ = agent.exec("print(open('in.txt').read())",
+                               files=[{"path": "in.txt", "content": b64(b"decoded")}])
+        self.assertIsNone(result["error"], result)
+        self.assertEqual(result["stdout"], "decoded\n")
 
 
 class PreforkTests(unittest.TestCase):

@@ -33,6 +33,10 @@ SANDBOX_FLAGS = [
     "--ulimit", "nofile=1024:1024", "--ulimit", "core=0",
 ]
 
+# What runbox starts in a sandbox (crates/sandbox/src/spec.rs): the agent's entry,
+# compiled at image build.
+AGENT_COMMAND = ["python3", "-u", "/opt/runbox/agent/__main__.pyc"]
+
 FIGURES = []
 
 
@@ -51,7 +55,7 @@ def start_stdio(preload=""):
         "--network", "none",
         "-e", "RUNBOX_PRELOAD=" + preload, "-e", "RUNBOX_WORKDIR=/workspace",
         "-e", "RUNBOX_TRANSPORT=stdio",
-        IMAGE, "python3", "-u", "/opt/runbox/agent.py"]
+        IMAGE] + AGENT_COMMAND
     agent = AgentProcess(argv=argv, env={}, startup_timeout=120)
     agent.name = name
     return agent
@@ -173,6 +177,36 @@ class ContainerTests(unittest.TestCase):
 
 
 @unittest.skipUnless(IMAGE, "RUNBOX_TEST_IMAGE is not set (scripts/test-agent.sh sets it)")
+class AgentFilesTests(unittest.TestCase):
+    def run_in_image(self, argv, flags=()):
+        return subprocess.run(
+            ["docker", "run", "--rm", "-i", "--name", container_name(), "--label", LABEL]
+            + list(flags) + [IMAGE] + argv,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, errors="replace", timeout=120)
+
+    def test_the_agent_starts_from_byte_code_compiled_at_build(self):
+        # Compiling at start would cost every container tens of ms of CPU: every module
+        # of the package comes from its __pycache__ entry, none from its source.
+        argv = AGENT_COMMAND[:1] + ["-v"] + AGENT_COMMAND[1:]
+        run = self.run_in_image(argv, SANDBOX_FLAGS + ["--network", "none"])
+        self.assertIn('"ready"', run.stdout, run.stderr[-2000:])
+        loaded = re.findall(r"^# code object from '?(/opt/runbox/agent/[^'\n]*)'?$", run.stderr, re.M)
+        self.assertTrue(loaded, run.stderr[-2000:])
+        from_source = [path for path in loaded if not path.endswith(".pyc")]
+        self.assertEqual(from_source, [])
+        modules = self.run_in_image(["sh", "-c", "cd /opt/runbox/agent && ls *.py"]).stdout.split()
+        # Every module but the entry, which runs as the script __main__.pyc.
+        self.assertEqual(len(loaded), len(modules) - 1, (loaded, modules))
+
+    def test_the_sandbox_user_can_read_the_agent_s_files_not_write_them(self):
+        # Without the read-only root, so that the files' own permissions are what counts.
+        run = self.run_in_image(["sh", "-c", "id -u; find /opt/runbox/agent -writable; "
+                                 "find /opt/runbox/agent ! -readable; echo end"])
+        self.assertEqual(run.stdout.split(), ["1000", "end"], run.stderr)
+
+
+@unittest.skipUnless(IMAGE, "RUNBOX_TEST_IMAGE is not set (scripts/test-agent.sh sets it)")
 class PreloadAndFigures(unittest.TestCase):
     def test_start_to_ready_round_trip_and_idle_memory(self):
         for preload in ("", "numpy,matplotlib"):
@@ -222,7 +256,7 @@ class HttpContainerTests(unittest.TestCase):
             "-e", "RUNBOX_PRELOAD=numpy", "-e", "RUNBOX_WORKDIR=/workspace",
             "-e", "RUNBOX_TRANSPORT=http", "-e", "RUNBOX_AGENT_PORT=8080",
             "-e", "RUNBOX_AGENT_KEY=" + cls.KEY,
-            IMAGE, "python3", "-u", "/opt/runbox/agent.py"]
+            IMAGE] + AGENT_COMMAND
         cls.started = time.monotonic()
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
         port = subprocess.run(["docker", "port", cls.name, "8080/tcp"], check=True,

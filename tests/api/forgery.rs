@@ -105,7 +105,8 @@ while True:
     time.sleep(3600)
 "#;
 
-/// The sandbox image with [`LIAR`] in place of its agent; removed on drop.
+/// The sandbox image with [`LIAR`] in place of its agent: compiled to the agent's entry,
+/// the file sandboxes start (see docker/Dockerfile); removed on drop.
 struct LiarImage(String);
 
 impl LiarImage {
@@ -117,7 +118,7 @@ impl LiarImage {
             format!(
                 "FROM {}\nUSER root\nCOPY liar.py /opt/liar.py\n\
                  RUN python3 -c \"import py_compile; py_compile.compile('/opt/liar.py', \
-                 cfile='/opt/runbox/agent.pyc', doraise=True)\"\nUSER 1000:1000\n",
+                 cfile='/opt/runbox/agent/__main__.pyc', doraise=True)\"\nUSER 1000:1000\n",
                 sandbox_image()
             ),
         )

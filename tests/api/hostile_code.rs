@@ -306,7 +306,8 @@ async fn the_container_keeps_its_code_in() {
     .await;
 
     // Defence: the read-only root file system; only the tmpfs mounts are writable.
-    let code = "import os\nfor p in ('/etc/x', '/usr/x', '/opt/runbox/agent.py', '/x', '/var/tmp/x', '/root/x', '/usr/local/lib/python3.11/x.py'):\n    try:\n        open(p, 'a').write('x')\n        print(p, 'written')\n    except OSError as e:\n        print(p, e.errno)";
+    // The agent's package among them: its entry, a module, its byte code, a new module.
+    let code = "import os\nfor p in ('/etc/x', '/usr/x', '/opt/runbox/agent/__main__.pyc', '/opt/runbox/agent/main.py', '/opt/runbox/agent/__pycache__/x.pyc', '/opt/runbox/agent/x.py', '/x', '/var/tmp/x', '/root/x', '/usr/local/lib/python3.11/x.py'):\n    try:\n        open(p, 'a').write('x')\n        print(p, 'written')\n    except OSError as e:\n        print(p, e.errno)";
     let (result, _) = hostile.python(code, 10.0).await;
     for line in stdout(&result).lines() {
         let (path, outcome) = line.rsplit_once(' ').expect("path and outcome");
@@ -315,7 +316,7 @@ async fn the_container_keeps_its_code_in() {
             "{path} is writable (or failed oddly): {line}"
         );
     }
-    assert_eq!(stdout(&result).lines().count(), 7, "{result}");
+    assert_eq!(stdout(&result).lines().count(), 10, "{result}");
     // World-writable in the image: only the read-only root keeps it so.
     assert!(stdout(&result).contains("/var/tmp/x 30\n"), "{result}");
     hostile.aftermath("writing outside the work dir").await;

@@ -14,6 +14,10 @@ use crate::SandboxError;
 pub const AGENT_PORT: u16 = 8080;
 pub const WORKDIR: &str = "/workspace";
 const SANDBOX_USER: &str = "1000:1000";
+/// The agent's entry, compiled at image build (see docker/Dockerfile). A script, not
+/// `-m agent`, which would put the work dir first on the agent's sys.path (see
+/// docker/agent/__main__.py).
+const AGENT_COMMAND: [&str; 3] = ["python3", "-u", "/opt/runbox/agent/__main__.pyc"];
 
 pub struct SandboxSpec<'a> {
     pub config: &'a Config,
@@ -129,12 +133,7 @@ impl SandboxSpec<'_> {
         let stdio = self.http.is_none();
         ContainerSpec {
             image: Some(self.image.to_string()),
-            cmd: Some(vec![
-                "python3".into(),
-                "-u".into(),
-                // Compiled at image build (see docker/Dockerfile).
-                "/opt/runbox/agent.pyc".into(),
-            ]),
+            cmd: Some(AGENT_COMMAND.iter().map(|arg| arg.to_string()).collect()),
             user: Some(SANDBOX_USER.to_string()),
             working_dir: Some(WORKDIR.to_string()),
             env: Some(env),
@@ -196,6 +195,30 @@ pub fn uses_http(config: &Config) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sandboxes_run_the_command_the_image_names() {
+        let config = Config::defaults();
+        let spec = SandboxSpec {
+            config: &config,
+            image: "img",
+            instance: "test",
+            kind: ContainerKind::Pool,
+            preload: &[],
+            http: None,
+        };
+        let cmd = spec.container_config().cmd.expect("a command");
+        assert_eq!(cmd, AGENT_COMMAND);
+        // The image's own CMD is the same, so that a sandbox image started by hand runs
+        // the agent as runbox does.
+        let dockerfile = include_str!("../../../docker/Dockerfile");
+        let quoted: Vec<String> = AGENT_COMMAND.iter().map(|arg| format!("{arg:?}")).collect();
+        let line = format!("CMD [{}]", quoted.join(", "));
+        assert!(
+            dockerfile.lines().any(|l| l == line),
+            "docker/Dockerfile: {line}"
+        );
+    }
 
     #[test]
     fn every_sandbox_gets_the_documented_limits() {
