@@ -1,6 +1,6 @@
 //! Bearer authentication: static tokens from config.yaml and HS256 JWTs. The middleware
 //! turns a request's `Authorization` header into a [`Principal`] or rejects it with the
-//! exact 401 bodies of API.md; handlers then ask the principal for the scope they need.
+//! exact 401 bodies of API.md; the scope a route needs is checked from its description (`routes/scopes.rs`).
 
 pub mod jwt;
 mod secret;

@@ -243,3 +243,50 @@ fn the_described_pool_state_is_what_the_sandbox_crate_reports() {
         described = described.err()
     );
 }
+
+/// The scope check reads each route's scope from the description: every protected
+/// operation names exactly the scope API.md gives it, and the check sees the same.
+#[tokio::test]
+async fn the_scope_check_reads_each_route_s_scope_from_its_description() {
+    use axum::http::Method;
+    let api = description(false).await;
+    let scopes = crate::routes::scopes::RouteScopes::from_description(&api);
+    let expected: &[(Method, &str, Option<&str>)] = &[
+        (Method::GET, "/runcode", Some("run")),
+        (Method::POST, "/runcode", Some("run")),
+        (Method::POST, "/execute", Some("run")),
+        (Method::GET, "/sessions", Some("run")),
+        (Method::POST, "/sessions", Some("run")),
+        (Method::GET, "/sessions/{id}", Some("run")),
+        (Method::DELETE, "/sessions/{id}", Some("run")),
+        (Method::POST, "/sessions/{id}/execute", Some("run")),
+        (Method::GET, "/functions", Some("functions:read")),
+        (Method::POST, "/functions", Some("functions:write")),
+        (Method::POST, "/submit", Some("functions:write")),
+        (Method::GET, "/functions/{name}", Some("functions:read")),
+        (Method::PUT, "/functions/{name}", Some("functions:write")),
+        (Method::DELETE, "/functions/{name}", Some("functions:write")),
+        (
+            Method::GET,
+            "/functions/{name}/versions/{version}",
+            Some("functions:read"),
+        ),
+        (Method::POST, "/functions/{name}/call", Some("run")),
+        (
+            Method::POST,
+            "/functions/{name}/terminate",
+            Some("functions:write"),
+        ),
+        (Method::GET, "/tasks", Some("tasks")),
+        (Method::GET, "/tasks/{id}", Some("tasks")),
+        (Method::DELETE, "/tasks/{id}", Some("tasks")),
+        (Method::GET, "/tasks/{id}/result", Some("tasks")),
+        (Method::GET, "/metrics", None),
+        (Method::GET, "/health", None),
+        (Method::GET, "/image/{name}", None),
+    ];
+    for (method, path, scope) in expected {
+        let found = scopes.of(method, path);
+        assert_eq!(found, scope.map(|s| vec![s]).as_deref(), "{method} {path}");
+    }
+}

@@ -92,7 +92,6 @@ pub async fn post_execute(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    principal.require("run")?;
     let fields = json_object(body, false)?;
     if !fields.contains_key("code") && fields.contains_key("name") {
         let call: FunctionCallBody = from_object(fields)?;

@@ -16,7 +16,7 @@ use crate::openapi::{
     FunctionRegistration, FunctionRejected, NotFound, OverConcurrency, Overloaded, PayloadTooLarge,
     TaskAccepted, Terminated, Unavailable,
 };
-use crate::routes::body_rejection;
+use crate::routes::json::body_rejection;
 use crate::state::AppState;
 
 /// The body as JSON; an empty body is `null`.
@@ -58,7 +58,6 @@ pub async fn create(
     Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    principal.require("functions:write")?;
     let body = json_body(body)?;
     functions::register(&state, &principal, Registration::Create, body).await
 }
@@ -120,7 +119,6 @@ pub async fn put(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    principal.require("functions:write")?;
     let body = json_body(body)?;
     functions::register(&state, &principal, Registration::NewVersion { name }, body).await
 }
@@ -139,11 +137,7 @@ pub async fn put(
         (status = 403, response = Forbidden),
     ),
 )]
-pub async fn list(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-) -> ApiResult<Response> {
-    principal.require("functions:read")?;
+pub async fn list(State(state): State<AppState>) -> ApiResult<Response> {
     functions::list_functions(&state).await
 }
 
@@ -163,12 +157,7 @@ pub async fn list(
         (status = 404, response = NotFound),
     ),
 )]
-pub async fn get(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
-    principal.require("functions:read")?;
+pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
     functions::get_function(&state, &name).await
 }
 
@@ -191,10 +180,8 @@ pub async fn get(
 )]
 pub async fn get_version(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    principal.require("functions:read")?;
     let version = version
         .parse::<i64>()
         .map_err(|_| ApiError::NotFound(format!("function `{name}` has no version {version}")))?;
@@ -219,10 +206,8 @@ pub async fn get_version(
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    principal.require("functions:write")?;
     functions::delete_function(&state, &name).await
 }
 
@@ -258,7 +243,6 @@ pub async fn call(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    principal.require("run")?;
     let request = CallRequest::parse(json_body(body)?)?;
     functions::call_function(&state, &principal, &name, request).await
 }
@@ -282,9 +266,7 @@ pub async fn call(
 )]
 pub async fn terminate(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    principal.require("functions:write")?;
     functions::terminate_function(&state, &name).await
 }

@@ -3,11 +3,11 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::routes::body_rejection;
 
 const INVALID_JSON: &str = "Invalid JSON";
 
@@ -46,6 +46,15 @@ pub fn from_object<T: DeserializeOwned>(fields: Map<String, Value>) -> ApiResult
             ApiError::invalid_field(path, message)
         }
     })
+}
+
+/// A body that could not be read: too large (413) or broken off.
+pub(crate) fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::bad_request_because("Invalid JSON", rejection.body_text())
+    }
 }
 
 #[cfg(test)]

@@ -16,15 +16,15 @@ mod image;
 mod json;
 mod playground;
 mod runcode;
+pub(crate) mod scopes;
 mod sessions;
 mod stream;
 mod tasks;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::Router;
 use axum::{middleware, Extension};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -99,8 +99,15 @@ pub(crate) fn described_routes(
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get, tasks::cancel))
         .routes(routes!(tasks::result));
-    // The limit counts a subject's requests, so it runs after authentication (route
-    // layers run last-added first).
+    // Route layers run last-added first: authentication, then the rate limit (it counts
+    // a subject's requests), then the scope the route's description names.
+    let scopes = Arc::new(scopes::RouteScopes::from_description(
+        protected.get_openapi(),
+    ));
+    let protected = protected.route_layer(middleware::from_fn_with_state(
+        scopes,
+        scopes::require_scope,
+    ));
     let mut protected = match rate_limiter {
         Some(limiter) => protected.route_layer(middleware::from_fn_with_state(limiter, limit_rate)),
         None => protected,
@@ -180,13 +187,4 @@ fn request_tracing() -> RequestTracing {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("Not found".into())
-}
-
-/// A body that could not be read: too large (413) or broken off.
-pub(crate) fn body_rejection(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge
-    } else {
-        ApiError::bad_request_because("Invalid JSON", rejection.body_text())
-    }
 }

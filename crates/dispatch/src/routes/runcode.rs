@@ -20,7 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::openapi::{
     BadRequest, Forbidden, Overloaded, PayloadTooLarge, RuncodeAnswer, RuncodeBody, Unavailable,
 };
-use crate::routes::body_rejection;
+use crate::routes::json::body_rejection;
 use crate::state::AppState;
 
 const INVALID_JSON: &str = "Invalid JSON";
@@ -53,7 +53,6 @@ pub async fn post_runcode(
     Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    principal.require("run")?;
     post_body(&state, &principal.caller(), body)
         .await
         .map_err(without_detail)
@@ -149,7 +148,6 @@ pub async fn get_runcode(
     Extension(principal): Extension<Principal>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    principal.require("run")?;
     get_query(&state, &principal.caller(), query)
         .await
         .map_err(without_detail)

@@ -66,7 +66,6 @@ pub async fn create_session(
     Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
-    principal.require("run")?;
     let body: CreateSessionBody = from_object(json_object(body, true)?)?;
     let language = match body.language.as_deref().map(str::trim) {
         None | Some("") => Language::Python,
@@ -115,7 +114,6 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
-    principal.require("run")?;
     let sessions: Vec<SessionInfo> = state
         .runtime
         .sessions
@@ -144,7 +142,6 @@ pub async fn get_session(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionInfo>> {
-    principal.require("run")?;
     let session = state.runtime.sessions.find(&principal.subject, &id)?;
     Ok(Json(session.info()))
 }
@@ -169,7 +166,6 @@ pub async fn delete_session(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    principal.require("run")?;
     state
         .runtime
         .sessions
@@ -213,7 +209,6 @@ pub async fn execute_in_session(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    principal.require("run")?;
     let body: ExecBody = from_object(json_object(body, false)?)?;
     let stream = wants_stream(&headers, body.stream);
     run_in_session(state, &principal, &id, body, stream).await

@@ -47,7 +47,6 @@ pub async fn list(
     Extension(principal): Extension<Principal>,
     query: Params,
 ) -> ApiResult<Response> {
-    principal.require("tasks")?;
     let mut params = params(query)?;
     functions::list_tasks(
         &state,
@@ -78,7 +77,6 @@ pub async fn get(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    principal.require("tasks")?;
     functions::get_task(&state, &principal, &id).await
 }
 
@@ -110,7 +108,6 @@ pub async fn result(
     Path(id): Path<String>,
     query: Params,
 ) -> ApiResult<Response> {
-    principal.require("tasks")?;
     let params = params(query)?;
     let wait = match params
         .get("wait")
@@ -150,6 +147,5 @@ pub async fn cancel(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    principal.require("tasks")?;
     functions::cancel_task(&state, &principal, &id).await
 }
