@@ -24,27 +24,6 @@ const KNOWN_CIRCLES: &[&[&str]] = &[
         "crates/core/src/config/mod.rs",
     ],
     &[
-        "crates/sandbox/src/backend/mod.rs",
-        "crates/sandbox/src/backend/types.rs",
-    ],
-    &[
-        "crates/sandbox/src/transport/http.rs",
-        "crates/sandbox/src/transport/mod.rs",
-        "crates/sandbox/src/transport/stdio.rs",
-    ],
-    &[
-        "crates/sandbox/src/pool/mod.rs",
-        "crates/sandbox/src/sandbox.rs",
-    ],
-    &[
-        "crates/sandbox/src/environment/build.rs",
-        "crates/sandbox/src/environment/mod.rs",
-    ],
-    &[
-        "crates/sandbox/src/sandboxes/mod.rs",
-        "crates/sandbox/src/session.rs",
-    ],
-    &[
         "crates/dispatch/src/functions/call.rs",
         "crates/dispatch/src/functions/mod.rs",
         "crates/dispatch/src/functions/tasks.rs",
@@ -351,8 +330,8 @@ fn use_items(tree: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A module's `pub use` statements split from the rest of its code: re-exports are
-/// passages, not dependencies of the module itself.
+/// A module's `pub use` statements split from the rest of its code (and its `mod`
+/// declarations left out): re-exports are passages, not dependencies of the module itself.
 fn split_reexports(code: &str) -> (String, Vec<(String, String)>) {
     let mut rest = String::with_capacity(code.len());
     let mut reexports = Vec::new();
@@ -361,8 +340,15 @@ fn split_reexports(code: &str) -> (String, Vec<(String, String)>) {
         let tree = trimmed
             .strip_prefix("pub(crate) use ")
             .or_else(|| trimmed.strip_prefix("pub use "));
+        let declaration = trimmed
+            .strip_prefix("pub(crate) ")
+            .or_else(|| trimmed.strip_prefix("pub "))
+            .unwrap_or(trimmed)
+            .starts_with("mod ");
         match tree {
             Some(tree) => reexports.extend(use_items(tree.trim_end_matches(';'))),
+            // `mod name;` declares a child; it is not a use of it.
+            None if declaration => {}
             None => rest.push_str(statement),
         }
     }

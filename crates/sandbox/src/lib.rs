@@ -12,6 +12,7 @@ pub mod fake;
 mod frame;
 mod guard;
 pub mod image;
+mod in_use;
 pub mod labels;
 pub mod network;
 mod pool;

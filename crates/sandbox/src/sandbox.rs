@@ -11,7 +11,6 @@ use crate::backend::{Backend, BackendError};
 use crate::containers::Containers;
 use crate::guard::ContainerGuard;
 use crate::labels::ContainerKind;
-use crate::pool::Loan;
 use crate::ports::PortLeases;
 use crate::protocol::{ExecMessage, OutputCaps};
 use crate::spec::{uses_http, SandboxSpec};
@@ -202,8 +201,9 @@ pub(crate) struct Sandbox {
     pub idle_since: Instant,
     /// Started with the modules its pool preloads (see pool.rs for when it is not).
     pub preloaded: bool,
-    /// Set while a sandbox taken from a pool is in use; dropped with the sandbox.
-    pub loan: Option<Loan>,
+    /// Set while a sandbox taken from a pool is in use (the pool counts its loans by
+    /// it); dropped with the sandbox.
+    pub loan: Option<Box<dyn Send + Sync>>,
     memory_limit: String,
     /// Set once the agent went away during an exec.
     lost: bool,

@@ -8,9 +8,9 @@ use runbox_core::units::human_seconds;
 use runbox_core::{ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::mpsc;
 
+use crate::in_use::InUse;
 use crate::protocol::OutputCaps;
 use crate::sandbox::{Sandbox, AGENT_TIMEOUT_GRACE};
-use crate::sandboxes::InUse;
 use crate::SandboxError;
 
 pub struct SessionSandbox {

@@ -7,6 +7,7 @@
 //! is not object-safe, and a boxed future is what an `async-trait` expansion would give.
 
 mod docker;
+mod error;
 mod types;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use futures::future::BoxFuture;
 
 pub use self::docker::{connect_docker, DockerBackend};
+pub use self::error::BackendError;
 pub use self::types::{
     Attached, CommitSpec, ContainerFilter, ContainerMemory, ContainerSpec, ContainerState,
     ContainerStatus, EngineHealth, ImageBuild, ImageDetails, InputWriter, ListedContainer,
@@ -25,29 +27,6 @@ pub type Progress<'a> = &'a mut (dyn FnMut(&str) + Send);
 
 /// What an engine call returns.
 pub type EngineFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
-
-/// An engine's failure, kept as fine as callers tell failures apart.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum BackendError {
-    /// 404: no such container, image or network.
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// 409: for a removal, one is already in progress.
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// The host port a container publishes is taken by another program.
-    #[error("port already allocated: {0}")]
-    PortAllocated(String),
-    /// The engine does not answer (socket gone, connection refused, timeout).
-    #[error("the engine is unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else the engine answered, with its HTTP status when there was one.
-    #[error("{message}")]
-    Failed {
-        status: Option<u16>,
-        message: String,
-    },
-}
 
 /// A container engine: what runbox needs to create, run, watch and remove containers,
 /// and the image and network operations around them.

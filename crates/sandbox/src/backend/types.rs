@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::io::AsyncWrite;
 
-use super::BackendError;
+use super::error::BackendError;
 
 /// A container as runbox creates it: the body of the engine API's create call. runbox
 /// builds it once (spec.rs), prints it for audits (`runbox image spec`), and every

@@ -144,7 +144,7 @@ impl Pool {
             if alive {
                 self.on_loan.fetch_add(1, Ordering::SeqCst);
                 *lock(&self.last_take) = Some(Instant::now());
-                sandbox.loan = Some(Loan(self.clone()));
+                sandbox.loan = Some(Box::new(Loan(self.clone())));
                 return Some(sandbox);
             }
             tracing::warn!(container = %sandbox.id(), "a pooled sandbox died or stopped answering; replacing it");

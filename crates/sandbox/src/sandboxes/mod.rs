@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, EngineHealth};
 use crate::containers::Containers;
 use crate::environment::{self, BuildFailure, BuildReport, DependencySet, EnvironmentPlan};
+use crate::in_use::InUse;
 use crate::labels::ContainerKind;
 use crate::network::ensure_sandbox_network;
 use crate::pool::{Pool, PoolStatus};
@@ -361,22 +362,6 @@ impl Sandboxes {
         if let Err(err) = sweep::sweep_instance(launcher.engine(), &launcher.instance).await {
             tracing::warn!(error = %err, "final sweep failed");
         }
-    }
-}
-
-/// Counts sandboxes running code; decremented when dropped.
-pub(crate) struct InUse(Arc<AtomicUsize>);
-
-impl InUse {
-    fn enter(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        InUse(counter.clone())
-    }
-}
-
-impl Drop for InUse {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

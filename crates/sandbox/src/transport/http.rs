@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::{parse_message, EventForwarder, ExecEnd};
+use super::messages::{parse_message, report_failed_preload, EventForwarder, ExecEnd};
 use crate::backend::Backend;
 use crate::frame::FrameDecoder;
 use crate::protocol::{AgentMessage, ExecMessage};
@@ -79,7 +79,7 @@ impl HttpConnection {
                     let body = response.bytes().await.unwrap_or_default();
                     return match parse_message(&body)? {
                         AgentMessage::Ready { preloaded, failed } => {
-                            super::report_failed_preload(&failed);
+                            report_failed_preload(&failed);
                             Ok(preloaded)
                         }
                         _ => Err(SandboxError::Protocol(

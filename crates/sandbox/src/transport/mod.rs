@@ -3,25 +3,16 @@
 //! messages (docs/agent-protocol.md); this module hides which one a sandbox uses.
 
 mod http;
+mod messages;
 mod stdio;
 
 use std::time::Duration;
 
-use runbox_core::ExecEvent;
-use tokio::sync::mpsc;
-
 pub(crate) use self::http::HttpConnection;
+pub(crate) use self::messages::{EventForwarder, ExecEnd};
 pub(crate) use self::stdio::StdioConnection;
-use crate::protocol::{AgentMessage, AgentResult, ExecMessage};
+use crate::protocol::ExecMessage;
 use crate::SandboxError;
-
-/// How an exec ended, from the transport's point of view.
-pub(crate) enum ExecEnd {
-    /// The agent answered with a result.
-    Result(Box<AgentResult>),
-    /// The agent went away before answering (the container died or was killed).
-    Lost,
-}
 
 pub(crate) enum Connection {
     Stdio(StdioConnection),
@@ -70,100 +61,5 @@ impl Connection {
             Connection::Stdio(conn) => conn.diagnostics(),
             Connection::Http(_) => String::new(),
         }
-    }
-}
-
-/// Passes streamed output on to the caller, within the same per-stream caps as the
-/// final result so that a streaming client cannot be sent more than a buffered one.
-pub(crate) struct EventForwarder<'a> {
-    sink: Option<&'a mpsc::Sender<ExecEvent>>,
-    stdout_left: u64,
-    stderr_left: u64,
-}
-
-impl<'a> EventForwarder<'a> {
-    pub fn new(sink: Option<&'a mpsc::Sender<ExecEvent>>, cap: u64) -> Self {
-        EventForwarder {
-            sink,
-            stdout_left: cap,
-            stderr_left: cap,
-        }
-    }
-
-    /// Handles one message of an exec; returns the result when it is the final one.
-    pub async fn handle(&mut self, message: AgentMessage) -> Option<Box<AgentResult>> {
-        match message {
-            AgentMessage::Result(result) => Some(result),
-            AgentMessage::Stdout { data } => {
-                let data = take_within(data, &mut self.stdout_left);
-                self.forward(data.map(ExecEvent::Stdout)).await;
-                None
-            }
-            AgentMessage::Stderr { data } => {
-                let data = take_within(data, &mut self.stderr_left);
-                self.forward(data.map(ExecEvent::Stderr)).await;
-                None
-            }
-            AgentMessage::Ready { .. } | AgentMessage::Pong => None,
-        }
-    }
-
-    async fn forward(&mut self, event: Option<ExecEvent>) {
-        if let (Some(sink), Some(event)) = (self.sink, event) {
-            // A receiver that went away (client disconnected) is not an error here: the
-            // request is being cancelled and the sandbox will be removed with it.
-            let _ = sink.send(event).await;
-        }
-    }
-}
-
-fn take_within(mut data: String, left: &mut u64) -> Option<String> {
-    if *left == 0 || data.is_empty() {
-        return None;
-    }
-    let budget = usize::try_from(*left).unwrap_or(usize::MAX);
-    if data.len() > budget {
-        let mut cut = budget;
-        while !data.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        data.truncate(cut);
-    }
-    *left = left.saturating_sub(data.len() as u64);
-    Some(data)
-}
-
-/// A module of `sandbox.preload` that does not import is worth a warning, not a failure:
-/// the code that needs it will say so itself.
-fn report_failed_preload(failed: &serde_json::Value) {
-    let nothing = failed.is_null() || failed.as_array().is_some_and(Vec::is_empty);
-    if !nothing {
-        tracing::warn!(%failed, "some sandbox.preload modules failed to import");
-    }
-}
-
-fn parse_message(frame: &[u8]) -> Result<AgentMessage, SandboxError> {
-    AgentMessage::parse(frame)
-        .map_err(|e| SandboxError::Protocol(format!("an unreadable message from the agent: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn streamed_output_is_capped_like_the_result() {
-        let (tx, mut rx) = mpsc::channel(8);
-        let mut forwarder = EventForwarder::new(Some(&tx), 5);
-        for chunk in ["abc", "defg", "hij"] {
-            let message = AgentMessage::Stdout { data: chunk.into() };
-            assert!(forwarder.handle(message).await.is_none());
-        }
-        drop(tx);
-        let mut seen = String::new();
-        while let Some(ExecEvent::Stdout(text)) = rx.recv().await {
-            seen.push_str(&text);
-        }
-        assert_eq!(seen, "abcde");
     }
 }

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{parse_message, report_failed_preload, EventForwarder, ExecEnd};
+use super::messages::{parse_message, report_failed_preload, EventForwarder, ExecEnd};
 use crate::backend::{Attached, Backend, InputWriter, OutputChunk, OutputStream};
 use crate::frame::{encode_frame, FrameDecoder};
 use crate::protocol::{AgentMessage, ExecMessage, PING};
