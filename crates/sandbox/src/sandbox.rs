@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::RngCore;
+use runbox_core::units::human_seconds;
 use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::mpsc;
 
@@ -222,10 +223,44 @@ impl Sandbox {
         self.conn.ping(within).await
     }
 
-    /// Runs `request` and returns its outcome. Failures of the user's code are in the
-    /// outcome; `Err` is a failure of runbox's machinery (the agent broke the protocol).
-    /// The caller enforces the timeout.
+    /// Runs `request` under its time limit and returns its outcome. Failures of the
+    /// user's code are in the outcome; `Err` is a failure of runbox's machinery. The agent
+    /// stops the code at `request.timeout` and answers with what it wrote by then; when no
+    /// answer comes within [`AGENT_TIMEOUT_GRACE`] after that, runbox gives up on the
+    /// agent: the outcome is a `timeout` and the sandbox is lost (its caller removes it).
+    /// The one place a run's time limit is enforced, for one-shot runs and sessions alike.
     pub async fn exec(
+        &mut self,
+        request: &ExecRequest,
+        caps: OutputCaps,
+        persistent: bool,
+        events: Option<&mpsc::Sender<ExecEvent>>,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let started = Instant::now();
+        let limit = request.timeout + AGENT_TIMEOUT_GRACE;
+        let answered = tokio::time::timeout(
+            limit,
+            self.exec_unbounded(request, caps, persistent, events),
+        )
+        .await;
+        match answered {
+            Ok(ran) => ran,
+            Err(_elapsed) => {
+                self.lost = true;
+                let mut outcome = ExecOutcome::failed(
+                    ErrorKind::Timeout,
+                    format!(
+                        "execution exceeded the time limit of {}",
+                        human_seconds(request.timeout)
+                    ),
+                );
+                outcome.execution_time = started.elapsed();
+                Ok(outcome)
+            }
+        }
+    }
+
+    async fn exec_unbounded(
         &mut self,
         request: &ExecRequest,
         caps: OutputCaps,

@@ -2,15 +2,12 @@
 //! and files between execs. A timeout or a crash ends the session (the container is
 //! removed); it never affects another session.
 
-use std::time::Instant;
-
-use runbox_core::units::human_seconds;
-use runbox_core::{ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
+use runbox_core::{ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::mpsc;
 
 use crate::in_use::InUse;
 use crate::protocol::OutputCaps;
-use crate::sandbox::{Sandbox, AGENT_TIMEOUT_GRACE};
+use crate::sandbox::Sandbox;
 use crate::SandboxError;
 
 pub struct SessionSandbox {
@@ -56,16 +53,11 @@ impl SessionSandbox {
         let Some(sandbox) = self.sandbox.as_mut() else {
             return Err(SandboxError::SessionEnded);
         };
-        let started = Instant::now();
         self.in_flight = true;
-        let ran = tokio::time::timeout(
-            request.timeout + AGENT_TIMEOUT_GRACE,
-            sandbox.exec(request, self.caps, true, events),
-        )
-        .await;
+        let ran = sandbox.exec(request, self.caps, true, events).await;
         self.in_flight = false;
         match ran {
-            Ok(Ok(outcome)) => {
+            Ok(outcome) => {
                 // A timeout, a crash of the interpreter or of the container: the agent
                 // said the session cannot go on, or is gone.
                 if !sandbox.seems_alive() {
@@ -73,21 +65,9 @@ impl SessionSandbox {
                 }
                 Ok(outcome)
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 self.close().await;
                 Err(err)
-            }
-            Err(_elapsed) => {
-                self.close().await;
-                let mut outcome = ExecOutcome::failed(
-                    ErrorKind::Timeout,
-                    format!(
-                        "execution exceeded the time limit of {}; the session has ended",
-                        human_seconds(request.timeout)
-                    ),
-                );
-                outcome.execution_time = started.elapsed();
-                Ok(outcome)
             }
         }
     }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runbox_core::units::human_seconds;
 use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,7 @@ use crate::labels::ContainerKind;
 use crate::network::ensure_sandbox_network;
 use crate::pool::{Pool, PoolStatus};
 use crate::ports::PortLeases;
-use crate::sandbox::{Launcher, Sandbox, AGENT_TIMEOUT_GRACE};
+use crate::sandbox::{Launcher, Sandbox};
 use crate::session::SessionSandbox;
 use crate::spec::uses_http;
 use crate::sweep;
@@ -177,10 +176,7 @@ impl Sandboxes {
         let started = Instant::now();
         let acquired_us = started.duration_since(acquiring).as_micros() as u64;
         let ran = tokio::select! {
-            ran = tokio::time::timeout(
-                request.timeout + AGENT_TIMEOUT_GRACE,
-                sandbox.exec(request, caps, false, options.events.as_ref()),
-            ) => ran,
+            ran = sandbox.exec(request, caps, false, options.events.as_ref()) => ran,
             () = cancel.cancelled() => {
                 sandbox.remove().await;
                 let mut outcome = ExecOutcome::failed(ErrorKind::Killed, "the run was cancelled");
@@ -193,7 +189,7 @@ impl Sandboxes {
             }
         };
         match ran {
-            Ok(Ok(outcome)) => {
+            Ok(outcome) => {
                 tracing::debug!(
                     container = %sandbox.id(),
                     acquired_us,
@@ -206,8 +202,8 @@ impl Sandboxes {
                     .as_ref()
                     .is_some_and(|e| e.kind == ErrorKind::Timeout);
                 if timed_out {
-                    // The agent stopped the code at the limit; as when runbox's own
-                    // timer fires, the sandbox is gone before the client hears of it.
+                    // Whether the agent stopped the code at the limit or runbox gave up
+                    // on the agent, the sandbox is gone before the client hears of it.
                     sandbox.remove().await;
                 } else if sandbox.seems_alive() {
                     sandbox.finish();
@@ -216,23 +212,9 @@ impl Sandboxes {
                 }
                 Ok(outcome)
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 sandbox.discard();
                 Err(err)
-            }
-            Err(_elapsed) => {
-                // The agent did not stop the code at the limit: runbox does. Gone before
-                // the client hears of the timeout.
-                sandbox.remove().await;
-                let mut outcome = ExecOutcome::failed(
-                    ErrorKind::Timeout,
-                    format!(
-                        "execution exceeded the time limit of {}",
-                        human_seconds(request.timeout)
-                    ),
-                );
-                outcome.execution_time = started.elapsed();
-                Ok(outcome)
             }
         }
     }
