@@ -139,6 +139,18 @@ class Pump:
     def register(self, fd):
         self.poller.register(fd, select.POLLIN)
 
+    def watch_process(self, pid):
+        """Polls a pidfd of `pid` too, so that its exit wakes the loop; the fd, or None
+        where the kernel or Python has no pidfd_open."""
+        if not hasattr(os, "pidfd_open"):
+            return None
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return None
+        self.register(pidfd)
+        return pidfd
+
     def unregister(self, fd):
         try:
             self.poller.unregister(fd)

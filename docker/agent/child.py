@@ -11,7 +11,7 @@ from . import state
 from .json_codec import json_dumps
 from .privileges import set_dumpable
 from .processes import signal
-from .protocol import bash_value, error, write_all
+from .protocol import bash_value, write_all
 from .python_exec import Outcome, execute_python, flush_std_streams
 
 
@@ -82,9 +82,7 @@ def run_child(req, res_w):
             raise OSError("cannot run bash")
         outcome = run_python_child(req)
     except BaseException as exc:
-        outcome = Outcome()
-        outcome.exit_code = 70
-        outcome.error = error("killed", "agent error: %s: %s" % (type(exc).__name__, exc))
+        outcome = Outcome.agent_failure(exc)
     if os.getpid() != me:
         # A process the code forked that ran off the end of the code: it exits like
         # the rest of the code would, without a second outcome message.

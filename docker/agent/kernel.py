@@ -85,9 +85,7 @@ def kernel_main(req_r, res_w):
         try:
             outcome = kernel_run(parse_exec(json_loads(body)))
         except BaseException as exc:
-            outcome = Outcome()
-            outcome.exit_code = 70
-            outcome.error = error("killed", "agent error: %s: %s" % (type(exc).__name__, exc))
+            outcome = Outcome.agent_failure(exc)
         if os.getpid() != me:
             # A process the code forked that ran off the end of the code: it exits like
             # the rest of the code would, without a second outcome.
@@ -167,13 +165,7 @@ def run_in_kernel(req, sink, message):
     started = time.monotonic()
     deadline = deadline_of(req, started)
     pump = Pump(req, sink, os.dup(out_r), os.dup(err_r))
-    pidfd = None
-    if hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(pid)
-            pump.register(pidfd)
-        except OSError:
-            pidfd = None
+    pidfd = pump.watch_process(pid)
     pump.register(res_r)
     answer = None
     answer_bytes = bytearray()

@@ -49,13 +49,7 @@ def run_forked(req, sink, sweep, message):
     res_chunks = []
     res_size = 0
     res_limit = 3 * req.output_bytes + (1 << 20)
-    pidfd = None
-    if hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(pid)
-            pump.register(pidfd)
-        except OSError:
-            pidfd = None
+    pidfd = pump.watch_process(pid)
     status = None
     ended = None
     killed_for_output = False

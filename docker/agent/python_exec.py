@@ -167,6 +167,14 @@ class Outcome:
         self.error = None
         self.truncated = False
 
+    @classmethod
+    def agent_failure(cls, exc):
+        """The outcome of a run that failed in the agent's own code, not the user's."""
+        outcome = cls()
+        outcome.exit_code = 70
+        outcome.error = error("killed", "agent error: %s: %s" % (type(exc).__name__, exc))
+        return outcome
+
     def as_dict(self):
         return {"exit_code": self.exit_code, "has_value": self.has_value, "value": self.value,
                 "error": self.error, "truncated": self.truncated}
