@@ -196,17 +196,22 @@ pub fn uses_http(config: &Config) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sandboxes_run_the_command_the_image_names() {
-        let config = Config::defaults();
-        let spec = SandboxSpec {
-            config: &config,
+    /// The spec of a pooled stdio sandbox of image `img`.
+    fn pool_spec(config: &Config) -> SandboxSpec<'_> {
+        SandboxSpec {
+            config,
             image: "img",
             instance: "test",
             kind: ContainerKind::Pool,
             preload: &[],
             http: None,
-        };
+        }
+    }
+
+    #[test]
+    fn sandboxes_run_the_command_the_image_names() {
+        let config = Config::defaults();
+        let spec = pool_spec(&config);
         let cmd = spec.container_config().cmd.expect("a command");
         assert_eq!(cmd, AGENT_COMMAND);
         // The image's own CMD is the same, so that a sandbox image started by hand runs
@@ -223,14 +228,7 @@ mod tests {
     #[test]
     fn every_sandbox_gets_the_documented_limits() {
         let config = Config::defaults();
-        let spec = SandboxSpec {
-            config: &config,
-            image: "img",
-            instance: "test",
-            kind: ContainerKind::Pool,
-            preload: &[],
-            http: None,
-        };
+        let spec = pool_spec(&config);
         let container = spec.container_config();
         assert_eq!(
             container.stdin_once,
@@ -306,14 +304,7 @@ mod tests {
     fn a_configured_runtime_is_passed_through() {
         let mut config = Config::defaults();
         config.sandbox.runtime = " runsc ".into();
-        let spec = SandboxSpec {
-            config: &config,
-            image: "img",
-            instance: "test",
-            kind: ContainerKind::Pool,
-            preload: &[],
-            http: None,
-        };
+        let spec = pool_spec(&config);
         let host = spec.container_config().host_config.expect("host config");
         assert_eq!(host.runtime.as_deref(), Some("runsc"));
         // The other limits stay as they are under any runtime.

@@ -1,10 +1,10 @@
 //! The engine API of the fake: what `Backend` asks, answered from the in-memory state.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::agent::{self, AgentIo, AgentPlan};
 use super::{lock, next_id, preload_of, unix_now, Container, FakeBackend, State, KILLED};
@@ -77,20 +77,15 @@ impl Backend for FakeBackend {
             state.preloads.push(preload.join(","));
             state.starting += 1;
             state.max_starting = state.max_starting.max(state.starting);
-            let (exited, _) = watch::channel(false);
-            let container = Container {
-                labels: spec.labels.clone().unwrap_or_default(),
+            let labels = spec.labels.clone().unwrap_or_default();
+            let container = Container::new(
+                labels,
                 preload,
-                created: unix_now(),
-                status: ContainerStatus::Created,
-                exit_code: None,
-                finished_at: None,
-                exited,
-                io: None,
-                agent: None,
-                died: Arc::default(),
-                starting: true,
-            };
+                unix_now(),
+                ContainerStatus::Created,
+                true,
+                false,
+            );
             state.containers.insert(id.clone(), container);
             Ok(id)
         })

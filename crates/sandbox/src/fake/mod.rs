@@ -74,6 +74,32 @@ struct Container {
 }
 
 impl Container {
+    /// A container as the engine records it before anything ran in it; `exited` is
+    /// what a wait for its exit sees first.
+    fn new(
+        labels: HashMap<String, String>,
+        preload: Vec<String>,
+        created: i64,
+        status: ContainerStatus,
+        starting: bool,
+        exited: bool,
+    ) -> Self {
+        let (exited, _) = watch::channel(exited);
+        Container {
+            labels,
+            preload,
+            created,
+            status,
+            exit_code: None,
+            finished_at: None,
+            exited,
+            io: None,
+            agent: None,
+            died: Arc::default(),
+            starting,
+        }
+    }
+
     fn stop(&mut self, code: i64) {
         if matches!(
             self.status,
@@ -181,23 +207,13 @@ impl FakeBackend {
     ) -> String {
         let mut state = self.state();
         let id = next_id(&mut state);
-        let (exited, _) = watch::channel(status != ContainerStatus::Running);
-        let container = Container {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            preload: Vec::new(),
-            created: unix_now() - age.as_secs() as i64,
-            status,
-            exit_code: None,
-            finished_at: None,
-            exited,
-            io: None,
-            agent: None,
-            died: Arc::default(),
-            starting: false,
-        };
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let created = unix_now() - age.as_secs() as i64;
+        let exited = status != ContainerStatus::Running;
+        let container = Container::new(labels, Vec::new(), created, status, false, exited);
         state.containers.insert(id.clone(), container);
         id
     }
