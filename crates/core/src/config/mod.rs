@@ -17,8 +17,10 @@ use crate::units::HumanDuration;
 mod admission;
 mod auth;
 mod compat;
+mod compat_fold;
 mod database;
 mod env;
+mod error;
 mod functions;
 mod images;
 mod limits;
@@ -35,6 +37,7 @@ pub use admission::AdmissionConfig;
 pub use auth::{AuthConfig, StaticToken, StaticTokenEntry, ALL_SCOPES, DEFAULT_STATIC_SCOPES};
 pub use database::DatabaseConfig;
 pub use env::ENV_PREFIX;
+pub use error::ConfigError;
 pub use functions::FunctionsConfig;
 pub use images::ImagesConfig;
 pub use limits::LimitsConfig;
@@ -45,33 +48,6 @@ pub use sandbox::{PoolConfig, PortRange, SandboxConfig, Transport};
 pub use server::ServerConfig;
 pub use sessions::SessionsConfig;
 pub use tasks::TasksConfig;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid YAML: {source}")]
-    Yaml {
-        path: PathBuf,
-        source: serde_norway::Error,
-    },
-    #[error("config key `{key}`: {message}")]
-    Key { key: String, message: String },
-    #[error("environment variable {var}: {message}")]
-    Env { var: String, message: String },
-}
-
-impl ConfigError {
-    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Key {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
 
 /// The whole configuration as config.yaml spells it. Keys of the original project sit
 /// beside runbox's own; [`Config::resolve`] folds them into runbox's keys.
@@ -194,7 +170,7 @@ impl Config {
     }
 
     fn resolve(mut self) -> Result<Config, ConfigError> {
-        compat::fold_into(&mut self)?;
+        self.fold_compat_keys()?;
         self.validate()?;
         Ok(self)
     }
