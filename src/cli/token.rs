@@ -8,7 +8,7 @@ use clap::Subcommand;
 use runbox_core::config::ALL_SCOPES;
 use runbox_core::units::parse_duration;
 use runbox_core::Config;
-use runbox_dispatch::auth::{load_or_create_secret, JwtKeys};
+use runbox_runtime::auth::{load_or_create_secret, JwtKeys};
 use runbox_store::Store;
 
 /// How long a revocation of a bare token id is kept when its expiry is unknown.

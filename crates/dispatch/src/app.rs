@@ -7,21 +7,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use runbox_core::Config;
-use runbox_runtime::admission::Admission;
-use runbox_runtime::execution::Runner;
-use runbox_runtime::sessions::Sessions;
-use runbox_runtime::{instance_name, Runtime};
-use runbox_sandbox::{SandboxError, Sandboxes};
-use runbox_store::{spawn_retention_sweep, Retention, Store, StoreError};
+use runbox_runtime::{OpenError, Runtime};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{load_or_create_secret, Authenticator, SecretError};
-use crate::functions::{recover_interrupted, Functions};
 use crate::routes::router;
 use crate::state::AppState;
 
-const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// After the shutdown grace, how long the runs that were stopped get to send their
 /// answers.
 const ANSWER_AFTER_GRACE: Duration = Duration::from_secs(5);
@@ -34,11 +26,7 @@ pub enum StartupError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Sandbox(#[from] SandboxError),
-    #[error(transparent)]
-    Secret(#[from] SecretError),
+    Runtime(#[from] OpenError),
 }
 
 /// A bound, ready server.
@@ -46,15 +34,14 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
-    background: CancellationToken,
 }
 
 impl Application {
-    /// Opens the store, starts the sandbox engine (sweep, pools) and binds the listener.
+    /// Binds the listener and opens the runtime (the store, the sandboxes and their pools).
     /// `image` is the sandbox image, already made sure of by the caller.
     pub async fn build(
         config: Config,
-        docker: Arc<dyn runbox_sandbox::Backend>,
+        engine: Arc<dyn runbox_runtime::Backend>,
         image: String,
     ) -> Result<Application, StartupError> {
         let config = Arc::new(config);
@@ -68,53 +55,17 @@ impl Application {
         let local = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?;
-        let store = Store::connect(&config.database_url()).await?;
-        let secret = load_or_create_secret(&config.auth.jwt_secret, &config.data_dir)?;
-        let auth = Arc::new(Authenticator::new(&config.auth, &secret, store.clone()));
-        let instance = instance_name(&config);
-        recover_interrupted(&store, &instance).await?;
-        let sandboxes = Sandboxes::start(config.clone(), docker, image, instance).await?;
         let public_url = public_url(&config, local);
-        let background = CancellationToken::new();
-        spawn_retention_sweep(
-            store.clone(),
-            Retention {
-                images: config.images.retention.get(),
-                tasks: config.tasks.retention.get(),
-            },
-            RETENTION_SWEEP_EVERY,
-            background.clone(),
-        );
-        let sessions = Sessions::start(
-            sandboxes.clone(),
-            config.sessions.clone(),
-            background.clone(),
-        );
-        let functions = Functions::new(config.functions.max_parallel_builds);
-        let runner = Runner {
-            admission: Admission::new(
-                config.admission.max_concurrent_runs,
-                config.admission.max_wait.get(),
-            ),
-            config: config.clone(),
-            sandboxes: sandboxes.clone(),
-            store: store.clone(),
-            public_url: public_url.into(),
-        };
+        let runtime = Runtime::open(config.clone(), engine, image, public_url).await?;
         let state = AppState {
-            runtime: Runtime::new(runner, sessions),
-            functions,
+            runtime,
             config,
-            sandboxes,
-            store,
-            auth,
             metrics: crate::metrics::install(),
         };
         Ok(Application {
             listener,
             router: router(state.clone()),
             state,
-            background,
         })
     }
 
@@ -134,7 +85,6 @@ impl Application {
             listener,
             router,
             state,
-            background,
         } = self;
         let grace = state.config.server.shutdown_grace.get();
         let stopped_at = Arc::new(std::sync::OnceLock::<Instant>::new());
@@ -163,9 +113,7 @@ impl Application {
                 tracing::warn!("shutdown grace expired; killing the sandboxes still running");
                 // The runs end with a 503 and session execs with an error, and those
                 // answers still reach their clients before the connections close.
-                state.runtime.admission().close();
-                state.sandboxes.stop_runs();
-                state.runtime.sessions.close_all().await;
+                state.runtime.stop_runs().await;
                 if tokio::time::timeout(ANSWER_AFTER_GRACE, &mut serve).await.is_err() {
                     tracing::warn!("some connections were still open; closing them");
                 }
@@ -176,12 +124,7 @@ impl Application {
         let left = stopped_at
             .get()
             .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
-        state.functions.shutdown(left).await;
-        state.runtime.admission().close();
-        state.runtime.sessions.close_all().await;
-        background.cancel();
-        state.sandboxes.shutdown().await;
-        state.store.close().await;
+        state.runtime.shutdown(left).await;
         tracing::info!("stopped");
         Ok(())
     }

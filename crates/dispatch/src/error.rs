@@ -1,14 +1,14 @@
 //! The one error type of the HTTP surface. Every failure a handler can meet becomes one
-//! of these, and each renders as a JSON body with the status API.md gives it.
+//! of these, and each renders as a JSON body with the status API.md gives it. The
+//! bodies are the types below; `/openapi.json` describes them from the same types.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use runbox_runtime::sessions::SessionError;
-use runbox_runtime::RuntimeError;
-use runbox_sandbox::SandboxError;
-use runbox_store::StoreError;
-use serde_json::{json, Map, Value};
+use runbox_runtime::{Rejection, RuntimeError};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -42,14 +42,9 @@ pub enum ApiError {
     /// 413 for a part of a body over its own limit (input files over `limits.file_bytes`).
     #[error("{0}")]
     TooLarge(String),
-    /// 422 of the functions surface: `{"success": false, "error": {"kind", "message", …}}`
-    /// with `extra` fields beside them (the argument that is wrong, pip's log).
-    #[error("{message}")]
-    Rejected {
-        kind: &'static str,
-        message: String,
-        extra: Map<String, Value>,
-    },
+    /// 422 of the functions surface: `{"success": false, "error": {"kind", "message", …}}`.
+    #[error("{}", .0.message)]
+    Rejected(Box<Rejection>),
     /// 429: the subject made more requests than `rate_limit` allows.
     #[error("Rate limit exceeded")]
     RateLimited { retry_after: u64 },
@@ -68,6 +63,78 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// The error body of runbox's own failures (`ApiError`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// The message; for the compatibility messages exactly as API.md gives them.
+    pub error: String,
+    /// What exactly was wrong (400 `Invalid JSON`, `Invalid parameters`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request field at fault (`timeout`, `files[0].path`, `context.x`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// 403: the token lacks a scope.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeErrorBody {
+    #[schema(example = "Insufficient scope")]
+    pub error: String,
+    /// The scope the operation needs.
+    #[schema(example = "run")]
+    pub required: String,
+}
+
+/// 422 of the functions surface.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionRejection {
+    /// Always false.
+    pub success: bool,
+    pub error: Rejection,
+}
+
+/// 429 of a function call at its `max_concurrency` (the body API.md fixes).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverConcurrencyBody {
+    /// Always false.
+    pub success: bool,
+    #[schema(example = "Over Max Concurrency 4")]
+    pub message: String,
+    /// Always empty.
+    pub task_id: String,
+}
+
+/// 429 when opening one session too many.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TooManySessionsBody {
+    pub error: String,
+    pub max_per_subject: u64,
+}
+
+/// 429 of the rate limit (`rate_limit.per_minute` requests a minute per token subject).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitBody {
+    #[schema(example = "Rate limit exceeded")]
+    pub error: String,
+    /// Seconds until the next request is allowed (also in `Retry-After`).
+    pub retry_after: u64,
+}
+
+/// The `error` event: runbox itself failed after the stream had begun. The error body
+/// with the status the request would have had.
+#[derive(Serialize, ToSchema)]
+pub struct StreamErrorEvent {
+    pub error: String,
+    pub status: u16,
 }
 
 impl ApiError {
@@ -101,7 +168,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge | ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. }
             | ApiError::OverConcurrency { .. }
             | ApiError::TooManySessions { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -112,40 +179,56 @@ impl ApiError {
         }
     }
 
-    /// The JSON body of the response (also sent as the `error` event of a stream).
+    /// The JSON body of the response.
     pub fn body(&self) -> Value {
-        match self {
-            ApiError::BadRequest {
-                message,
-                detail: Some(detail),
-            } => json!({"error": message, "detail": detail}),
-            ApiError::InvalidField { field, .. } => {
-                json!({"error": self.to_string(), "field": field})
-            }
-            ApiError::InsufficientScope(scope) => {
-                json!({"error": "Insufficient scope", "required": scope})
-            }
-            ApiError::Rejected {
-                kind,
-                message,
-                extra,
-            } => {
-                let mut error = Map::new();
-                error.insert("kind".into(), json!(kind));
-                error.insert("message".into(), json!(message));
-                error.extend(extra.clone());
-                json!({"success": false, "error": error})
-            }
-            ApiError::RateLimited { retry_after } => {
-                json!({"error": self.to_string(), "retry_after": retry_after})
-            }
-            ApiError::OverConcurrency { .. } => {
-                json!({"success": false, "message": self.to_string(), "task_id": ""})
-            }
-            ApiError::TooManySessions { max, .. } => {
-                json!({"error": self.to_string(), "max_per_subject": max})
-            }
-            other => json!({"error": other.to_string()}),
+        let body = match self {
+            ApiError::BadRequest { message, detail } => serde_json::to_value(ErrorBody {
+                error: message.clone(),
+                detail: detail.clone(),
+                field: None,
+            }),
+            ApiError::InvalidField { field, .. } => serde_json::to_value(ErrorBody {
+                error: self.to_string(),
+                detail: None,
+                field: Some(field.clone()),
+            }),
+            ApiError::InsufficientScope(scope) => serde_json::to_value(ScopeErrorBody {
+                error: self.to_string(),
+                required: scope.to_string(),
+            }),
+            ApiError::Rejected(rejection) => serde_json::to_value(FunctionRejection {
+                success: false,
+                error: (**rejection).clone(),
+            }),
+            ApiError::RateLimited { retry_after } => serde_json::to_value(RateLimitBody {
+                error: self.to_string(),
+                retry_after: *retry_after,
+            }),
+            ApiError::OverConcurrency { .. } => serde_json::to_value(OverConcurrencyBody {
+                success: false,
+                message: self.to_string(),
+                task_id: String::new(),
+            }),
+            ApiError::TooManySessions { max, .. } => serde_json::to_value(TooManySessionsBody {
+                error: self.to_string(),
+                max_per_subject: *max as u64,
+            }),
+            other => serde_json::to_value(ErrorBody {
+                error: other.to_string(),
+                detail: None,
+                field: None,
+            }),
+        };
+        // Plain strings and numbers always serialise.
+        body.unwrap_or(Value::Null)
+    }
+
+    /// The `error` event that ends a stream instead of its `result`. Only runbox's own
+    /// failures come after a stream has begun, and their bodies are a message alone.
+    pub fn stream_event(&self) -> StreamErrorEvent {
+        StreamErrorEvent {
+            error: self.to_string(),
+            status: self.status().as_u16(),
         }
     }
 }
@@ -179,54 +262,58 @@ impl From<RuntimeError> for ApiError {
         match err {
             RuntimeError::Overloaded => ApiError::Overloaded,
             RuntimeError::ShuttingDown => ApiError::Unavailable(err.to_string()),
-            RuntimeError::Session(err) => ApiError::from(err),
-            RuntimeError::Sandbox(err) => ApiError::from(err),
-            RuntimeError::Store(err) => ApiError::from(err),
-            RuntimeError::EnvironmentUnbuildable(_) => ApiError::Unavailable(err.to_string()),
+            RuntimeError::InvalidToken => ApiError::InvalidToken,
+            RuntimeError::InsufficientScope(scope) => ApiError::InsufficientScope(scope),
+            RuntimeError::NotFound(message) => ApiError::NotFound(message),
+            RuntimeError::Conflict(message) => ApiError::Conflict(message),
+            RuntimeError::Gone(message) => ApiError::Gone(message),
+            RuntimeError::TooManySessions { max, retry_after } => {
+                ApiError::TooManySessions { max, retry_after }
+            }
+            RuntimeError::OverConcurrency { limit } => ApiError::OverConcurrency { limit },
+            RuntimeError::Rejected(rejection) => ApiError::Rejected(rejection),
+            RuntimeError::InvalidInput(message) => ApiError::bad_request(message),
+            RuntimeError::Unavailable(message) => ApiError::Unavailable(message),
             RuntimeError::Internal(message) => ApiError::Internal(message),
         }
     }
 }
 
-impl From<SessionError> for ApiError {
-    fn from(err: SessionError) -> Self {
-        match err {
-            SessionError::NotFound => ApiError::NotFound(err.to_string()),
-            SessionError::Ended(_) => ApiError::Gone(err.to_string()),
-            SessionError::Busy => ApiError::Conflict(err.to_string()),
-            SessionError::TooMany { max, retry_after } => {
-                ApiError::TooManySessions { max, retry_after }
-            }
-            SessionError::ShuttingDown => ApiError::Unavailable(err.to_string()),
-            SessionError::Sandbox(err) => ApiError::from(err),
-        }
-    }
-}
-
-impl From<SandboxError> for ApiError {
-    fn from(err: SandboxError) -> Self {
-        match err {
-            SandboxError::PortsExhausted { .. } | SandboxError::PortTaken(_) => {
-                ApiError::Unavailable(format!("no sandbox can be started right now: {err}"))
-            }
-            err if err.is_unavailable() => {
-                ApiError::Unavailable(format!("sandbox unavailable: {err}"))
-            }
-            SandboxError::ImageMissing(_) | SandboxError::ImageWithoutAgent(_) => {
-                ApiError::Unavailable(err.to_string())
-            }
-            other => ApiError::Internal(format!("sandbox failure: {other}")),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::InvalidInput(message) => ApiError::bad_request(message),
-            other => ApiError::Unavailable(format!("database unavailable: {other}")),
-        }
-    }
-}
-
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_body_has_the_shape_api_md_gives_it() {
+        assert_eq!(
+            ApiError::bad_request("Invalid JSON").body(),
+            json!({"error": "Invalid JSON"})
+        );
+        assert_eq!(
+            ApiError::bad_request_because("Invalid parameters", "wait").body(),
+            json!({"error": "Invalid parameters", "detail": "wait"})
+        );
+        assert_eq!(
+            ApiError::InsufficientScope("run").body(),
+            json!({"error": "Insufficient scope", "required": "run"})
+        );
+        assert_eq!(
+            ApiError::OverConcurrency { limit: 2 }.body(),
+            json!({"success": false, "message": "Over Max Concurrency 2", "task_id": ""})
+        );
+        let rejected = ApiError::from(RuntimeError::from(Rejection {
+            argument: Some("x".into()),
+            ..Rejection::new("invalid_args", "bad x")
+        }));
+        assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            rejected.body(),
+            json!({"success": false, "error": {"kind": "invalid_args", "message": "bad x", "argument": "x"}})
+        );
+        let event = serde_json::to_value(ApiError::Overloaded.stream_event()).expect("json");
+        assert_eq!(event, json!({"error": "Request timed out", "status": 504}));
+    }
+}

@@ -1,10 +1,11 @@
 //! runbox's HTTP surface: routes, bearer auth, rate limits and the rendering of the
-//! runtime's results for the compatibility and native surfaces.
+//! runtime's results for the compatibility and native surfaces. Everything beyond HTTP
+//! is the runtime's (`runbox-runtime`); this crate never reaches the sandboxes or the
+//! store by itself.
 
 mod app;
 pub mod auth;
 pub mod error;
-pub mod functions;
 mod listen;
 pub mod metrics;
 mod openapi;

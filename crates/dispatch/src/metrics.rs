@@ -67,31 +67,7 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     responses((status = 200, description = "The metrics.", content_type = "text/plain", body = String)),
 )]
 pub async fn scrape(State(state): State<AppState>) -> Response {
-    let engine = state.sandboxes.status();
-    for pool in &engine.pools {
-        metrics::gauge!("runbox_pool_ready", "image" => pool.image.clone()).set(pool.ready as f64);
-        metrics::gauge!("runbox_pool_target", "image" => pool.image.clone())
-            .set(pool.target as f64);
-        metrics::gauge!("runbox_pool_starting", "image" => pool.image.clone())
-            .set(pool.starting as f64);
-    }
-    metrics::gauge!("runbox_sandboxes_in_use").set(engine.in_use as f64);
-    metrics::gauge!("runbox_port_leases").set(engine.port_leases as f64);
-    metrics::gauge!("runbox_containers_live").set(engine.live_containers as f64);
-    metrics::gauge!("runbox_runs_admitted").set(state.runtime.admission().running() as f64);
-    metrics::gauge!("runbox_sessions_live").set(state.runtime.sessions.live() as f64);
-    if let Ok(bytes) = state.store.image_bytes_total().await {
-        metrics::gauge!("runbox_image_bytes_stored").set(bytes as f64);
-    }
-    if let Ok(counts) = state.store.count_tasks_by_status().await {
-        for status in runbox_store::TaskStatus::ALL {
-            let count = counts
-                .iter()
-                .find(|(s, _)| *s == status)
-                .map_or(0, |(_, n)| *n);
-            metrics::gauge!("runbox_tasks", "status" => status.as_str()).set(count as f64);
-        }
-    }
+    state.runtime.record_gauges().await;
     let body = state.metrics.render();
     (
         [(

@@ -19,7 +19,6 @@ pub struct Admission {
 /// Held while a run executes; the slot is free again when it is dropped.
 pub struct Admitted {
     _permit: OwnedSemaphorePermit,
-    pub waited: Duration,
 }
 
 impl Admission {
@@ -35,12 +34,8 @@ impl Admission {
         let started = Instant::now();
         match tokio::time::timeout(self.max_wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => {
-                let waited = started.elapsed();
-                crate::metrics::record_admission_wait(waited);
-                Ok(Admitted {
-                    _permit: permit,
-                    waited,
-                })
+                crate::metrics::record_admission_wait(started.elapsed());
+                Ok(Admitted { _permit: permit })
             }
             Ok(Err(_closed)) => Err(RuntimeError::ShuttingDown),
             Err(_elapsed) => {
@@ -58,12 +53,8 @@ impl Admission {
     /// Waits for a slot for as long as it takes (async tasks, which stay QUEUED
     /// meanwhile and can be cancelled by dropping this future).
     pub async fn admit_queued(&self) -> Result<Admitted, RuntimeError> {
-        let started = Instant::now();
         match self.slots.clone().acquire_owned().await {
-            Ok(permit) => Ok(Admitted {
-                _permit: permit,
-                waited: started.elapsed(),
-            }),
+            Ok(permit) => Ok(Admitted { _permit: permit }),
             Err(_closed) => Err(RuntimeError::ShuttingDown),
         }
     }

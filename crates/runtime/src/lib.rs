@@ -1,23 +1,35 @@
-//! runbox's domain, apart from HTTP: admission, the run pipeline every surface shares,
-//! sessions and the result objects. The HTTP surface (`runbox-dispatch`) parses a
-//! request, hands it here and renders what comes back; it never reaches the sandboxes
-//! or the store by itself.
+//! runbox's domain, apart from HTTP: who a caller is, admission, the run pipeline every
+//! surface shares, sessions, stored functions and their tasks, and the views every
+//! surface renders. A surface (`runbox-dispatch`, HTTP) parses a request, hands it
+//! here and renders what comes back; it never reaches the sandboxes or the store by
+//! itself.
 //!
-//! Modules depend one way: `error`, `metrics`, `admission`, `result` at the bottom;
-//! `sessions` on those; `execution` (the run pipeline) on all of them; `runtime` (what
-//! a surface holds) on top.
+//! Modules depend one way: `error`, `metrics`, `admission`, `result`, `auth` at the
+//! bottom; `execution` (the run pipeline), `sessions` and `functions` on those;
+//! `runtime` (what a surface holds) on them; `run`, `health`, `gauges` and
+//! `stored_images` add the surface's ways in to `Runtime`.
 
-pub mod admission;
+mod admission;
+pub mod auth;
 mod error;
-pub mod execution;
+mod execution;
 pub mod functions;
+mod gauges;
+mod health;
 mod instance;
 pub mod metrics;
 pub mod result;
+mod run;
 mod runtime;
 pub mod sessions;
+mod stored_images;
 
-pub use error::RuntimeError;
+pub use error::{Rejection, RuntimeError};
+pub use health::{
+    BuildsHealth, DatabaseHealth, DockerHealth, HealthReport, PoolHealth, PoolState, RuntimeHealth,
+};
 pub use instance::instance_name;
-pub use runbox_sandbox::RunOptions;
-pub use runtime::{Caller, Job, Run, Runtime};
+pub use run::{Job, Run};
+pub use runbox_sandbox::Backend;
+pub use runbox_store::StoredImage;
+pub use runtime::{OpenError, Runtime};

@@ -1,7 +1,7 @@
 //! The result object of the native surface (API.md), shared by /execute, function calls,
 //! tasks and sessions.
 
-use runbox_core::{ExecError, ExecOutcome};
+use runbox_core::{ErrorKind, ExecError, ExecOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -17,9 +17,30 @@ pub struct StoredImageRef {
     pub bytes: u64,
 }
 
+/// A run's outcome with its images stored.
 pub struct Executed {
     pub outcome: ExecOutcome,
     pub images: Vec<StoredImageRef>,
+}
+
+impl Executed {
+    /// A run that never produced output: a failed dependency environment, a call
+    /// cancelled before it started, a task interrupted by a restart.
+    pub fn failed(error: ExecError) -> Self {
+        Executed {
+            outcome: ExecOutcome {
+                error: Some(error),
+                ..ExecOutcome::default()
+            },
+            images: Vec::new(),
+        }
+    }
+
+    /// A call that was cancelled (by `terminate`, `DELETE /tasks/{id}` or shutdown)
+    /// before its code started.
+    pub fn cancelled(message: &str) -> Self {
+        Executed::failed(ExecError::new(ErrorKind::Killed, message))
+    }
 }
 
 /// What a run produced. A failure of the user's code is `success: false` with `error`
@@ -67,12 +88,6 @@ impl ResultObject {
     /// A run that never produced output: a failed dependency environment, a call
     /// cancelled before it started, a task interrupted by a restart.
     pub fn from_error(error: ExecError) -> Self {
-        ResultObject::from_executed(Executed {
-            outcome: ExecOutcome {
-                error: Some(error),
-                ..ExecOutcome::default()
-            },
-            images: Vec::new(),
-        })
+        ResultObject::from_executed(Executed::failed(error))
     }
 }

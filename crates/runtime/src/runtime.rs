@@ -1,188 +1,174 @@
-//! What a surface holds: one `Runtime`, and one way in for every run — [`Runtime::start`]
-//! admits a [`Job`] and claims what it needs, [`Run::finish`] runs it, records its
-//! metrics, stores its images and logs it, whichever surface asked and whether or not
-//! it streams.
+//! What a surface holds: one `Runtime`, opened once per server. It owns what runs,
+//! sessions, functions and tasks share (the configuration, the sandboxes, the store,
+//! admission, the authenticator) and stops them in order at shutdown. The one way in
+//! for a run is [`Runtime::start`] (`run.rs`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use runbox_core::{Config, ExecEvent, ExecRequest};
-use runbox_sandbox::{RunOptions, Sandboxes};
-use runbox_store::Store;
-use tokio::sync::mpsc;
+use runbox_core::{Config, Language};
+use runbox_sandbox::{Backend, SandboxError, Sandboxes};
+use runbox_store::{spawn_retention_sweep, Retention, Store, StoreError};
+use tokio_util::sync::CancellationToken;
 
-use crate::admission::{Admission, Admitted};
+use crate::admission::Admission;
+use crate::auth::{load_or_create_secret, Authenticator, Principal, SecretError};
 use crate::error::RuntimeError;
 use crate::execution::Runner;
-use crate::metrics::Surface;
-use crate::result::Executed;
-use crate::sessions::{ExecLease, Session, Sessions};
+use crate::functions::Functions;
+use crate::instance::instance_name;
+use crate::sessions::{Session, SessionInfo, Sessions};
 
-/// Who asks: the subject a surface authenticated.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub subject: String,
-}
+const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
-/// What to run.
-pub enum Job {
-    /// Code in a fresh sandbox.
-    OneShot {
-        surface: Surface,
-        request: ExecRequest,
-    },
-    /// Code in one of the caller's sessions (found with [`Sessions::find`], which is
-    /// what tells the request's language).
-    InSession {
-        session: Arc<Session>,
-        request: ExecRequest,
-    },
+/// Why a runtime could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 /// The domain every surface shares.
 #[derive(Clone)]
 pub struct Runtime {
-    pub runner: Runner,
-    pub sessions: Sessions,
+    pub(crate) runner: Runner,
+    pub(crate) sessions: Sessions,
+    pub(crate) functions: Functions,
+    auth: Arc<Authenticator>,
+    /// Background work that ends with the runtime (the retention sweep, the reaper).
+    background: CancellationToken,
 }
 
 impl Runtime {
-    pub fn new(runner: Runner, sessions: Sessions) -> Self {
-        Runtime { runner, sessions }
+    /// Opens the store, marks what a dead run of this instance left unfinished, starts
+    /// the sandboxes (sweep, pools) and the background work. `image` is the sandbox
+    /// image, already made sure of by the caller; `public_url` is where stored images
+    /// are served from (no trailing slash).
+    pub async fn open(
+        config: Arc<Config>,
+        engine: Arc<dyn Backend>,
+        image: String,
+        public_url: String,
+    ) -> Result<Runtime, OpenError> {
+        let store = Store::connect(&config.database_url()).await?;
+        let secret = load_or_create_secret(&config.auth.jwt_secret, &config.data_dir)?;
+        let auth = Arc::new(Authenticator::new(
+            &config.auth,
+            &secret,
+            Arc::new(store.clone()),
+        ));
+        let instance = instance_name(&config);
+        crate::functions::recover_interrupted(&store, &instance).await?;
+        let sandboxes = Sandboxes::start(config.clone(), engine, image, instance).await?;
+        let background = CancellationToken::new();
+        spawn_retention_sweep(
+            store.clone(),
+            Retention {
+                images: config.images.retention.get(),
+                tasks: config.tasks.retention.get(),
+            },
+            RETENTION_SWEEP_EVERY,
+            background.clone(),
+        );
+        let sessions = Sessions::start(
+            sandboxes.clone(),
+            config.sessions.clone(),
+            background.clone(),
+        );
+        let runner = Runner {
+            admission: Admission::new(
+                config.admission.max_concurrent_runs,
+                config.admission.max_wait.get(),
+            ),
+            config: config.clone(),
+            sandboxes,
+            store,
+            public_url: public_url.into(),
+        };
+        let functions = Functions::new(runner.clone());
+        Ok(Runtime {
+            runner,
+            sessions,
+            functions,
+            auth,
+            background,
+        })
     }
 
     pub fn config(&self) -> &Arc<Config> {
         &self.runner.config
     }
 
+    pub fn auth(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
+    /// Stored functions and the tasks of their async calls.
+    pub fn functions(&self) -> &Functions {
+        &self.functions
+    }
+
+    /// The sandboxes, for the tools that measure them (`runbox bench`).
     pub fn sandboxes(&self) -> &Sandboxes {
         &self.runner.sandboxes
     }
 
-    pub fn store(&self) -> &Store {
-        &self.runner.store
+    /// Opens a session for `principal`.
+    pub async fn open_session(
+        &self,
+        principal: &Principal,
+        language: Language,
+        idle_timeout: Option<Duration>,
+    ) -> Result<SessionInfo, RuntimeError> {
+        let session = self
+            .sessions
+            .open(&principal.subject, language, idle_timeout)
+            .await?;
+        Ok(session.info())
     }
 
-    pub fn admission(&self) -> &Admission {
-        &self.runner.admission
+    /// `principal`'s session `id` (ended ones included while they are remembered).
+    pub fn session(&self, principal: &Principal, id: &str) -> Result<Arc<Session>, RuntimeError> {
+        Ok(self.sessions.find(&principal.subject, id)?)
     }
 
-    /// Claims what `job` needs (a session's one execution at a time: 409 while another
-    /// runs, 410 once it ended) and then admits it (504 after `admission.max_wait`), so
-    /// that a surface can answer these before it starts answering a stream. A session
-    /// counts against admission only while it executes, like any run.
-    pub async fn start(&self, caller: &Caller, job: Job) -> Result<Run, RuntimeError> {
-        let work = match job {
-            Job::OneShot { surface, request } => Work::OneShot { surface, request },
-            Job::InSession { session, request } => Work::InSession {
-                lease: session.begin()?,
-                session_id: session.id.clone(),
-                request,
-            },
-        };
-        let admitted = self.runner.admission.admit().await?;
-        Ok(Run {
-            runner: self.runner.clone(),
-            caller: caller.clone(),
-            admitted,
-            work,
-        })
+    /// `principal`'s sessions, oldest first.
+    pub fn sessions_of(&self, principal: &Principal) -> Vec<SessionInfo> {
+        self.sessions
+            .list(&principal.subject)
+            .iter()
+            .map(|session| session.info())
+            .collect()
     }
-}
 
-enum Work {
-    OneShot {
-        surface: Surface,
-        request: ExecRequest,
-    },
-    InSession {
-        lease: ExecLease,
-        session_id: String,
-        request: ExecRequest,
-    },
-}
-
-/// An admitted run, not yet started; its admission slot is held until it is finished
-/// or dropped.
-pub struct Run {
-    runner: Runner,
-    caller: Caller,
-    admitted: Admitted,
-    work: Work,
-}
-
-impl Run {
-    /// Runs to the end and returns the outcome with its images stored. `events`, when
-    /// given, receives the output as it is written. A one-shot run stops when this
-    /// future is dropped (its sandbox is removed); a session's execution runs in a task
-    /// of its own, so that a client that goes away does not cut it off half-way, which
-    /// would leave the interpreter in an unknown state.
-    pub async fn finish(
-        self,
-        events: Option<mpsc::Sender<ExecEvent>>,
-    ) -> Result<Executed, RuntimeError> {
-        let Run {
-            runner,
-            caller,
-            admitted,
-            work,
-        } = self;
-        match work {
-            Work::OneShot { surface, request } => {
-                let options = RunOptions {
-                    events,
-                    ..RunOptions::default()
-                };
-                let executed = runner.run_admitted(surface, &request, options).await;
-                drop(admitted);
-                if let Ok(executed) = &executed {
-                    log_run(&caller, surface, &request, executed, None);
-                }
-                executed
-            }
-            Work::InSession {
-                lease,
-                session_id,
-                request,
-            } => {
-                let exec = async move {
-                    let _admitted = admitted;
-                    let outcome = lease.exec(&request, events.as_ref()).await;
-                    let executed = runner.finish(Surface::Session, &request, outcome).await?;
-                    log_run(
-                        &caller,
-                        Surface::Session,
-                        &request,
-                        &executed,
-                        Some(&session_id),
-                    );
-                    Ok(executed)
-                };
-                tokio::spawn(exec).await.map_err(|err| {
-                    RuntimeError::Internal(format!("the session's exec task failed: {err}"))
-                })?
-            }
-        }
+    /// Ends `principal`'s session `id`; its container is gone when this returns.
+    pub async fn end_session(&self, principal: &Principal, id: &str) -> Result<(), RuntimeError> {
+        Ok(self.sessions.delete(&principal.subject, id).await?)
     }
-}
 
-/// One line per run, like the access log of a run.
-fn log_run(
-    caller: &Caller,
-    surface: Surface,
-    request: &ExecRequest,
-    executed: &Executed,
-    session: Option<&str>,
-) {
-    let outcome = &executed.outcome;
-    tracing::info!(
-        subject = %caller.subject,
-        surface = surface.as_str(),
-        language = request.language.as_str(),
-        session,
-        success = outcome.error.is_none(),
-        error = outcome.error.as_ref().map(|e| e.kind.as_str()),
-        truncated = outcome.truncated,
-        execution_s = outcome.execution_time.as_secs_f64(),
-        "execute"
-    );
+    /// For a shutdown whose grace has expired: refuses new runs and kills the ones
+    /// still going (they end with `ShuttingDown`, session execs with an error), so that
+    /// their answers can still be sent.
+    pub async fn stop_runs(&self) {
+        self.runner.admission.close();
+        self.runner.sandboxes.stop_runs();
+        self.sessions.close_all().await;
+    }
+
+    /// Stops everything in order: async tasks get `grace` to finish and are then
+    /// killed (they end FAILED, `interrupted`); then sessions, background work, the
+    /// sandboxes (every container of this instance is gone when this returns) and the
+    /// store.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.functions.shutdown(grace).await;
+        self.runner.admission.close();
+        self.sessions.close_all().await;
+        self.background.cancel();
+        self.runner.sandboxes.shutdown().await;
+        self.runner.store.close().await;
+    }
 }

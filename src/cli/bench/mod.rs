@@ -586,7 +586,7 @@ async fn start_subject(
     let address = app
         .local_addr()
         .context("the bench server has no address")?;
-    let sandboxes = app.state().sandboxes.clone();
+    let sandboxes = app.state().runtime.sandboxes().clone();
     let stop = CancellationToken::new();
     let serving = tokio::spawn({
         let stop = stop.clone();

@@ -8,8 +8,8 @@
 //! knows: the API's introduction, its tags, the security scheme and the shared error
 //! responses.
 
+mod described;
 mod responses;
-mod schemas;
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
@@ -20,8 +20,15 @@ use utoipa::openapi::ContentBuilder;
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 use utoipa::{Modify, OpenApi as _};
 
+pub use described::*;
 pub use responses::*;
-pub use schemas::*;
+
+use crate::error::{
+    ErrorBody, FunctionRejection, OverConcurrencyBody, RateLimitBody, ScopeErrorBody,
+    StreamErrorEvent, TooManySessionsBody,
+};
+use crate::routes::StreamOutputEvent;
+use runbox_runtime::functions::TaskStatus;
 
 /// The name of the security scheme in the document.
 pub const BEARER: &str = "bearer";

@@ -4,7 +4,7 @@
 
 use utoipa::ToResponse;
 
-use super::schemas::{
+use crate::error::{
     ErrorBody, FunctionRejection, OverConcurrencyBody, RateLimitBody, ScopeErrorBody,
     TooManySessionsBody,
 };

@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
 use runbox_core::Language;
+use runbox_runtime::functions::CallRequest;
 use runbox_runtime::metrics::Surface;
 use runbox_runtime::result::ResultObject;
 use runbox_runtime::Job;
@@ -17,12 +18,12 @@ use serde_json::{Map, Value};
 
 use crate::auth::Principal;
 use crate::error::ApiResult;
-use crate::functions::call_stored_function;
 use crate::openapi::{
-    BadRequest, Conflict, ExecuteBody, Forbidden, FunctionRejected, Gone, NotFound,
-    OverConcurrency, Overloaded, PayloadTooLarge, StreamEvent, Unavailable,
+    BadRequest, Conflict, Forbidden, FunctionRejected, Gone, NotFound, OverConcurrency, Overloaded,
+    PayloadTooLarge, StreamEvent, Unavailable,
 };
 use crate::routes::exec_body::ExecBody;
+use crate::routes::functions::call_function;
 use crate::routes::json::{from_object, json_object};
 use crate::routes::sessions::run_in_session;
 use crate::routes::stream::{self, wants_stream, OnDisconnect};
@@ -38,6 +39,17 @@ pub(crate) struct FunctionCallBody {
     /// Its arguments by name; validated against its definition (422 `invalid_args`).
     #[serde(default)]
     args: Option<Map<String, Value>>,
+}
+
+// The handler tells the two shapes apart by their keys, so that each gets its own exact
+// messages; this type only describes the choice.
+/// The body of `POST /execute`: code to run, or a stored function to call.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum ExecuteBody {
+    Code(ExecBody),
+    Function(FunctionCallBody),
 }
 
 /// Run code, or call a stored function
@@ -94,9 +106,12 @@ pub async fn post_execute(
 ) -> ApiResult<Response> {
     let fields = json_object(body, false)?;
     if !fields.contains_key("code") && fields.contains_key("name") {
-        let call: FunctionCallBody = from_object(fields)?;
-        let args = call.args.unwrap_or_default();
-        return call_stored_function(&state, &principal, &call.name, Value::Object(args)).await;
+        let body: FunctionCallBody = from_object(fields)?;
+        let call = CallRequest {
+            args: body.args.unwrap_or_default(),
+            ..CallRequest::default()
+        };
+        return call_function(&state, &principal, body.name, call).await;
     }
     let body: ExecBody = from_object(fields)?;
     let stream = wants_stream(&headers, body.stream);
@@ -108,6 +123,6 @@ pub async fn post_execute(
         surface: Surface::Execute,
         request,
     };
-    let run = state.runtime.start(&principal.caller(), job).await?;
+    let run = state.runtime.start(&principal, job).await?;
     stream::answer(run, stream, OnDisconnect::Cancel).await
 }

@@ -3,21 +3,33 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::response::Response;
-use axum::Extension;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use runbox_runtime::functions::{
+    CallRequest, FunctionDeleted, FunctionView, Registration, TaskAccepted, Terminated,
+};
 use runbox_runtime::result::ResultObject;
+use runbox_runtime::Job;
+use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::functions::{self, CallRequest, Registration};
 use crate::openapi::{
-    BadRequest, CallBody, Conflict, Forbidden, Function, FunctionDeleted, FunctionList,
-    FunctionRegistration, FunctionRejected, NotFound, OverConcurrency, Overloaded, PayloadTooLarge,
-    TaskAccepted, Terminated, Unavailable,
+    BadRequest, CallBody, Conflict, Forbidden, FunctionRegistration, FunctionRejected, NotFound,
+    OverConcurrency, Overloaded, PayloadTooLarge, Unavailable,
 };
 use crate::routes::json::body_rejection;
 use crate::state::AppState;
+
+/// `GET /functions`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionList {
+    pub functions: Vec<FunctionView>,
+}
 
 /// The body as JSON; an empty body is `null`.
 pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
@@ -43,7 +55,7 @@ pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Value>
     security(("bearer" = ["functions:write"])),
     request_body = FunctionRegistration,
     responses(
-        (status = 201, body = Function, description = "Stored as version 1."),
+        (status = 201, body = FunctionView, description = "Stored as version 1."),
         (status = 400, response = BadRequest),
         (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
@@ -59,7 +71,26 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = json_body(body)?;
-    functions::register(&state, &principal, Registration::Create, body).await
+    register(&state, &principal, Registration::Create, body).await
+}
+
+async fn register(
+    state: &AppState,
+    principal: &Principal,
+    registration: Registration,
+    body: Value,
+) -> ApiResult<Response> {
+    let registered = state
+        .runtime
+        .functions()
+        .register(principal, registration, body)
+        .await?;
+    let status = if registered.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(registered.function)).into_response())
 }
 
 /// Store a new function (alias)
@@ -73,7 +104,7 @@ pub async fn create(
     security(("bearer" = ["functions:write"])),
     request_body = FunctionRegistration,
     responses(
-        (status = 201, body = Function, description = "Stored as version 1."),
+        (status = 201, body = FunctionView, description = "Stored as version 1."),
         (status = 400, response = BadRequest),
         (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
@@ -103,8 +134,8 @@ pub async fn submit(
     params(("name" = String, Path, description = "The function's name")),
     request_body = FunctionRegistration,
     responses(
-        (status = 200, body = Function, description = "Stored as a new version."),
-        (status = 201, body = Function, description = "There was no function of that name: stored as version 1."),
+        (status = 200, body = FunctionView, description = "Stored as a new version."),
+        (status = 201, body = FunctionView, description = "There was no function of that name: stored as version 1."),
         (status = 400, response = BadRequest),
         (status = 403, response = Forbidden),
         (status = 413, response = PayloadTooLarge),
@@ -120,7 +151,7 @@ pub async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = json_body(body)?;
-    functions::register(&state, &principal, Registration::NewVersion { name }, body).await
+    register(&state, &principal, Registration::NewVersion { name }, body).await
 }
 
 /// List functions
@@ -137,8 +168,9 @@ pub async fn put(
         (status = 403, response = Forbidden),
     ),
 )]
-pub async fn list(State(state): State<AppState>) -> ApiResult<Response> {
-    functions::list_functions(&state).await
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<FunctionList>> {
+    let functions = state.runtime.functions().list().await?;
+    Ok(Json(FunctionList { functions }))
 }
 
 /// Show a function
@@ -152,13 +184,16 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Response> {
     security(("bearer" = ["functions:read"])),
     params(("name" = String, Path, description = "The function's name")),
     responses(
-        (status = 200, body = Function),
+        (status = 200, body = FunctionView),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
     ),
 )]
-pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    functions::get_function(&state, &name).await
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<FunctionView>> {
+    Ok(Json(state.runtime.functions().get(&name).await?))
 }
 
 /// Show one version of a function
@@ -173,7 +208,7 @@ pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Api
         ("version" = i64, Path, description = "1, 2, …", minimum = 1),
     ),
     responses(
-        (status = 200, body = Function),
+        (status = 200, body = FunctionView),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
     ),
@@ -181,11 +216,13 @@ pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Api
 pub async fn get_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<FunctionView>> {
     let version = version
         .parse::<i64>()
         .map_err(|_| ApiError::NotFound(format!("function `{name}` has no version {version}")))?;
-    functions::get_function_version(&state, &name, version).await
+    Ok(Json(
+        state.runtime.functions().version(&name, version).await?,
+    ))
 }
 
 /// Delete a function
@@ -207,8 +244,8 @@ pub async fn get_version(
 pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<Response> {
-    functions::delete_function(&state, &name).await
+) -> ApiResult<Json<FunctionDeleted>> {
+    Ok(Json(state.runtime.functions().delete(&name).await?))
 }
 
 /// Call a function
@@ -243,8 +280,32 @@ pub async fn call(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let request = CallRequest::parse(json_body(body)?)?;
-    functions::call_function(&state, &principal, &name, request).await
+    let call = CallRequest::parse(json_body(body)?)?;
+    call_function(&state, &principal, name, call).await
+}
+
+/// A call of a stored function (also `POST /execute` with a name): 200 with the result
+/// object, or 202 with a task id for `async`.
+pub(crate) async fn call_function(
+    state: &AppState,
+    principal: &Principal,
+    function: String,
+    call: CallRequest,
+) -> ApiResult<Response> {
+    if call.asynchronous {
+        let accepted = state
+            .runtime
+            .functions()
+            .enqueue(principal, &function, &call)
+            .await?;
+        return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response());
+    }
+    let run = state
+        .runtime
+        .start(principal, Job::Call { function, call })
+        .await?;
+    let executed = run.finish(None).await?;
+    Ok(Json(ResultObject::from_executed(executed)).into_response())
 }
 
 /// Terminate a function's calls
@@ -267,6 +328,6 @@ pub async fn call(
 pub async fn terminate(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<Response> {
-    functions::terminate_function(&state, &name).await
+) -> ApiResult<Json<Terminated>> {
+    Ok(Json(state.runtime.functions().terminate(&name).await?))
 }

@@ -63,8 +63,8 @@ pub async fn get_image(
         return Err(ApiError::NotFound(NOT_FOUND.into()));
     }
     let image = state
-        .store
-        .get_image(&name)
+        .runtime
+        .stored_image(&name)
         .await?
         .ok_or_else(|| ApiError::NotFound(NOT_FOUND.into()))?;
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&image.data))[..32]);

@@ -39,8 +39,7 @@ use crate::openapi;
 use crate::rate_limit::{limit_rate, RateLimiter};
 use crate::state::AppState;
 
-pub(crate) use exec_body::ExecBody;
-pub(crate) use execute::FunctionCallBody;
+pub(crate) use stream::StreamOutputEvent;
 
 pub fn router(state: AppState) -> Router {
     let body_limit =
@@ -50,7 +49,7 @@ pub fn router(state: AppState) -> Router {
         idle: state.config.server.client_timeout.get(),
     };
     let (router, description) = described_routes(
-        &state.auth,
+        state.runtime.auth(),
         RateLimiter::from_config(&state.config.rate_limit),
         state.config.images.require_auth,
     )

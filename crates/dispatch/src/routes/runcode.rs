@@ -1,7 +1,7 @@
 //! The compatibility surface: `/runcode` exactly as the original Flask "Code Interpreter
 //! API" answered it, so its clients and `concurrent_test.py` work unchanged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -12,13 +12,15 @@ use runbox_core::numbers;
 use runbox_core::{ErrorKind, ExecMode, ExecRequest, Language};
 use runbox_runtime::metrics::Surface;
 use runbox_runtime::result::Executed;
-use runbox_runtime::{Caller, Job};
-use serde_json::{json, Map, Value};
+use runbox_runtime::Job;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::{
-    BadRequest, Forbidden, Overloaded, PayloadTooLarge, RuncodeAnswer, RuncodeBody, Unavailable,
+    BadRequest, Forbidden, Overloaded, PayloadTooLarge, RuncodeBody, Unavailable,
 };
 use crate::routes::json::body_rejection;
 use crate::state::AppState;
@@ -52,17 +54,17 @@ pub async fn post_runcode(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    post_body(&state, &principal.caller(), body)
+) -> ApiResult<Json<RuncodeAnswer>> {
+    post_body(&state, &principal, body)
         .await
         .map_err(without_detail)
 }
 
 async fn post_body(
     state: &AppState,
-    caller: &Caller,
+    caller: &Principal,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RuncodeAnswer>> {
     let body = body.map_err(body_rejection)?;
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request_because(INVALID_JSON, e.to_string()))?;
@@ -147,17 +149,17 @@ pub async fn get_runcode(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    get_query(&state, &principal.caller(), query)
+) -> ApiResult<Json<RuncodeAnswer>> {
+    get_query(&state, &principal, query)
         .await
         .map_err(without_detail)
 }
 
 async fn get_query(
     state: &AppState,
-    caller: &Caller,
+    caller: &Principal,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RuncodeAnswer>> {
     let Ok(Query(params)) = query else {
         return Err(ApiError::bad_request("Invalid parameters"));
     };
@@ -177,11 +179,11 @@ async fn get_query(
 
 async fn run(
     state: &AppState,
-    caller: &Caller,
+    caller: &Principal,
     language: &str,
     code: &str,
     variables: Map<String, Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RuncodeAnswer>> {
     if let Some(inexact) = numbers::find_inexact_in(&variables) {
         return Err(ApiError::bad_request_because(
             "Invalid variables format",
@@ -189,7 +191,7 @@ async fn run(
         ));
     }
     let Some(language) = Language::parse(language) else {
-        return Ok(Json(json!({"error": "Unsupported language"})));
+        return Ok(Json(RuncodeAnswer::error("Unsupported language")));
     };
     if code.contains('\0') {
         return Err(ApiError::bad_request_because(
@@ -212,8 +214,44 @@ async fn run(
     Ok(Json(render(executed)))
 }
 
+/// The answer of `/runcode`: what the code printed, or what went wrong.
+#[derive(Debug, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RuncodeAnswer {
+    Output(RuncodeOutput),
+    Error(RuncodeError),
+}
+
+/// The code ran without writing to stderr.
+#[derive(Debug, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuncodeOutput {
+    /// Image files the code wrote, by file name: their URLs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<BTreeMap<String, String>>,
+    /// stdout.
+    pub output: String,
+}
+
+/// stderr (any output there counts), `Code execution timed out`, `Unsupported language`,
+/// or why the run failed.
+#[derive(Debug, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuncodeError {
+    pub error: String,
+}
+
+impl RuncodeAnswer {
+    fn error(message: impl Into<String>) -> Self {
+        RuncodeAnswer::Error(RuncodeError {
+            error: message.into(),
+        })
+    }
+}
+
 /// The original's answer: stdout on success, stderr (or why the run failed) as `error`.
-fn render(executed: Executed) -> Value {
+/// Its keys are in the original's (sorted) order: old clients compare bytes.
+fn render(executed: Executed) -> RuncodeAnswer {
     let Executed { outcome, images } = executed;
     if let Some(error) = &outcome.error {
         let message = match error.kind {
@@ -221,20 +259,21 @@ fn render(executed: Executed) -> Value {
             _ if !outcome.stderr.is_empty() => outcome.stderr,
             _ => error.message.clone(),
         };
-        return json!({"error": message});
+        return RuncodeAnswer::error(message);
     }
     if !outcome.stderr.is_empty() {
-        return json!({"error": outcome.stderr});
+        return RuncodeAnswer::error(outcome.stderr);
     }
-    let mut answer = json!({"output": outcome.stdout});
-    if !images.is_empty() {
-        let urls: Map<String, Value> = images
+    let images = (!images.is_empty()).then(|| {
+        images
             .into_iter()
-            .map(|image| (image.name, Value::String(image.url)))
-            .collect();
-        answer["images"] = Value::Object(urls);
-    }
-    answer
+            .map(|image| (image.name, image.url))
+            .collect()
+    });
+    RuncodeAnswer::Output(RuncodeOutput {
+        images,
+        output: outcome.stdout,
+    })
 }
 
 /// `/runcode` with another method: 405 with a JSON body.
@@ -246,6 +285,11 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
     use runbox_core::{ExecError, ExecOutcome};
+    use serde_json::json;
+
+    fn rendered(outcome: ExecOutcome) -> Value {
+        serde_json::to_value(render(executed(outcome))).expect("json")
+    }
 
     fn executed(outcome: ExecOutcome) -> Executed {
         Executed {
@@ -260,7 +304,27 @@ mod tests {
             stdout: "hi\n".into(),
             ..Default::default()
         };
-        assert_eq!(render(executed(outcome)), json!({"output": "hi\n"}));
+        assert_eq!(rendered(outcome), json!({"output": "hi\n"}));
+    }
+
+    #[test]
+    fn images_come_before_the_output_as_the_original_sorted_them() {
+        let answer = render(Executed {
+            outcome: ExecOutcome {
+                stdout: "ok\n".into(),
+                ..Default::default()
+            },
+            images: vec![runbox_runtime::result::StoredImageRef {
+                name: "plot.png".into(),
+                url: "http://h/image/a.png".into(),
+                mime: "image/png".into(),
+                bytes: 3,
+            }],
+        });
+        assert_eq!(
+            serde_json::to_string(&answer).expect("json"),
+            r#"{"images":{"plot.png":"http://h/image/a.png"},"output":"ok\n"}"#
+        );
     }
 
     #[test]
@@ -270,7 +334,7 @@ mod tests {
             stderr: "warning\n".into(),
             ..Default::default()
         };
-        assert_eq!(render(executed(outcome)), json!({"error": "warning\n"}));
+        assert_eq!(rendered(outcome), json!({"error": "warning\n"}));
     }
 
     #[test]
@@ -280,7 +344,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            render(executed(outcome)),
+            rendered(outcome),
             json!({"error": "Code execution timed out"})
         );
     }
@@ -292,9 +356,6 @@ mod tests {
             exit_code: Some(3),
             ..Default::default()
         };
-        assert_eq!(
-            render(executed(outcome)),
-            json!({"error": "exited with code 3"})
-        );
+        assert_eq!(rendered(outcome), json!({"error": "exited with code 3"}));
     }
 }

@@ -13,19 +13,35 @@ use runbox_core::Language;
 use runbox_runtime::result::ResultObject;
 use runbox_runtime::sessions::SessionInfo;
 use runbox_runtime::Job;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::{
-    BadRequest, Conflict, Forbidden, Gone, NotFound, Overloaded, PayloadTooLarge, SessionDeleted,
-    SessionList, StreamEvent, TooManySessions, Unavailable,
+    BadRequest, Conflict, Forbidden, Gone, NotFound, Overloaded, PayloadTooLarge, StreamEvent,
+    TooManySessions, Unavailable,
 };
 use crate::routes::exec_body::ExecBody;
 use crate::routes::json::{from_object, json_object};
 use crate::routes::stream::{self, wants_stream, OnDisconnect};
 use crate::state::AppState;
+
+/// `GET /sessions`.
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    /// The caller's sessions, oldest first (ended ones included while they answer 410).
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// `DELETE /sessions/{id}`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionDeleted {
+    pub id: String,
+    /// Always true.
+    pub deleted: bool,
+}
 
 /// A new session; the body may be empty.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -93,10 +109,9 @@ pub async fn create_session(
     };
     let session = state
         .runtime
-        .sessions
-        .open(&principal.subject, language, idle_timeout)
+        .open_session(&principal, language, idle_timeout)
         .await?;
-    Ok((StatusCode::CREATED, Json(session.info())))
+    Ok((StatusCode::CREATED, Json(session)))
 }
 
 /// List the caller's sessions
@@ -113,15 +128,10 @@ pub async fn create_session(
 pub async fn list_sessions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> ApiResult<Json<Value>> {
-    let sessions: Vec<SessionInfo> = state
-        .runtime
-        .sessions
-        .list(&principal.subject)
-        .iter()
-        .map(|s| s.info())
-        .collect();
-    Ok(Json(json!({ "sessions": sessions })))
+) -> Json<SessionList> {
+    Json(SessionList {
+        sessions: state.runtime.sessions_of(&principal),
+    })
 }
 
 /// Show a session
@@ -142,7 +152,7 @@ pub async fn get_session(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionInfo>> {
-    let session = state.runtime.sessions.find(&principal.subject, &id)?;
+    let session = state.runtime.session(&principal, &id)?;
     Ok(Json(session.info()))
 }
 
@@ -165,13 +175,9 @@ pub async fn delete_session(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    state
-        .runtime
-        .sessions
-        .delete(&principal.subject, &id)
-        .await?;
-    Ok(Json(json!({ "id": id, "deleted": true })))
+) -> ApiResult<Json<SessionDeleted>> {
+    state.runtime.end_session(&principal, &id).await?;
+    Ok(Json(SessionDeleted { id, deleted: true }))
 }
 
 /// Run code in a session
@@ -223,9 +229,9 @@ pub(crate) async fn run_in_session(
     body: ExecBody,
     stream: bool,
 ) -> ApiResult<Response> {
-    let session = state.runtime.sessions.find(&principal.subject, id)?;
+    let session = state.runtime.session(principal, id)?;
     let request = body.into_request(&state.config, session.language)?;
     let job = Job::InSession { session, request };
-    let run = state.runtime.start(&principal.caller(), job).await?;
+    let run = state.runtime.start(principal, job).await?;
     stream::answer(run, stream, OnDisconnect::Finish).await
 }

@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::Stream;
 use runbox_core::ExecEvent;
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -116,17 +115,22 @@ where
             let _ = events.send(json_event("result", &result)).await;
         }
         Err(err) => {
-            let mut body = err.body();
-            body["status"] = json!(err.status().as_u16());
-            let _ = events.send(json_event("error", &body)).await;
+            let _ = events.send(json_event("error", &err.stream_event())).await;
         }
     }
 }
 
+/// `stdout` and `stderr` events of a stream: output as the code writes it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOutputEvent {
+    pub data: String,
+}
+
 fn output_event(event: ExecEvent) -> Event {
     match event {
-        ExecEvent::Stdout(data) => json_event("stdout", &json!({ "data": data })),
-        ExecEvent::Stderr(data) => json_event("stderr", &json!({ "data": data })),
+        ExecEvent::Stdout(data) => json_event("stdout", &StreamOutputEvent { data }),
+        ExecEvent::Stderr(data) => json_event("stderr", &StreamOutputEvent { data }),
     }
 }
 

@@ -1,17 +1,29 @@
-//! /tasks: thin handlers over `crate::functions`.
+//! /tasks: the async calls of stored functions, as the runtime keeps them.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use axum::Extension;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use runbox_runtime::functions::{TaskQuery, TaskResult, TaskStatus, TaskView, MAX_RESULT_WAIT};
 use runbox_runtime::result::ResultObject;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::functions;
-use crate::openapi::{BadRequest, Conflict, Forbidden, NotFound, Task, TaskList, TaskStatus};
+use crate::openapi::{BadRequest, Conflict, Forbidden, NotFound};
 use crate::state::AppState;
+
+/// `GET /tasks`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskList {
+    /// Newest first.
+    pub tasks: Vec<TaskView>,
+}
 
 type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
 
@@ -46,16 +58,47 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     query: Params,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<TaskList>> {
     let mut params = params(query)?;
-    functions::list_tasks(
-        &state,
-        &principal,
-        params.remove("function"),
-        params.remove("status"),
-        params.remove("limit"),
-    )
-    .await
+    let status = match params
+        .get("status")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(text) => Some(TaskStatus::parse(text).ok_or_else(|| {
+            ApiError::bad_request_because(
+                "Invalid parameters",
+                format!(
+                    "status `{text}` is not one of {}",
+                    TaskStatus::names().join(", ")
+                ),
+            )
+        })?),
+    };
+    let limit = match params
+        .get("limit")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(ApiError::bad_request_because(
+                    "Invalid parameters",
+                    format!("limit `{text}` is not a number of at least 1"),
+                ))
+            }
+        },
+    };
+    let query = TaskQuery {
+        function: params.remove("function"),
+        status,
+        limit,
+    };
+    let tasks = state.runtime.functions().tasks(&principal, query).await?;
+    Ok(Json(TaskList { tasks }))
 }
 
 /// Show a task
@@ -67,7 +110,7 @@ pub async fn list(
     security(("bearer" = ["tasks"])),
     params(("id" = String, Path, description = "The task id")),
     responses(
-        (status = 200, body = Task, description = "With `args` and `result` (null until it has ended)."),
+        (status = 200, body = TaskView, description = "With `args` and `result` (null until it has ended)."),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
     ),
@@ -76,8 +119,8 @@ pub async fn get(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> ApiResult<Response> {
-    functions::get_task(&state, &principal, &id).await
+) -> ApiResult<Json<TaskView>> {
+    Ok(Json(state.runtime.functions().task(&principal, &id).await?))
 }
 
 /// Wait for a task's result
@@ -96,7 +139,7 @@ pub async fn get(
     ),
     responses(
         (status = 200, body = ResultObject, description = "The task has ended."),
-        (status = 202, body = Task, description = "Still queued or running."),
+        (status = 202, body = TaskView, description = "Still queued or running."),
         (status = 400, response = BadRequest),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -114,15 +157,31 @@ pub async fn result(
         .map(|w| w.trim())
         .filter(|w| !w.is_empty())
     {
-        None => None,
-        Some(text) => Some(text.parse::<f64>().map_err(|_| {
-            ApiError::bad_request_because(
-                "Invalid parameters",
-                format!("wait `{text}` is not a number of seconds"),
-            )
-        })?),
+        None => Duration::ZERO,
+        Some(text) => match text.parse::<f64>() {
+            // Capped before the conversion: a huge number of seconds would overflow it.
+            Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+                Duration::from_secs_f64(seconds.min(MAX_RESULT_WAIT.as_secs_f64()))
+            }
+            Ok(_) => {
+                return Err(ApiError::bad_request_because(
+                    "Invalid parameters",
+                    "wait must be a number of seconds, at least 0",
+                ))
+            }
+            Err(_) => {
+                return Err(ApiError::bad_request_because(
+                    "Invalid parameters",
+                    format!("wait `{text}` is not a number of seconds"),
+                ))
+            }
+        },
     };
-    functions::task_result(&state, &principal, &id, wait).await
+    let functions = state.runtime.functions();
+    Ok(match functions.task_result(&principal, &id, wait).await? {
+        TaskResult::Finished(result) => Json(result).into_response(),
+        TaskResult::Pending(task) => (StatusCode::ACCEPTED, Json(task)).into_response(),
+    })
 }
 
 /// Cancel a task
@@ -136,7 +195,7 @@ pub async fn result(
     security(("bearer" = ["tasks"])),
     params(("id" = String, Path, description = "The task id")),
     responses(
-        (status = 200, body = Task, description = "The task, now CANCELLED."),
+        (status = 200, body = TaskView, description = "The task, now CANCELLED."),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -146,6 +205,12 @@ pub async fn cancel(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> ApiResult<Response> {
-    functions::cancel_task(&state, &principal, &id).await
+) -> ApiResult<Json<TaskView>> {
+    Ok(Json(
+        state
+            .runtime
+            .functions()
+            .cancel_task(&principal, &id)
+            .await?,
+    ))
 }

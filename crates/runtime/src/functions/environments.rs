@@ -39,8 +39,11 @@ pub enum Environment {
     },
 }
 
-/// The last build that the engine failed, for /health; cleared by a build that works.
-#[derive(Clone, Debug, serde::Serialize)]
+// The last build that the engine failed, for /health; cleared by a build that works.
+// (A plain comment: the schema has no description.)
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = EngineFailureHealth)]
 pub struct EngineFailure {
     pub message: String,
     /// When it happened (RFC 3339).

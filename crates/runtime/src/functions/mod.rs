@@ -1,9 +1,120 @@
-//! Stored functions, the parts apart from any surface: their argument specs, their
-//! dependency environments and the registry of calls running now.
+//! Stored functions: definitions with versions (checked in a sandbox before they are
+//! stored), their argument specs, dependency environments, calls (sync and async) with
+//! per-function concurrency limits, and the tasks that async calls become.
 
 pub mod args;
-pub mod environments;
-pub mod running;
+mod call;
+mod definition;
+mod environments;
+mod registry;
+mod running;
+mod tasks;
+mod views;
 
-pub use environments::{Environment, EnvironmentState, EnvironmentView, Environments, Need};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Rejection, RuntimeError};
+use crate::execution::Runner;
+
+pub use call::CallRequest;
+pub(crate) use call::{Admit, Prepared, Ran};
+pub use definition::Registration;
+pub use environments::{EngineFailure, EnvironmentState, EnvironmentView};
+pub(crate) use environments::{Environment, Environments, Need};
 pub use running::{CallSlot, RunningCalls};
+pub use tasks::{recover_interrupted, TaskQuery, TaskResult, MAX_RESULT_WAIT};
+pub use views::{
+    FunctionDeleted, FunctionVersionSummary, FunctionView, Registered, TaskAccepted, TaskStatus,
+    TaskView, Terminated,
+};
+
+/// What stored functions share: the run pipeline, the calls running now, environment
+/// builds and the background tasks of async calls.
+#[derive(Clone)]
+pub struct Functions {
+    runner: Runner,
+    running: RunningCalls,
+    environments: Environments,
+    tracker: TaskTracker,
+    /// Fires at shutdown: running calls are killed, waiting builds give up.
+    shutdown: CancellationToken,
+    /// Bumped whenever a task of this server ends, so long-polls wake up.
+    finished: watch::Sender<u64>,
+}
+
+impl Functions {
+    pub(crate) fn new(runner: Runner) -> Self {
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let parallel_builds = runner.config.functions.max_parallel_builds;
+        Functions {
+            environments: Environments::new(parallel_builds, tracker.clone(), shutdown.clone()),
+            runner,
+            running: RunningCalls::default(),
+            tracker,
+            shutdown,
+            finished: watch::Sender::new(0),
+        }
+    }
+
+    /// The engine's last failure to build an environment, while no build has worked
+    /// since (for /health).
+    pub fn engine_failure(&self) -> Option<EngineFailure> {
+        self.environments.engine_failure()
+    }
+
+    /// Lets running tasks finish for up to `grace`, then kills what is left and waits
+    /// until every task has recorded how it ended.
+    pub(crate) async fn shutdown(&self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "stopping the async tasks and environment builds still running at shutdown"
+            );
+        }
+        self.shutdown.cancel();
+        if tokio::time::timeout(Duration::from_secs(15), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some async tasks did not stop within 15 s");
+        }
+    }
+
+    fn task_finished(&self) {
+        self.finished.send_modify(|generation| *generation += 1);
+    }
+}
+
+/// 422 `invalid_args`, naming the argument when there is one.
+pub(crate) fn invalid_args(argument: Option<String>, message: String) -> RuntimeError {
+    Rejection {
+        argument,
+        ..Rejection::new("invalid_args", message)
+    }
+    .into()
+}
+
+pub(crate) fn function_not_found(name: &str) -> RuntimeError {
+    RuntimeError::NotFound(format!("no function named `{name}`"))
+}
+
+/// How a JSON value is named in a message (`a list`, `a string`, …).
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,213 @@
+//! How this server is doing, as `/health` shows it: whether the engine and the
+//! database answer, whether the configured OCI runtime is there, the warm pools, and
+//! what runs now.
+
+use std::time::Duration;
+
+use runbox_sandbox::{docker_runtimes, PoolStatus};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::functions::EngineFailure;
+use crate::runtime::Runtime;
+
+/// How long the engine gets to list its runtimes.
+const RUNTIME_PROBE: Duration = Duration::from_secs(3);
+
+/// `GET /health`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Health)]
+pub struct HealthReport {
+    /// `ok`, or `degraded` (answered with 503) when Docker or the database is not answering.
+    #[schema(pattern = "^(ok|degraded)$")]
+    pub status: String,
+    pub docker: DockerHealth,
+    pub database: DatabaseHealth,
+    pub pool: PoolHealth,
+    pub runtime: RuntimeHealth,
+    /// Host ports leased to sandboxes (http transport).
+    pub port_leases: u64,
+    /// Runs executing now.
+    pub running: u64,
+    /// Live sessions.
+    pub sessions: u64,
+    /// The sandbox image.
+    pub image: String,
+    pub version: String,
+    pub builds: BuildsHealth,
+}
+
+impl HealthReport {
+    pub fn healthy(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+/// Dependency environments.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildsHealth {
+    /// The Docker engine's last failure to build an environment (answered 503 to its
+    /// registration or call), until a build works again; `null` when there is none.
+    #[schema(required = true)]
+    pub engine_failure: Option<EngineFailure>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerHealth {
+    pub reachable: bool,
+    #[schema(required = true)]
+    pub version: Option<String>,
+    #[schema(required = true)]
+    pub api_version: Option<String>,
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
+/// The OCI runtime of the sandboxes (`sandbox.runtime`).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHealth {
+    /// `default`, or the configured runtime (e.g. `runsc`).
+    pub name: String,
+    /// Whether the engine has the configured runtime (null when it did not say in time);
+    /// absent for the default runtime. `false` makes the status `degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<bool>)]
+    pub installed: Option<Option<bool>>,
+    /// The runtimes the engine has; absent for the default runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseHealth {
+    pub ok: bool,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolHealth {
+    /// Warm sandboxes ready, over every pool.
+    pub ready: u64,
+    pub target: u64,
+    /// Sandboxes running code now.
+    pub in_use: u64,
+    /// Containers this server owns now: pooled, running, starting or being removed.
+    pub live_containers: u64,
+    pub pools: Vec<PoolState>,
+}
+
+/// One warm pool (one per image).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolState {
+    pub image: String,
+    pub ready: u64,
+    /// Ready sandboxes that have the configured modules (`sandbox.preload`) imported.
+    pub preloaded: u64,
+    pub target: u64,
+    pub starting: u64,
+    /// In the last few seconds a request found the pool empty, or took its last sandbox
+    /// while another was in use; refills skip the preload until the pressure is over.
+    pub under_pressure: bool,
+    /// The last refill failure while the pool is failing.
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+}
+
+impl From<&PoolStatus> for PoolState {
+    fn from(pool: &PoolStatus) -> Self {
+        PoolState {
+            image: pool.image.clone(),
+            ready: pool.ready as u64,
+            preloaded: pool.preloaded as u64,
+            target: pool.target as u64,
+            starting: pool.starting as u64,
+            under_pressure: pool.under_pressure,
+            last_error: pool.last_error.clone(),
+        }
+    }
+}
+
+impl Runtime {
+    /// Asks the engine and the database, and reads the pools and what runs.
+    pub async fn health(&self) -> HealthReport {
+        let sandboxes = &self.runner.sandboxes;
+        let store = &self.runner.store;
+        let (docker, database, runtime) = tokio::join!(
+            sandboxes.docker_status(),
+            store.ping(),
+            self.runtime_health()
+        );
+        let engine = sandboxes.status();
+        let (ready, target) = engine.pools.iter().fold((0, 0), |(ready, target), pool| {
+            (ready + pool.ready, target + pool.target)
+        });
+        // A configured runtime the engine does not have fails every sandbox.
+        let runtime_ok = !docker.reachable || runtime.installed != Some(Some(false));
+        let healthy = docker.reachable && database.is_ok() && runtime_ok;
+        HealthReport {
+            status: if healthy { "ok" } else { "degraded" }.to_string(),
+            docker: DockerHealth {
+                reachable: docker.reachable,
+                version: docker.version,
+                api_version: docker.api_version,
+                error: docker.error,
+            },
+            database: DatabaseHealth {
+                ok: database.is_ok(),
+                backend: store.backend().as_str().to_string(),
+                error: database.err().map(|e| e.to_string()),
+            },
+            pool: PoolHealth {
+                ready: ready as u64,
+                target: target as u64,
+                in_use: engine.in_use as u64,
+                live_containers: engine.live_containers as u64,
+                pools: engine.pools.iter().map(PoolState::from).collect(),
+            },
+            runtime,
+            port_leases: engine.port_leases as u64,
+            running: self.runner.admission.running() as u64,
+            sessions: self.sessions.live() as u64,
+            image: sandboxes.default_image().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            builds: BuildsHealth {
+                engine_failure: self.functions.engine_failure(),
+            },
+        }
+    }
+
+    /// `sandbox.runtime` and whether the engine knows it (asked only when one is set).
+    async fn runtime_health(&self) -> RuntimeHealth {
+        let configured = self.runner.config.sandbox.runtime.trim();
+        if configured.is_empty() {
+            return RuntimeHealth {
+                name: "default".into(),
+                installed: None,
+                known: None,
+            };
+        }
+        let engine = self.runner.sandboxes.engine();
+        match tokio::time::timeout(RUNTIME_PROBE, docker_runtimes(engine)).await {
+            Ok(known) => RuntimeHealth {
+                name: configured.to_string(),
+                installed: Some(Some(known.iter().any(|name| name == configured))),
+                known: Some(known),
+            },
+            Err(_) => RuntimeHealth {
+                name: configured.to_string(),
+                installed: Some(None),
+                known: None,
+            },
+        }
+    }
+}
