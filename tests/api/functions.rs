@@ -1,5 +1,8 @@
 //! Stored functions: registration (checked in a sandbox), dependency environments built
 //! once per set, versions, argument validation and scopes.
+//!
+//! Over 500 lines: the registration, call and version cases share one server per test
+//! and most of their fixtures; tasks have their own file (`tasks.rs`).
 
 use std::time::{Duration, Instant};
 

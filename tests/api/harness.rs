@@ -3,6 +3,10 @@
 //! Starts the real `runbox` binary on port 0 against real Docker and a real database,
 //! and talks to it with a real HTTP client. Every server is stopped (and its containers
 //! removed) when its test ends, also when the test fails.
+//!
+//! Longer than most files (about 700 lines) on purpose: it is the one harness every
+//! test module shares, and splitting it would scatter what a reader of a failing test
+//! needs to see in one place (how the server was started, configured and stopped).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,9 @@
 //! with a JSON error where runbox answers it (hyper itself refuses some header
 //! overflows before runbox sees them; what it answers is asserted here and written down
 //! in SECURITY.md), and no sandbox is started for any of them.
+//!
+//! Over 500 lines: one case per hostile request, read as one catalogue with
+//! `hostile_code.rs`.
 
 use std::time::{Duration, Instant};
 
