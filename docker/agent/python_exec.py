@@ -71,38 +71,36 @@ def linecache_entry(source):
     return (len(source), None, source.splitlines(True), USER_FILE)
 
 
-class LinecacheSeed:
-    """A finder on sys.meta_path that finds nothing itself: when something imports
-    linecache (a traceback being formatted, a warning, the user's code), it lets the
-    real finder load it and then puts the user's source into its cache. Importing
-    linecache with every run instead costs a fresh sandbox several ms of CPU
-    (linecache imports tokenize, and tokenize re)."""
+class AfterImport:
+    """A finder on sys.meta_path that finds nothing itself: when one of its modules is
+    imported, it lets the real finder load it and then calls `then(module)`, once. What
+    the agent adds to a module the code may import (linecache's cache, pyplot's show)
+    costs a run nothing unless the code imports it."""
 
-    def __init__(self, source):
-        self.entry = linecache_entry(source)
-        self.done = False
+    def __init__(self, hooks):
+        self.hooks = dict(hooks)  # module name -> then(module)
 
     def find_spec(self, name, path=None, target=None):
-        if name != "linecache" or self.done:
+        then = self.hooks.pop(name, None)
+        if then is None:
             return None
-        self.done = True
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
             if finder is self or find is None:
                 continue
             spec = find(name, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _SeedingLoader(spec.loader, self.entry)
+                spec.loader = _ThenLoader(spec.loader, then)
                 return spec
         return None
 
 
-class _SeedingLoader:
-    """linecache's own loader, which then adds the user's source to its cache."""
+class _ThenLoader:
+    """The module's own loader, which then hands the module to the hook."""
 
-    def __init__(self, loader, entry):
+    def __init__(self, loader, then):
         self.loader = loader
-        self.entry = entry
+        self.then = then
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
@@ -111,16 +109,26 @@ class _SeedingLoader:
         # The module looks as if it had been loaded the usual way.
         module.__loader__ = module.__spec__.loader = self.loader
         self.loader.exec_module(module)
-        module.cache[USER_FILE] = self.entry
+        try:
+            self.then(module)
+        except Exception:  # the agent's addition must never fail the code's import
+            pass
 
 
 def show_user_source(code):
-    """Tracebacks and warnings show the lines of USER_FILE from linecache's cache."""
+    """Tracebacks and warnings show the lines of USER_FILE from linecache's cache.
+    linecache is not imported for it: importing it with every run costs a fresh sandbox
+    several ms of CPU (linecache imports tokenize, and tokenize re)."""
+    entry = linecache_entry(code)
+
+    def seed(linecache):
+        linecache.cache[USER_FILE] = entry
+
     linecache = sys.modules.get("linecache")
     if linecache is not None:
-        linecache.cache[USER_FILE] = linecache_entry(code)
+        seed(linecache)
     else:
-        sys.meta_path.insert(0, LinecacheSeed(code))
+        sys.meta_path.insert(0, AfterImport({"linecache": seed}))
 
 
 def compile_user_code(req, show_source):
