@@ -132,7 +132,8 @@ def show_user_source(code):
 
 
 def compile_user_code(req, show_source):
-    """(body code, trailing expression code or None)."""
+    """(body code, trailing expression code or None, whether that expression ends in a
+    semicolon, which in a notebook keeps its value from being shown)."""
     if show_source:
         # Not in sessions: a function defined by an earlier exec would be shown with
         # the lines of the current one.
@@ -144,9 +145,20 @@ def compile_user_code(req, show_source):
             last = tree.body.pop()
             body = compile(tree, USER_FILE, "exec", dont_inherit=True)
             expr = compile(ast.Expression(last.value), USER_FILE, "eval", dont_inherit=True)
-            return body, expr
-        return compile(tree, USER_FILE, "exec", dont_inherit=True), None
-    return compile(req.code, USER_FILE, "exec", dont_inherit=True), None
+            return body, expr, req.outputs and ends_in_semicolon(req.code, last)
+        return compile(tree, USER_FILE, "exec", dont_inherit=True), None, False
+    return compile(req.code, USER_FILE, "exec", dont_inherit=True), None, False
+
+
+def ends_in_semicolon(code, statement):
+    """Whether `statement` (the code's last) is followed by a semicolon on its last line."""
+    lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    try:
+        line = lines[statement.end_lineno - 1].encode("utf-8")
+    except (IndexError, AttributeError, TypeError):
+        return False
+    # ast's column offsets count UTF-8 bytes.
+    return line[statement.end_col_offset:].lstrip().startswith(b";")
 
 
 def describe_callable(fn):
@@ -166,7 +178,9 @@ def describe_callable(fn):
 
 
 class Outcome:
-    __slots__ = ("exit_code", "has_value", "value", "error", "truncated")
+    # `shown` is what the run shows as its execute_result when it has outputs: the value
+    # of the last expression or of the call, never sent as such.
+    __slots__ = ("exit_code", "has_value", "value", "error", "truncated", "shown")
 
     def __init__(self):
         self.exit_code = 0
@@ -174,6 +188,7 @@ class Outcome:
         self.value = None
         self.error = None
         self.truncated = False
+        self.shown = None
 
     @classmethod
     def agent_failure(cls, exc):
@@ -194,7 +209,7 @@ def execute_python(req, namespace, show_source=True):
     outcome = Outcome()
     print_traceback = req.mode == "script" and req.call is None and req.check is None
     try:
-        body, expr = compile_user_code(req, show_source)
+        body, expr, quiet = compile_user_code(req, show_source)
     except (SyntaxError, ValueError) as exc:
         outcome.exit_code = 1
         if isinstance(exc, SyntaxError):
@@ -227,6 +242,7 @@ def execute_python(req, namespace, show_source=True):
                 return outcome
             value = fn(**args)
             outcome.has_value = True
+            outcome.shown = value
         elif req.check is not None:
             fn = namespace.get(req.check)
             if not callable(fn):
@@ -239,6 +255,8 @@ def execute_python(req, namespace, show_source=True):
             if expr is not None:
                 value = eval(expr, namespace)
                 outcome.has_value = True
+                if not quiet:
+                    outcome.shown = value
                 if value is None and "result" in namespace:
                     value = namespace["result"]
             elif "result" in namespace:
