@@ -178,8 +178,8 @@ def describe_callable(fn):
 
 
 class Outcome:
-    # `shown` is what the run shows as its execute_result when it has outputs: the value
-    # of the last expression or of the call, never sent as such.
+    # `shown` is what a run with outputs shows as its execute_result: the value of the
+    # last expression or of the call (None: nothing), never sent as such.
     __slots__ = ("exit_code", "has_value", "value", "error", "truncated", "shown")
 
     def __init__(self):
@@ -242,7 +242,8 @@ def execute_python(req, namespace, show_source=True):
                 return outcome
             value = fn(**args)
             outcome.has_value = True
-            outcome.shown = value
+            if req.outputs:
+                outcome.shown = value
         elif req.check is not None:
             fn = namespace.get(req.check)
             if not callable(fn):
@@ -255,7 +256,7 @@ def execute_python(req, namespace, show_source=True):
             if expr is not None:
                 value = eval(expr, namespace)
                 outcome.has_value = True
-                if not quiet:
+                if req.outputs and not quiet:
                     outcome.shown = value
                 if value is None and "result" in namespace:
                     value = namespace["result"]
