@@ -9,13 +9,15 @@ which has numpy, pandas, matplotlib and pillow.
 import base64
 import json
 import os
+import shutil
 import struct
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agentclient import tiny_png  # noqa: E402
-from test_agent import AgentTestCase, b64  # noqa: E402
+from agentclient import AgentProcess, tiny_png  # noqa: E402
+from test_agent import BASE_ENV, AgentTestCase, b64  # noqa: E402
 
 MIME_TYPES = {"text/plain", "text/html", "text/markdown", "text/latex", "image/png",
               "image/jpeg", "image/svg+xml", "application/json"}
@@ -455,6 +457,33 @@ class SessionTests(OutputsTestCase):
         result, _ = self.run_p("def twice(v):\n    return [v, v]", call={"function": "twice", "args": {"v": 2}})
         self.assertEqual(result["value"], [2, 2])
         self.assertEqual(self.texts(result), ["[2, 2]"])
+
+
+class PreforkTests(unittest.TestCase):
+    """The child forked ahead has a channel before it knows whether its run wants one."""
+
+    def fresh_agent(self):
+        workdir = tempfile.mkdtemp(prefix="runbox-agent-test-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        agent = AgentProcess(env=dict(BASE_ENV, RUNBOX_WORKDIR=workdir))
+        self.addCleanup(agent.close)
+        return agent
+
+    def test_the_first_run_with_outputs(self):
+        agent = self.fresh_agent()
+        result, events = agent.exec("print('a')\ndisplay('x')", outputs=True, stream=True)
+        self.assertEqual([e["type"] for e in events], ["stdout", "display"])
+        self.assertEqual([item["data"] for item in result["outputs"]], [{"text/plain": "'x'"}])
+
+    def test_the_first_run_without_outputs_then_one_with(self):
+        agent = self.fresh_agent()
+        code = "import os\nprint(len(os.listdir('/proc/self/fd')))"
+        result, _ = agent.exec(code)
+        second, _ = agent.exec(code)
+        # The unused channel is closed before the code runs: it sees what a fork sees.
+        self.assertEqual(result["stdout"], second["stdout"])
+        result, _ = agent.exec("display('x')", outputs=True)
+        self.assertEqual([item["data"] for item in result["outputs"]], [{"text/plain": "'x'"}])
 
 
 if __name__ == "__main__":
