@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tests the sandbox agent (the package docker/agent/) and image (docker/Dockerfile):
 #   1. builds the image from docker/ on BASE_IMAGE as runbox-sandbox:agent-test;
-#   2. docker/tests/test_agent.py against agent processes started inside one container
-#      of that image (the tests run user code, which must never run on the host itself);
+#   2. docker/tests/test_agent.py and test_outputs.py against agent processes started
+#      inside one container of that image (the tests run user code, which must never run
+#      on the host itself);
 #   3. docker/tests/test_container.py against containers under runbox's limits
 #      (matplotlib without stderr, fork bomb, OOM, preload, http, measured figures).
 # Removes every container it started and the image it built. Exits non-zero on any
@@ -60,7 +61,7 @@ log "agent process tests (inside a container, under a pids and memory limit)"
 docker run --rm -i --label "runbox-agent-test=$RUN_ID" --pids-limit 256 --memory 2g \
     --cap-drop ALL --security-opt no-new-privileges --network none \
     -v "$ROOT/docker:/src:ro" -w /src/tests -e PYTHONDONTWRITEBYTECODE=1 \
-    "$TAG" python3 -m unittest test_agent || status=1
+    "$TAG" python3 -m unittest test_agent test_outputs || status=1
 
 log "container tests"
 (cd "$ROOT/docker/tests" && RUNBOX_TEST_IMAGE="$TAG" RUNBOX_TEST_RUN_ID="$RUN_ID" \

@@ -22,6 +22,11 @@ The modules, in the order they build on each other (no module imports one below 
   capture          a run's stdout and stderr: caps, stream events, the poll loop
   values           a run's value as JSON, or a bounded repr
   python_exec      compiling and running user Python in a namespace
+  outputs          a run's outputs: items, their caps, the agent's end of their channel
+  mimebundle       an object as a Jupyter MIME bundle, in the code's process
+  figures          matplotlib's figures as outputs: pyplot.show() and those left open
+  ipython_shim     a small IPython.display, for images without IPython
+  display          the code's end of the outputs channel: display(), the run's switch
   processes        reaping, killing what a run left, freezing a session, OOM kills
   privileges       the agent's channel out of the code's reach (not dumpable, no key)
   child            forked children: their set-up, a one-shot run's code, bash

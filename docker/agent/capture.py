@@ -1,5 +1,6 @@
 """A run's stdout and stderr: each kept up to its cap, forwarded as stream events,
-read from the run's pipes with one poll loop."""
+read from the run's pipes with one poll loop, which reads the run's outputs channel too
+(see outputs.py)."""
 
 import codecs
 import os
@@ -9,6 +10,8 @@ import time
 # How long a run's pipes are still read after it ended (for what it wrote last).
 DRAIN_SECONDS = 0.2
 READ_CHUNK = 1 << 16
+# Items carry images: the outputs channel is read in larger pieces.
+OUTPUTS_READ_CHUNK = 1 << 20
 # Stream events are coalesced for at most this long / this many bytes.
 STREAM_FLUSH_SECONDS = 0.02
 STREAM_FLUSH_BYTES = 1 << 15
@@ -76,9 +79,10 @@ class Capture:
         wait = STREAM_FLUSH_SECONDS if whole_line else STREAM_PARTIAL_LINE_SECONDS
         return self.pending_since + wait
 
-    def flush_events(self, final=False):
+    def flush_events(self, final=False, now_all=False):
         """Sends what is due: at a flush, everything up to the last line end; a line
-        still being written only when it has waited long enough, or at the end."""
+        still being written only when it has waited long enough, or at the end, or
+        (`now_all`) when something the code made after it is about to go out."""
         if self.decoder is None:
             return
         if final and not self.dropped:
@@ -89,11 +93,12 @@ class Capture:
             return
         now = time.monotonic()
         due = self.due()
-        if not final and due is not None and now < due:
+        whole = final or now_all
+        if not whole and due is not None and now < due:
             return
         text = "".join(self.pending)
         rest = ""
-        if not final and now < self.pending_since + STREAM_PARTIAL_LINE_SECONDS \
+        if not whole and now < self.pending_since + STREAM_PARTIAL_LINE_SECONDS \
                 and self.pending_bytes < STREAM_FLUSH_BYTES:
             cut = text.rfind("\n") + 1
             if cut > 0:
@@ -119,15 +124,17 @@ class Capture:
 
 
 class Pump:
-    """Reads the stdout/stderr pipes of a run (and extra fds) with one poll loop."""
+    """Reads the stdout/stderr pipes of a run (its outputs channel, and extra fds) with
+    one poll loop."""
 
-    def __init__(self, req, sink, out_fd, err_fd):
+    def __init__(self, req, sink, out_fd, err_fd, outputs=None):
         self.captures = {
             out_fd: Capture("stdout", req.output_bytes, sink, req.stream),
             err_fd: Capture("stderr", req.output_bytes, sink, req.stream),
         }
         self.stdout = self.captures[out_fd]
         self.stderr = self.captures[err_fd]
+        self.sink = sink
         self.kill_bytes = req.output_kill_bytes
         self.stream = req.stream
         self.over_limit = False
@@ -135,6 +142,15 @@ class Pump:
         self.poller = select.poll()
         for fd in self.captures:
             self.poller.register(fd, select.POLLIN)
+        self.outputs = outputs  # an outputs.OutputsReader, or None
+        self.captures_poller = None
+        if outputs is not None:
+            self.open.add(outputs.fd)
+            self.poller.register(outputs.fd, select.POLLIN)
+            # stdout and stderr alone, read up before each item (see read_outputs)
+            self.captures_poller = select.poll()
+            for fd in self.captures:
+                self.captures_poller.register(fd, select.POLLIN)
 
     def register(self, fd):
         self.poller.register(fd, select.POLLIN)
@@ -166,33 +182,77 @@ class Pump:
             timeout = max(0.0, due) if timeout is None else max(0.0, min(timeout, due))
         millis = None if timeout is None else int(timeout * 1000 + 0.999)
         extra = []
+        outputs_ready = False
         for fd, _ in self.poller.poll(millis):
-            capture = self.captures.get(fd)
-            if capture is None:
+            if fd in self.captures:
+                self.read_capture(fd)
+            elif self.outputs is not None and fd == self.outputs.fd:
+                outputs_ready = True
+            else:
                 extra.append(fd)
-                continue
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except OSError:
-                data = b""
-            if not data:
-                self.close_fd(fd)
-                continue
-            capture.feed(data)
-            if not self.over_limit and self.stdout.total + self.stderr.total > self.kill_bytes:
-                self.over_limit = True
+        if outputs_ready:
+            self.read_outputs()
         if self.stream:
             self.flush_events()
         return extra
 
-    def flush_events(self, final=False):
-        self.stdout.flush_events(final)
-        self.stderr.flush_events(final)
+    def read_capture(self, fd):
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self.close_fd(fd)
+            return
+        self.captures[fd].feed(data)
+        if not self.over_limit and self.stdout.total + self.stderr.total > self.kill_bytes:
+            self.over_limit = True
+
+    def read_outputs(self):
+        """Items from the outputs channel. When the run streams, the code's process waits
+        after each item until it is acknowledged: whatever is in the stdout and stderr
+        pipes now was written before it, and goes out first."""
+        for _ in range(64):  # bounded: other processes of the code may write all along
+            ready = [fd for fd, _ in self.captures_poller.poll(0) if fd in self.open]
+            if not ready:
+                break
+            for fd in ready:
+                self.read_capture(fd)
+        fd = self.outputs.fd
+        try:
+            data = os.read(fd, OUTPUTS_READ_CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self.close_fd(fd)
+            return
+        items, lines = self.outputs.feed(data)
+        if self.stream and items:
+            self.flush_events(now_all=True)
+            for item in items:
+                self.sink.send({"type": "display", "output": item})
+        self.outputs.acknowledge(lines)
+
+    def pending_output(self):
+        """Whether any output pipe of the run has something to read now."""
+        fds = set(self.captures)
+        if self.outputs is not None:
+            fds.add(self.outputs.fd)
+        return any(fd in fds for fd, _ in self.poller.poll(0))
+
+    def flush_events(self, final=False, now_all=False):
+        self.stdout.flush_events(final, now_all)
+        self.stderr.flush_events(final, now_all)
 
     def close_fd(self, fd):
         if fd in self.open:
             self.open.discard(fd)
             self.unregister(fd)
+            if self.captures_poller is not None and fd in self.captures:
+                try:
+                    self.captures_poller.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
             os.close(fd)
 
     def close(self):

@@ -7,8 +7,9 @@ import builtins
 import os
 import sys
 
-from . import state
+from . import display, state
 from .json_codec import json_dumps
+from .outputs import close_fds, open_channel, wanted
 from .privileges import set_dumpable
 from .processes import signal
 from .protocol import bash_value, write_all
@@ -16,26 +17,29 @@ from .python_exec import Outcome, execute_python, flush_std_streams
 
 
 def fork_prepared(serve):
-    """Forks a prepared child (see prepare_child) that runs serve(req_r, res_w) and
-    exits with its code; returns (pid, req_w, res_r, out_r, err_r), the agent's ends."""
+    """Forks a prepared child (see prepare_child) that runs serve(req_r, res_w,
+    outputs_fds) and exits with its code; returns (pid, req_w, res_r, out_r, err_r,
+    outputs_fds), the agent's ends. The child does not know its request yet, so it gets
+    an outputs channel whether its runs will want one or not."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     res_r, res_w = os.pipe()
     req_r, req_w = os.pipe()
+    agent_outputs, child_outputs = open_channel()
     flush_std_streams()
     pid = os.fork()
     if pid == 0:  # the child never returns
         code = 70
         try:
-            prepare_child(out_w, err_w, (out_r, err_r, res_r, req_w))
-            code = serve(req_r, res_w)
+            prepare_child(out_w, err_w, (out_r, err_r, res_r, req_w) + agent_outputs)
+            code = serve(req_r, res_w, child_outputs)
         finally:
             flush_std_streams()
             os._exit(code)
-    for fd in (out_w, err_w, res_w, req_r):
+    for fd in (out_w, err_w, res_w, req_r) + child_outputs:
         os.close(fd)
-    state.AGENT_FDS.update((req_w, out_r, err_r, res_r))
-    return pid, req_w, res_r, out_r, err_r
+    state.AGENT_FDS.update((req_w, out_r, err_r, res_r) + agent_outputs)
+    return pid, req_w, res_r, out_r, err_r, agent_outputs
 
 
 def prepare_child(out_w, err_w, parent_fds):
@@ -70,9 +74,14 @@ def prepare_child(out_w, err_w, parent_fds):
     settle_interpreter()
 
 
-def run_child(req, res_w):
-    """In a prepared child: runs the code, writes the outcome. Returns the exit code."""
+def run_child(req, res_w, outputs_fds=None):
+    """In a prepared child: runs the code, writes the outcome. Returns the exit code.
+    `outputs_fds`, the code's end of the outputs channel, is closed unless it has
+    outputs."""
     me = os.getpid()
+    if outputs_fds is not None and not wanted(req):
+        close_fds(outputs_fds)
+        outputs_fds = None
     try:
         os.chdir(state.WORKDIR)
         os.environ["HOME"] = state.WORKDIR
@@ -80,7 +89,7 @@ def run_child(req, res_w):
         if req.language == "bash":
             exec_bash(req)  # returns only when exec failed
             raise OSError("cannot run bash")
-        outcome = run_python_child(req)
+        outcome = run_python_child(req, outputs_fds)
     except BaseException as exc:
         outcome = Outcome.agent_failure(exc)
     if os.getpid() != me:
@@ -93,11 +102,7 @@ def run_child(req, res_w):
     except BaseException:
         pass
     # Closing every pipe tells the agent that the run is over (see oneshot.run_forked).
-    for fd in (1, 2, res_w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    close_fds((1, 2, res_w) + (outputs_fds or ()))
     return outcome.exit_code
 
 
@@ -134,7 +139,7 @@ def settle_interpreter():
             pass
 
 
-def run_python_child(req):
+def run_python_child(req, outputs_fds):
     name = "__runbox__" if (req.call or req.check) else "__main__"
     module = new_user_module(name)
     sys.modules["__main__"] = module
@@ -142,7 +147,11 @@ def run_python_child(req):
         sys.modules[name] = module
     namespace = module.__dict__
     namespace.update(req.variables)
+    if outputs_fds is not None:
+        display.start(req, outputs_fds)
     outcome = execute_python(req, namespace)
+    if outputs_fds is not None:
+        display.show_value(outcome.shown)
     # What `python -c` does at exit: join non-daemon threads, run atexit handlers.
     # Threads exist only if the code imported threading (the agent does not).
     threading = sys.modules.get("threading")
@@ -151,6 +160,9 @@ def run_python_child(req):
             threading._shutdown()
     except BaseException:
         pass
+    if outputs_fds is not None:
+        # Before the atexit handlers: pyplot's closes every figure.
+        display.finish()
     try:
         atexit._run_exitfuncs()
     except BaseException:
@@ -159,7 +171,7 @@ def run_python_child(req):
     return outcome
 
 
-def child_main(req, out_w, err_w, res_w, parent_fds):
+def child_main(req, out_w, err_w, res_w, outputs_fds, parent_fds):
     """In the forked child: set up the process and run the code. Returns the exit code."""
     prepare_child(out_w, err_w, parent_fds)
-    return run_child(req, res_w)
+    return run_child(req, res_w, outputs_fds)

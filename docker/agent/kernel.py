@@ -8,18 +8,19 @@ import struct
 import sys
 import time
 
-from . import state
+from . import display, state
 from .capture import DRAIN_SECONDS, READ_CHUNK, Pump
 from .child import fork_prepared, new_user_module
 from .files import write_input_files
 from .images import collect_images, snapshot_images
 from .json_codec import json_dumps, json_loads
+from .outputs import OutputsReader, close_fds
 from .processes import SIGNAL_NAMES, kill_leftovers, read_oom_kills, signal
 from .protocol import (ERROR_KINDS, deadline_of, error, parse_exec, read_exact, result_message,
                        timeout_error, write_all)
 from .python_exec import OutputLimit, Outcome, execute_python, flush_std_streams
 
-KERNEL = None             # (pid, req_w, res_r, out_r, err_r): a python session's interpreter
+KERNEL = None             # (pid, req_w, res_r, out_r, err_r, outputs_fds): a python session's interpreter
 
 _limit_armed = False
 
@@ -61,17 +62,16 @@ def stop_kernel():
     except OSError:
         pass
     kill_leftovers(pid, True)
-    for fd in kernel[1:]:
-        state.AGENT_FDS.discard(fd)
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    fds = kernel[1:5] + kernel[5]
+    state.AGENT_FDS.difference_update(fds)
+    close_fds(fds)
     state.UNREAPED.add(pid)
 
 
-def kernel_main(req_r, res_w):
-    """In the kernel: runs each request in the session's module until end of file."""
+def kernel_main(req_r, res_w, outputs_fds):
+    """In the kernel: runs each request in the session's module until end of file.
+    `outputs_fds` is the kernel's end of the session's outputs channel, which each exec
+    with outputs uses."""
     me = os.getpid()
     state.SESSION = new_user_module("__main__")
     signal.signal(signal.SIGUSR1, _on_output_limit)
@@ -83,7 +83,7 @@ def kernel_main(req_r, res_w):
         if body is None:
             return 0
         try:
-            outcome = kernel_run(parse_exec(json_loads(body)))
+            outcome = kernel_run(parse_exec(json_loads(body)), outputs_fds)
         except BaseException as exc:
             outcome = Outcome.agent_failure(exc)
         if os.getpid() != me:
@@ -93,7 +93,7 @@ def kernel_main(req_r, res_w):
         write_message(res_w, outcome.as_dict())
 
 
-def kernel_run(req):
+def kernel_run(req, outputs_fds):
     global _limit_armed
     namespace = state.SESSION.__dict__
     sys.modules["__main__"] = state.SESSION
@@ -105,6 +105,8 @@ def kernel_run(req):
     hidden = req.call is not None or req.check is not None
     saved_name = namespace.get("__name__")
     outcome = None
+    if req.outputs:
+        display.start(req, outputs_fds)
     _limit_armed = True
     try:
         if hidden:
@@ -125,6 +127,12 @@ def kernel_run(req):
             os.chdir(state.WORKDIR)
         except OSError:
             pass
+    if req.outputs:
+        # Disarmed: the agent's output limit cannot stop this half-way.
+        if outcome is not None:
+            display.show_value(outcome.shown)
+        display.finish()
+        flush_std_streams()  # what the value's repr methods printed comes before the answer
     if outcome is None:  # stopped for its output; the agent says so
         outcome = Outcome()
         outcome.exit_code = 1
@@ -158,13 +166,15 @@ def kernel_outcome(data):
 def run_in_kernel(req, sink, message):
     if KERNEL is None:
         start_kernel()
-    pid, req_w, res_r, out_r, err_r = KERNEL
+    pid, req_w, res_r, out_r, err_r, (items_r, ack_w) = KERNEL
     write_input_files(req.files)
     before = snapshot_images()
     oom_before = read_oom_kills()
     started = time.monotonic()
     deadline = deadline_of(req, started)
-    pump = Pump(req, sink, os.dup(out_r), os.dup(err_r))
+    # The kernel's pipes are its own for the session: the run reads copies of them.
+    reader = OutputsReader(os.dup(items_r), ack_w, req) if req.outputs else None
+    pump = Pump(req, sink, os.dup(out_r), os.dup(err_r), reader)
     pidfd = pump.watch_process(pid)
     pump.register(res_r)
     answer = None
@@ -234,7 +244,7 @@ def run_in_kernel(req, sink, message):
             stop_kernel()
         drain_until = time.monotonic() + DRAIN_SECONDS
         while pump.open and time.monotonic() < drain_until:
-            if not [fd for fd, _ in pump.poller.poll(0) if fd in pump.captures]:
+            if not pump.pending_output():
                 if ended_how is None:
                     break  # everything written before the answer has been read
                 pump.step(drain_until - time.monotonic())
@@ -278,7 +288,9 @@ def run_in_kernel(req, sink, message):
         truncated = answer["truncated"]
         if err is not None and oom and err.get("kind") == "runtime":
             err["kind"] = "memory"
-    images, images_truncated = collect_images(before, req.image_bytes)
+    # The images among the items came first; the files get what is left.
+    images, images_truncated = collect_images(
+        before, req.image_bytes if reader is None else reader.budget.image)
     return result_message(
         stdout=pump.stdout.text(),
         stderr=pump.stderr.text(),
@@ -287,7 +299,9 @@ def run_in_kernel(req, sink, message):
         value=value,
         error=err,
         images=images,
-        truncated=pump.truncated or truncated or images_truncated,
+        truncated=pump.truncated or truncated or images_truncated
+        or (reader is not None and reader.budget.cut),
         duration_ms=(ended - started) * 1000.0,
         session_ended=ended_how is not None,
+        outputs=reader.items if reader is not None else (),
     )

@@ -10,11 +10,12 @@ from .child import child_main, fork_prepared, run_child
 from .files import write_input_files
 from .images import collect_images, snapshot_images
 from .json_codec import json_dumps, json_loads
+from .outputs import OutputsReader, close_fds, open_channel, wanted
 from .processes import SIGNAL_NAMES, kill_leftovers, read_oom_kills, signal
 from .protocol import deadline_of, error, parse_exec, result_message, timeout_error, write_all
 from .python_exec import flush_std_streams
 
-PREFORK = None            # (pid, req_w, out_r, err_r, res_r): the next one-shot run's child
+PREFORK = None            # (pid, req_w, out_r, err_r, res_r, outputs_fds): the next one-shot run's child
 
 
 def run_forked(req, sink, sweep, message):
@@ -26,24 +27,28 @@ def run_forked(req, sink, sweep, message):
     timed_out = False
     child = hand_to_prefork(message)
     if child is not None:
-        pid, out_r, err_r, res_r = child
+        pid, out_r, err_r, res_r, outputs_fds = child
+        if not wanted(req):
+            close_fds(outputs_fds)
+            outputs_fds = None
     else:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         res_r, res_w = os.pipe()
+        outputs_fds, child_outputs = open_channel() if wanted(req) else (None, None)
         flush_std_streams()  # nothing buffered in the agent may reach the child's output
         pid = os.fork()
         if pid == 0:  # the child never returns
             code = 70
             try:
-                code = child_main(req, out_w, err_w, res_w, (out_r, err_r, res_r))
+                code = child_main(req, out_w, err_w, res_w, child_outputs,
+                                  (out_r, err_r, res_r) + (outputs_fds or ()))
             finally:
                 os._exit(code)
-        os.close(out_w)
-        os.close(err_w)
-        os.close(res_w)
+        close_fds((out_w, err_w, res_w) + (child_outputs or ()))
 
-    pump = Pump(req, sink, out_r, err_r)
+    reader = OutputsReader(outputs_fds[0], outputs_fds[1], req) if outputs_fds else None
+    pump = Pump(req, sink, out_r, err_r, reader)
     pump.open.add(res_r)  # closed with the others
     pump.register(res_r)
     res_chunks = []
@@ -126,6 +131,8 @@ def run_forked(req, sink, sweep, message):
             os.close(pidfd)
         kill_leftovers(pid, sweep)
         pump.close()
+        if outputs_fds:
+            close_fds(outputs_fds[1:])
     pump.flush_events(final=True)
 
     child = None
@@ -176,7 +183,9 @@ def run_forked(req, sink, sweep, message):
                 err = error("runtime", "exited with code %d" % exit_code)
         elif err is not None and oom and err.get("kind") == "runtime":
             err["kind"] = "memory"
-    images, images_truncated = collect_images(before, req.image_bytes)
+    # The images among the items came first; the files get what is left.
+    images, images_truncated = collect_images(
+        before, req.image_bytes if reader is None else reader.budget.image)
     return result_message(
         stdout=pump.stdout.text(),
         stderr=pump.stderr.text(),
@@ -185,9 +194,11 @@ def run_forked(req, sink, sweep, message):
         value=value if has_value and err is None else None,
         error=err,
         images=images,
-        truncated=pump.truncated or value_truncated or images_truncated,
+        truncated=pump.truncated or value_truncated or images_truncated
+        or (reader is not None and reader.budget.cut),
         duration_ms=(ended - started) * 1000.0,
         session_ended=timed_out and req.persistent,
+        outputs=reader.items if reader is not None else (),
     )
 
 
@@ -199,11 +210,11 @@ def run_forked(req, sink, sweep, message):
 
 def prefork():
     global PREFORK
-    pid, req_w, res_r, out_r, err_r = fork_prepared(prefork_child)
-    PREFORK = (pid, req_w, out_r, err_r, res_r)
+    pid, req_w, res_r, out_r, err_r, outputs_fds = fork_prepared(prefork_child)
+    PREFORK = (pid, req_w, out_r, err_r, res_r, outputs_fds)
 
 
-def prefork_child(req_r, res_w):
+def prefork_child(req_r, res_w, outputs_fds):
     """Waits for the exec message (the parent closes the pipe after it), then runs it."""
     chunks = []
     while True:
@@ -217,31 +228,27 @@ def prefork_child(req_r, res_w):
     os.close(req_r)
     if not chunks:
         return 0  # not needed after all
-    return run_child(parse_exec(json_loads(b"".join(chunks))), res_w)
+    return run_child(parse_exec(json_loads(b"".join(chunks))), res_w, outputs_fds)
 
 
 def hand_to_prefork(message):
-    """Sends `message` to the child forked ahead; returns (pid, out_r, err_r, res_r), or
-    None when there is none or it died meanwhile (the caller forks then)."""
+    """Sends `message` to the child forked ahead; returns (pid, out_r, err_r, res_r,
+    outputs_fds), or None when there is none or it died meanwhile (the caller forks then)."""
     global PREFORK
     child, PREFORK = PREFORK, None
     if child is None:
         return None
-    pid, req_w, out_r, err_r, res_r = child
-    state.AGENT_FDS.difference_update((req_w, out_r, err_r, res_r))
+    pid, req_w, out_r, err_r, res_r, outputs_fds = child
+    state.AGENT_FDS.difference_update((req_w, out_r, err_r, res_r) + outputs_fds)
     # The parent has written the input files already.
     body = json_dumps({k: v for k, v in message.items() if k != "files"},
                       ensure_ascii=True).encode("utf-8")
     try:
         write_all(req_w, body)
         os.close(req_w)
-        return pid, out_r, err_r, res_r
+        return pid, out_r, err_r, res_r, outputs_fds
     except OSError:
-        for fd in (req_w, out_r, err_r, res_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_fds((req_w, out_r, err_r, res_r) + outputs_fds)
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -256,11 +263,8 @@ def discard_prefork():
     child, PREFORK = PREFORK, None
     if child is None:
         return
-    pid, req_w, out_r, err_r, res_r = child
-    state.AGENT_FDS.difference_update((req_w, out_r, err_r, res_r))
-    for fd in (req_w, out_r, err_r, res_r):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    pid, req_w, out_r, err_r, res_r, outputs_fds = child
+    fds = (req_w, out_r, err_r, res_r) + outputs_fds
+    state.AGENT_FDS.difference_update(fds)
+    close_fds(fds)
     state.UNREAPED.add(pid)

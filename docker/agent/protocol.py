@@ -11,6 +11,7 @@ PROTOCOL_VERSION = 1
 DEFAULT_OUTPUT_BYTES = 1 << 20
 DEFAULT_OUTPUT_KILL_BYTES = 256 << 20
 DEFAULT_IMAGE_BYTES = 16 << 20
+DEFAULT_OUTPUTS_BYTES = 1 << 20
 # Largest frame accepted from runbox: input files are bounded by the work dir anyway.
 MAX_INPUT_FRAME = 256 << 20
 
@@ -55,7 +56,7 @@ def read_exact(fd, count):
 
 def result_message(stdout="", stderr="", exit_code=None, has_value=False, value=None,
                    error=None, images=(), truncated=False, duration_ms=0.0,
-                   session_ended=False):
+                   session_ended=False, outputs=()):
     return {
         "session_ended": session_ended,
         "type": "result",
@@ -66,6 +67,8 @@ def result_message(stdout="", stderr="", exit_code=None, has_value=False, value=
         "value": value,
         "error": error,
         "images": list(images),
+        # Always present, [] unless the exec asked for outputs: one shape to parse.
+        "outputs": list(outputs),
         "truncated": truncated,
         "duration_ms": round(duration_ms, 3),
     }
@@ -85,7 +88,7 @@ def agent_error_result(message):
 class Request:
     __slots__ = ("language", "mode", "code", "variables", "files", "env", "stream",
                  "persistent", "output_bytes", "output_kill_bytes", "image_bytes",
-                 "call", "check", "timeout_ms")
+                 "call", "check", "timeout_ms", "outputs", "outputs_bytes")
 
 
 def _int_field(message, name, default):
@@ -135,6 +138,8 @@ def parse_exec(message):
     req.output_kill_bytes = _int_field(message, "output_kill_bytes", DEFAULT_OUTPUT_KILL_BYTES)
     req.image_bytes = _int_field(message, "image_bytes", DEFAULT_IMAGE_BYTES)
     req.timeout_ms = _int_field(message, "timeout_ms", 0)  # 0: runbox enforces it alone
+    req.outputs = bool(message.get("outputs", False))
+    req.outputs_bytes = _int_field(message, "outputs_bytes", DEFAULT_OUTPUTS_BYTES)
     req.call = None
     req.check = None
     call = message.get("call")

@@ -71,38 +71,36 @@ def linecache_entry(source):
     return (len(source), None, source.splitlines(True), USER_FILE)
 
 
-class LinecacheSeed:
-    """A finder on sys.meta_path that finds nothing itself: when something imports
-    linecache (a traceback being formatted, a warning, the user's code), it lets the
-    real finder load it and then puts the user's source into its cache. Importing
-    linecache with every run instead costs a fresh sandbox several ms of CPU
-    (linecache imports tokenize, and tokenize re)."""
+class AfterImport:
+    """A finder on sys.meta_path that finds nothing itself: when one of its modules is
+    imported, it lets the real finder load it and then calls `then(module)`, once. What
+    the agent adds to a module the code may import (linecache's cache, pyplot's show)
+    costs a run nothing unless the code imports it."""
 
-    def __init__(self, source):
-        self.entry = linecache_entry(source)
-        self.done = False
+    def __init__(self, hooks):
+        self.hooks = dict(hooks)  # module name -> then(module)
 
     def find_spec(self, name, path=None, target=None):
-        if name != "linecache" or self.done:
+        then = self.hooks.pop(name, None)
+        if then is None:
             return None
-        self.done = True
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
             if finder is self or find is None:
                 continue
             spec = find(name, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _SeedingLoader(spec.loader, self.entry)
+                spec.loader = _ThenLoader(spec.loader, then)
                 return spec
         return None
 
 
-class _SeedingLoader:
-    """linecache's own loader, which then adds the user's source to its cache."""
+class _ThenLoader:
+    """The module's own loader, which then hands the module to the hook."""
 
-    def __init__(self, loader, entry):
+    def __init__(self, loader, then):
         self.loader = loader
-        self.entry = entry
+        self.then = then
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
@@ -111,20 +109,31 @@ class _SeedingLoader:
         # The module looks as if it had been loaded the usual way.
         module.__loader__ = module.__spec__.loader = self.loader
         self.loader.exec_module(module)
-        module.cache[USER_FILE] = self.entry
+        try:
+            self.then(module)
+        except Exception:  # the agent's addition must never fail the code's import
+            pass
 
 
 def show_user_source(code):
-    """Tracebacks and warnings show the lines of USER_FILE from linecache's cache."""
+    """Tracebacks and warnings show the lines of USER_FILE from linecache's cache.
+    linecache is not imported for it: importing it with every run costs a fresh sandbox
+    several ms of CPU (linecache imports tokenize, and tokenize re)."""
+    entry = linecache_entry(code)
+
+    def seed(linecache):
+        linecache.cache[USER_FILE] = entry
+
     linecache = sys.modules.get("linecache")
     if linecache is not None:
-        linecache.cache[USER_FILE] = linecache_entry(code)
+        seed(linecache)
     else:
-        sys.meta_path.insert(0, LinecacheSeed(code))
+        sys.meta_path.insert(0, AfterImport({"linecache": seed}))
 
 
 def compile_user_code(req, show_source):
-    """(body code, trailing expression code or None)."""
+    """(body code, trailing expression code or None, whether that expression ends in a
+    semicolon, which in a notebook keeps its value from being shown)."""
     if show_source:
         # Not in sessions: a function defined by an earlier exec would be shown with
         # the lines of the current one.
@@ -136,9 +145,20 @@ def compile_user_code(req, show_source):
             last = tree.body.pop()
             body = compile(tree, USER_FILE, "exec", dont_inherit=True)
             expr = compile(ast.Expression(last.value), USER_FILE, "eval", dont_inherit=True)
-            return body, expr
-        return compile(tree, USER_FILE, "exec", dont_inherit=True), None
-    return compile(req.code, USER_FILE, "exec", dont_inherit=True), None
+            return body, expr, req.outputs and ends_in_semicolon(req.code, last)
+        return compile(tree, USER_FILE, "exec", dont_inherit=True), None, False
+    return compile(req.code, USER_FILE, "exec", dont_inherit=True), None, False
+
+
+def ends_in_semicolon(code, statement):
+    """Whether `statement` (the code's last) is followed by a semicolon on its last line."""
+    lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    try:
+        line = lines[statement.end_lineno - 1].encode("utf-8")
+    except (IndexError, AttributeError, TypeError):
+        return False
+    # ast's column offsets count UTF-8 bytes.
+    return line[statement.end_col_offset:].lstrip().startswith(b";")
 
 
 def describe_callable(fn):
@@ -158,7 +178,9 @@ def describe_callable(fn):
 
 
 class Outcome:
-    __slots__ = ("exit_code", "has_value", "value", "error", "truncated")
+    # `shown` is what a run with outputs shows as its execute_result: the value of the
+    # last expression or of the call (None: nothing), never sent as such.
+    __slots__ = ("exit_code", "has_value", "value", "error", "truncated", "shown")
 
     def __init__(self):
         self.exit_code = 0
@@ -166,6 +188,7 @@ class Outcome:
         self.value = None
         self.error = None
         self.truncated = False
+        self.shown = None
 
     @classmethod
     def agent_failure(cls, exc):
@@ -186,7 +209,7 @@ def execute_python(req, namespace, show_source=True):
     outcome = Outcome()
     print_traceback = req.mode == "script" and req.call is None and req.check is None
     try:
-        body, expr = compile_user_code(req, show_source)
+        body, expr, quiet = compile_user_code(req, show_source)
     except (SyntaxError, ValueError) as exc:
         outcome.exit_code = 1
         if isinstance(exc, SyntaxError):
@@ -219,6 +242,8 @@ def execute_python(req, namespace, show_source=True):
                 return outcome
             value = fn(**args)
             outcome.has_value = True
+            if req.outputs:
+                outcome.shown = value
         elif req.check is not None:
             fn = namespace.get(req.check)
             if not callable(fn):
@@ -231,6 +256,8 @@ def execute_python(req, namespace, show_source=True):
             if expr is not None:
                 value = eval(expr, namespace)
                 outcome.has_value = True
+                if req.outputs and not quiet:
+                    outcome.shown = value
                 if value is None and "result" in namespace:
                     value = namespace["result"]
             elif "result" in namespace:

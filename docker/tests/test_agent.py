@@ -111,9 +111,10 @@ class ProtocolTests(AgentTestCase):
     def test_result_has_every_field(self):
         result, _ = self.run_code("print(1)")
         self.assertEqual(set(result), {"type", "stdout", "stderr", "exit_code", "has_value", "value",
-                                       "error", "images", "truncated", "duration_ms",
+                                       "error", "images", "outputs", "truncated", "duration_ms",
                                        "session_ended"})
         self.assertEqual(result["stdout"], "1\n")
+        self.assertEqual(result["outputs"], [])
         self.assertOk(result)
         self.assertGreater(result["duration_ms"], 0)
 

@@ -86,6 +86,22 @@ def round_trip_ms(agent, count=40):
 
 PLOT = ("import matplotlib.pyplot as plt\n"
         "plt.plot([1, 2, 3], [4, 1, 9])\nplt.title('t')\nplt.savefig('plot.png')\nprint('saved')")
+# A figure left open: with outputs it is captured at the end of the run, without them
+# it is dropped with the run.
+FIGURE = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [4, 1, 9])\nplt.title('t')"
+
+
+def paired_ms(agent, code, count, persistent=False):
+    """Median ms of an exec of `code` with outputs off and on, taken in turns so that
+    the machine's load weighs on both alike."""
+    times = {False: [], True: []}
+    for _ in range(count):
+        for outputs in (False, True):
+            started = time.perf_counter()
+            result, _ = agent.exec(code, outputs=outputs, persistent=persistent)
+            times[outputs].append((time.perf_counter() - started) * 1000)
+            assert result["error"] is None, result
+    return statistics.median(times[False]), statistics.median(times[True])
 
 
 @unittest.skipUnless(IMAGE, "RUNBOX_TEST_IMAGE is not set (scripts/test-agent.sh sets it)")
@@ -117,6 +133,14 @@ class ContainerTests(unittest.TestCase):
         self.assertEqual(result["stdout"], "saved\n")
         self.assertEqual([i["name"] for i in result["images"]], ["plot.png"])
         self.assertEqual(result["images"][0]["mime"], "image/png")
+
+    def test_plt_show_is_an_output_and_nothing_on_stderr(self):
+        result = self.exec(FIGURE + "\nplt.show()\nprint('shown')", outputs=True, env={"DISPLAY": ":0"})
+        self.assertIsNone(result["error"], result)
+        self.assertEqual((result["stdout"], result["stderr"], result["images"]), ("shown\n", "", []))
+        [item] = result["outputs"]
+        self.assertEqual(item["data"]["text/plain"], "<Figure size 640x480 with 1 Axes>")
+        self.assertTrue(item["data"]["image/png"].startswith("iVBORw0KGgo"))
 
     def test_pandas_and_numpy_values(self):
         result = self.exec("import numpy as np, pandas as pd\n"
@@ -233,6 +257,27 @@ class PreloadAndFigures(unittest.TestCase):
                 self.assertIsNotNone(stderr_before)
             finally:
                 stop(agent)
+
+    def test_what_outputs_cost(self):
+        agent = start_stdio("numpy,matplotlib")
+        try:
+            agent.exec("print(1)")  # the child forked ahead; later runs fork on demand
+            off, on = paired_ms(agent, "print(1)", 40)
+            report("outputs: warm print(1) exec %.2f ms without outputs, %.2f ms with (median of 40 each)"
+                   % (off, on))
+            off, on = paired_ms(agent, FIGURE, 15)
+            result, _ = agent.exec(FIGURE, outputs=True)
+            self.assertEqual(result["stderr"], "")
+            png = len(result["outputs"][0]["data"]["image/png"]) * 3 // 4
+            report("outputs: one figure left open: exec %.1f ms without outputs, %.1f ms captured "
+                   "(median of 15 each): capturing it costs %.1f ms, a %d KiB PNG"
+                   % (off, on, on - off, png // 1024))
+            agent.exec("import matplotlib.pyplot as plt", persistent=True)
+            off, on = paired_ms(agent, "print(1)", 40, persistent=True)
+            report("outputs: session print(1) exec %.2f ms without outputs, %.2f ms with (median of 40 each)"
+                   % (off, on))
+        finally:
+            stop(agent)
 
     def test_failed_preload_is_not_fatal(self):
         agent = start_stdio("numpy,not_a_module")
