@@ -1,77 +1,94 @@
 #!/usr/bin/env bash
 # Starts and stops extra, private Docker engines on this one machine, each standing in
 # for another host: its own network namespace (reached from the host over a veth pair
-# with a /30), its own data root, exec root, socket, pid file, managed containerd,
-# bridge and cgroup parent, sharing nothing with the machine's own engine, which is left
-# running and untouched (its docker0 and its iptables rules too).
+# with a /30), mount namespace, data root, exec root, socket, pid file, managed
+# containerd, bridge and cgroup parent, sharing nothing with the machine's own engine,
+# which is left running and untouched (its docker0 and its iptables rules too).
 #
-#   scripts/start-test-engines.sh start          start (or keep) the engines, write the env file
-#   scripts/start-test-engines.sh stop           stop all of them and remove what start made
-#   scripts/start-test-engines.sh status         what runs
-#   scripts/start-test-engines.sh check [N...]   run the base image under every runtime of
-#                                                each engine, test mTLS and the uid mapping
-#   scripts/start-test-engines.sh churn N [COUNT]  time COUNT (20) `docker run --rm` per runtime
+#   scripts/start-test-engines.sh start            start (or keep) the engines, write the env file
+#   scripts/start-test-engines.sh stop             stop them all and remove what start made
+#   scripts/start-test-engines.sh status           what runs
+#   scripts/start-test-engines.sh check [N...]     run the image under every runtime of each
+#                                                  engine; test mTLS and the uid mapping
+#   scripts/start-test-engines.sh churn N [COUNT] [RUNTIME...]
+#                                                  time COUNT (20) `docker run --rm` per runtime
 #   scripts/start-test-engines.sh freeze N | thaw N   SIGSTOP / SIGCONT engine N's dockerd
-#   scripts/start-test-engines.sh env            print the env file's path
-#   scripts/start-test-engines.sh purge          stop, then delete the state dir and its caches
+#   scripts/start-test-engines.sh env              print the env file's path
+#   scripts/start-test-engines.sh purge            stop, then delete the state dir and its caches
 #
-# start prints the env file's path as the last line of stdout (logs go to stderr):
+# start prints the env file's path as the last line of stdout (its log goes to stderr):
 #
 #   set -a; . "$(scripts/start-test-engines.sh start)"; set +a
 #   docker -H "$RUNBOX_TEST_ENGINE_1_HOST" run --rm --runtime crun --network none runbox-base:bookworm true
+#   DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH="$RUNBOX_TEST_ENGINE_2_TLS_CERT_PATH" \
+#       docker -H "$RUNBOX_TEST_ENGINE_2_TLS_HOST" info
 #
-# The env file has plain KEY=value lines (values never hold spaces; lists are comma
+# The env file has plain KEY=value lines (no value holds a blank; lists are comma
 # separated): RUNBOX_TEST_ENGINES_DIR, RUNBOX_TEST_ENGINES_COUNT, RUNBOX_TEST_ENGINES_IMAGES,
-# and per engine N (1..COUNT) RUNBOX_TEST_ENGINE_N_ + HOST (unix://... socket URL),
-# SOCKET (its path), NETNS, ADDR (the engine's address in its namespace), HOST_ADDR (the
-# host's end of the veth), BRIDGE_CIDR, PID (dockerd), CONTAINERD_PID, RUNTIMES,
-# STORAGE_DRIVER, USERNS_REMAP (the remap user or empty), USERNS_UID_BASE (host uid of
-# uid 0 inside, or empty), LOG, and TLS_HOST (tcp://ADDR:PORT, empty without TLS),
-# TLS_CERT_PATH (a DOCKER_CERT_PATH-style dir with ca.pem, cert.pem, key.pem), TLS_CA,
-# TLS_CERT, TLS_KEY.
+# and for each engine N (1..COUNT) RUNBOX_TEST_ENGINE_<N>_ followed by
+#   HOST            unix:// URL of its socket (for docker -H / DOCKER_HOST)
+#   SOCKET          the socket's path
+#   NETNS           its network namespace (ip netns exec NETNS ..., or nsenter --net=/run/netns/NETNS)
+#   ADDR, HOST_ADDR its address in the namespace, and the host's end of the veth
+#   BRIDGE_CIDR     its docker bridge (inside the namespace)
+#   PID, CONTAINERD_PID   its dockerd and its containerd
+#   RUNTIMES        e.g. crun,runc,runsc
+#   STORAGE_DRIVER  e.g. overlay2
+#   USERNS_REMAP, USERNS_UID_BASE   the remap user and the host uid of uid 0 inside (empty
+#                   without userns-remap)
+#   LOG             dockerd's log
+#   TLS_HOST        tcp://ADDR:PORT (empty for an engine without TLS), TLS_CERT_PATH (a
+#                   DOCKER_CERT_PATH dir: ca.pem, cert.pem, key.pem), TLS_CA, TLS_CERT, TLS_KEY
 #
 # Each engine:
-#   - runs in network namespace PREFIX<N> (default rbte1, rbte2...), veth PREFIX<N>h on the
+#   - runs in network namespace PREFIX<N> (default rbte1, rbte2...): veth PREFIX<N>h on the
 #     host (NET.N.1/30) to PREFIX<N>n inside (NET.N.2/30), default NET 10.213; its docker
-#     bridge lives inside the namespace at BIP_NET.N.1/24 (default 10.214), so its
-#     iptables rules do too. The host reaches every engine; engines do not reach each
-#     other or anything beyond the host (the host forwards nothing for them).
-#   - registers crun and runsc (gVisor, --platform=ptrace --network=none, so its
-#     containers must be run with --network none) when installed; start installs the
-#     Debian packages crun and runsc when missing (RUNBOX_TEST_ENGINES_INSTALL=0: don't).
-#   - gets the images (default runbox-base:bookworm) from the host engine with
+#     bridge, its iptables rules and its containers' networks live inside that namespace.
+#     The host reaches every engine; engines reach neither each other nor anything beyond
+#     the host (the host forwards nothing for them).
+#   - runs dockerd with nsenter --net (not `ip netns exec`, which remounts /sys and so
+#     breaks dockerd's devices cgroup) in a mount namespace of its own, a slave of the
+#     host's: no container mount of it shows on the host, all go with its last process.
+#     Where the cgroup2 mount of a hybrid cgroup host lists controllers (crun then refuses
+#     to run anything), that namespace sees an empty /sys/fs/cgroup/unified/cgroup.controllers.
+#   - registers crun and runsc (gVisor with --platform=ptrace --network=none, so its
+#     containers must run with --network none) when installed; start installs the Debian
+#     packages crun and runsc when missing.
+#   - gets the images (default runbox-base:bookworm) from the host engine by
 #     `docker save | docker load`, only when missing or different there. Data roots are
-#     kept across stop/start, so a later start reuses the loaded images.
+#     kept across stop and start, so a later start reuses the loaded images.
 #
 # Environment (all optional):
-#   RUNBOX_TEST_ENGINES=2                 how many engines
-#   RUNBOX_TEST_ENGINES_DIR=${TMPDIR:-/tmp}/runbox-test-engines   state dir (short path:
-#                                         unix socket paths inside it must stay < 108 bytes)
-#   RUNBOX_TEST_ENGINES_PREFIX=rbte       names of netns, veths and cgroups (1-8 of a-z0-9)
-#   RUNBOX_TEST_ENGINES_NET=10.213        engine N: NET.N.0/30 on its veth pair
-#   RUNBOX_TEST_ENGINES_BIP_NET=10.214    engine N's docker bridge: BIP_NET.N.1/24
-#   RUNBOX_TEST_ENGINE_TLS=2              engines that also listen with mutual TLS on
-#                                         ADDR:PORT (space/comma list; empty: none)
+#   RUNBOX_TEST_ENGINES=2                  how many engines (1..50)
+#   RUNBOX_TEST_ENGINES_DIR=${TMPDIR:-/tmp}/runbox-test-engines   state dir; keep it short
+#                                          (unix sockets inside it must stay under 108 bytes)
+#   RUNBOX_TEST_ENGINES_PREFIX=rbte        names of the netns, veths and cgroups
+#   RUNBOX_TEST_ENGINES_NET=10.213         engine N: NET.N.0/30 on its veth pair
+#   RUNBOX_TEST_ENGINES_BIP_NET=10.214     engine N's docker bridge: BIP_NET.N.1/24
+#   RUNBOX_TEST_ENGINE_TLS=2               engines that also listen with mutual TLS on
+#                                          ADDR:PORT (list; empty: none)
 #   RUNBOX_TEST_ENGINE_TLS_PORT=2376
-#   RUNBOX_TEST_ENGINE_USERNS=            engines started with userns-remap (e.g. 1)
-#   RUNBOX_TEST_ENGINE_USERNS_USER=runbox-remap   the remap user (made if missing, with
-#                                         a 65536-id range in /etc/subuid and /etc/subgid)
-#   RUNBOX_TEST_ENGINES_IMAGES=runbox-base:bookworm   images to copy in (space/comma list)
-#   RUNBOX_TEST_ENGINES_STORAGE_DRIVER=fuse-overlayfs (vfs works too, but copies a whole
-#                                         image per container)
-#   RUNBOX_TEST_ENGINES_TIMEOUT=90        seconds to wait for an engine to answer
-#   RUNBOX_TEST_ENGINES_IMAGE_WAIT=0      seconds to wait for a missing image on the host
-#   RUNBOX_TEST_ENGINES_INSTALL=1         install missing Debian packages with apt-get
-#   RUNBOX_TEST_ENGINES_KEEP_ON_FAILURE=0 1: a failed start leaves its engines running
+#   RUNBOX_TEST_ENGINE_USERNS=             engines started with userns-remap (list, e.g. 1)
+#   RUNBOX_TEST_ENGINE_USERNS_USER=runbox-remap   the remap user; made when missing, with
+#                                          one 65536-id range in /etc/subuid and /etc/subgid
+#   RUNBOX_TEST_ENGINES_IMAGES=runbox-base:bookworm   images to copy in (list; may be empty)
+#   RUNBOX_TEST_ENGINES_STORAGE_DRIVER=auto   overlay2 where the kernel mounts overlayfs on
+#                                          the state dir, else fuse-overlayfs; vfs works too
+#                                          but copies the whole image for every container
+#   RUNBOX_TEST_ENGINES_TIMEOUT=90         seconds to wait for an engine to answer
+#   RUNBOX_TEST_ENGINES_IMAGE_WAIT=0       seconds to wait for a missing image on the host
+#   RUNBOX_TEST_ENGINES_INSTALL=1          0: never run apt-get
+#   RUNBOX_TEST_ENGINES_KEEP_ON_FAILURE=0  1: a failed start leaves its engines running
 #
-# start is idempotent: an engine already running with the same settings and answering is
-# kept; anything else of a previous run is torn down first. stop ends only processes
-# recorded or found under this state dir, by pid (dockerd, its containerd, shims and
-# container processes in the engine's cgroup, anything left in its namespace), unmounts
-# what is mounted under the state dir, deletes the veths and namespaces (and the engine
-# bridges inside them) and the cgroups; it is idempotent and safe after a failed start.
-# Needs root, bash, iproute2, util-linux (nsenter, setsid, flock, findmnt), openssl, curl
-# (for the mTLS check) and Docker's dockerd/containerd/runc. Runs without a terminal.
+# start is idempotent: an engine that runs with the same settings and answers is kept;
+# whatever else an earlier run left is torn down first, and a failed start tears down
+# what it started. stop ends only processes recorded or found for this state dir, by
+# pid: dockerd, its containerd, shims and container processes in the engine's cgroup,
+# anything left in its network namespace. It unmounts what is mounted under the state
+# dir, deletes the veths and namespaces (the engine bridges inside go with them) and the
+# cgroups, and is idempotent and safe after a failed start.
+# Needs root, iproute2, util-linux, openssl and curl (installed when missing), and
+# Docker's dockerd, containerd and runc. Runs unattended, without a terminal.
 set -Eeuo pipefail
 
 PROG="start-test-engines"
@@ -102,6 +119,16 @@ KEEP_ON_FAILURE="${RUNBOX_TEST_ENGINES_KEEP_ON_FAILURE:-0}"
 SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH="$SYS_PATH:$PATH"
 
+# Runs a command with its output kept back, and shown (its tail) only when it fails.
+quiet() {
+    local out rc=0
+    out="$("$@" 2>&1)" || rc=$?
+    if ((rc != 0)); then
+        printf '%s\n' "$out" | tail -n 20 >&2
+        log "'$*' failed (exit $rc)"
+    fi
+    return "$rc"
+}
 # Space/comma list -> space separated words.
 words() { printf '%s' "$1" | tr ',' ' ' | xargs; }
 in_list() { local x; for x in $(words "$2"); do [[ "$x" == "$1" ]] && return 0; done; return 1; }
@@ -227,7 +254,7 @@ apt_install() {
     log "installing Debian packages: $*"
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 \
-        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+        || { quiet apt-get update -qq && quiet apt-get install -y -qq --no-install-recommends "$@"; }
 }
 need_cmd() { # need_cmd COMMAND PACKAGE
     command -v "$1" >/dev/null && return 0
@@ -295,8 +322,9 @@ make_ca() {
         :
     else
         log "making the test CA in $d"
-        openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -days 3650 \
-            -subj "/CN=runbox test engines CA" -keyout "$d/ca-key.pem" -out "$d/ca.pem" >/dev/null 2>&1
+        quiet openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -days 3650 \
+            -subj "/CN=runbox test engines CA" -keyout "$d/ca-key.pem" -out "$d/ca.pem"
+        chmod 600 "$d/ca-key.pem"
         rm -f "$d/client/cert.pem" "$d"/engine-*-cert.pem
     fi
     cp "$d/ca.pem" "$d/client/ca.pem"
@@ -315,10 +343,10 @@ sign_cert() { # KEY CERT CN EXTENSIONS
     csr="$(mktemp "$d/csr.XXXXXX")"
     ext="$(mktemp "$d/ext.XXXXXX")"
     printf '%s\n' "$4" | tr ';' '\n' >"$ext"
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -subj "/CN=$3" \
-        -keyout "$1" -out "$csr" >/dev/null 2>&1
-    openssl x509 -req -in "$csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial -sha256 -days 825 \
-        -extfile "$ext" -out "$2" >/dev/null 2>&1
+    quiet openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -subj "/CN=$3" \
+        -keyout "$1" -out "$csr"
+    quiet openssl x509 -req -in "$csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial -sha256 -days 825 \
+        -extfile "$ext" -out "$2"
     rm -f "$csr" "$ext"
     chmod 600 "$1"
 }
@@ -741,9 +769,11 @@ cmd_start() {
     validate_config
     validate_state_dir
     ensure_tools
-    step "checking the images on the host engine"
-    docker info >/dev/null 2>&1 || die "cannot reach the host's Docker engine (needed to copy images in)"
-    wait_for_host_images
+    if [[ -n "$(words "$IMAGES")" ]]; then
+        step "checking the images on the host engine"
+        docker info >/dev/null 2>&1 || die "cannot reach the host's Docker engine (needed to copy images in)"
+        wait_for_host_images
+    fi
     lock_state
     # A state dir of an earlier run with other names: stop that run first.
     if [[ -f "$STATE_DIR/config" ]] && ! cmp -s "$STATE_DIR/config" <(printf 'PREFIX=%s\nNET=%s\nBIP_NET=%s\n' "$PREFIX" "$NET" "$BIP_NET"); then
@@ -903,6 +933,12 @@ cmd_check() {
                 failed=1
             else
                 echo "ok   engine $n: $url refuses a client without a certificate"
+            fi
+            if curl -fsS --max-time 10 "http://$E_ADDR:$TLS_PORT/_ping" >/dev/null 2>&1; then
+                echo "FAIL engine $n: http://$E_ADDR:$TLS_PORT answered plain HTTP"
+                failed=1
+            else
+                echo "ok   engine $n: http://$E_ADDR:$TLS_PORT refuses plain HTTP"
             fi
             if out="$(env -u DOCKER_CONTEXT DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH="$d" docker -H "tcp://$E_ADDR:$TLS_PORT" version --format '{{.Server.Version}}' 2>&1)"; then
                 echo "ok   engine $n: $url accepts the client certificate (server $out)"
