@@ -133,12 +133,14 @@ quiet() {
 words() { printf '%s' "$1" | tr ',' ' ' | xargs; }
 in_list() { local x; for x in $(words "$2"); do [[ "$x" == "$1" ]] && return 0; done; return 1; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
+# Two octets, like 10.213.
+is_net16() { [[ "$1" =~ ^([0-9]{1,3})\.([0-9]{1,3})$ ]] && ((BASH_REMATCH[1] <= 255 && BASH_REMATCH[2] <= 255)); }
 
 validate_config() {
     is_uint "$COUNT" && ((COUNT >= 1 && COUNT <= 50)) || die "RUNBOX_TEST_ENGINES must be 1..50, got '$COUNT'"
     [[ "$PREFIX" =~ ^[a-z][a-z0-9]{0,7}$ ]] || die "RUNBOX_TEST_ENGINES_PREFIX must be 1-8 of a-z0-9 starting with a letter, got '$PREFIX'"
-    [[ "$NET" =~ ^[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "RUNBOX_TEST_ENGINES_NET must look like 10.213, got '$NET'"
-    [[ "$BIP_NET" =~ ^[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "RUNBOX_TEST_ENGINES_BIP_NET must look like 10.214, got '$BIP_NET'"
+    is_net16 "$NET" || die "RUNBOX_TEST_ENGINES_NET must look like 10.213, got '$NET'"
+    is_net16 "$BIP_NET" || die "RUNBOX_TEST_ENGINES_BIP_NET must look like 10.214, got '$BIP_NET'"
     [[ "$NET" != "$BIP_NET" ]] || die "RUNBOX_TEST_ENGINES_NET and RUNBOX_TEST_ENGINES_BIP_NET must differ"
     is_uint "$TLS_PORT" && ((TLS_PORT >= 1 && TLS_PORT <= 65535)) || die "RUNBOX_TEST_ENGINE_TLS_PORT must be a port, got '$TLS_PORT'"
     is_uint "$TIMEOUT" || die "RUNBOX_TEST_ENGINES_TIMEOUT must be a number of seconds, got '$TIMEOUT'"
@@ -328,14 +330,16 @@ make_ca() {
         rm -f "$d/client/cert.pem" "$d"/engine-*-cert.pem
     fi
     cp "$d/ca.pem" "$d/client/ca.pem"
-    if ! { [[ -s "$d/client/cert.pem" && -s "$d/client/key.pem" ]] && cert_ok "$d/client/cert.pem"; }; then
+    if ! { [[ -s "$d/client/cert.pem" && -s "$d/client/key.pem" ]] && cert_ok "$d/client/cert.pem" "$d/client/key.pem"; }; then
         log "making the client certificate"
         sign_cert "$d/client/key.pem" "$d/client/cert.pem" "runbox test client" "extendedKeyUsage=clientAuth"
     fi
 }
-# True when the cert was signed by our CA and lasts at least one more day.
+# True when cert $1 was signed by our CA, lasts at least one more day and goes with key $2.
 cert_ok() {
-    openssl verify -CAfile "$(tls_dir)/ca.pem" "$1" >/dev/null 2>&1 && openssl x509 -in "$1" -noout -checkend 86400 >/dev/null 2>&1
+    openssl verify -CAfile "$(tls_dir)/ca.pem" "$1" >/dev/null 2>&1 \
+        && openssl x509 -in "$1" -noout -checkend 86400 >/dev/null 2>&1 \
+        && [[ "$(openssl x509 -in "$1" -noout -pubkey 2>/dev/null)" == "$(openssl pkey -in "$2" -pubout 2>/dev/null)" ]]
 }
 sign_cert() { # KEY CERT CN EXTENSIONS
     local d csr ext
@@ -355,7 +359,7 @@ make_server_cert() {
     d="$(tls_dir)"
     key="$d/engine-$E_N-key.pem"
     cert="$d/engine-$E_N-cert.pem"
-    if [[ -s "$key" && -s "$cert" ]] && cert_ok "$cert" \
+    if [[ -s "$key" && -s "$cert" ]] && cert_ok "$cert" "$key" \
         && openssl x509 -in "$cert" -noout -ext subjectAltName 2>/dev/null | grep -q "IP Address:$E_ADDR\$\|IP Address:$E_ADDR,"; then
         return 0
     fi
@@ -588,6 +592,10 @@ cmd_stop() {
 }
 
 # ---------------------------------------------------------------- start
+# The last lines dockerd logged in this run (the log keeps earlier runs too).
+tail_log() {
+    awk '/^===== / { n = 0; delete buf } { buf[n++] = $0 } END { for (i = (n > 25 ? n - 25 : 0); i < n; i++) print buf[i] }' "$E_LOG" >&2 2>/dev/null || true
+}
 setup_netns() {
     [[ -d /run/containerd ]] || touch "$STATE_DIR/made-run-containerd"
     [[ -d /run/netns ]] || touch "$STATE_DIR/made-run-netns"
@@ -644,14 +652,14 @@ wait_engine() {
     deadline=$((SECONDS + TIMEOUT))
     while :; do
         if ! pid_alive "$pid"; then
-            tail -n 25 "$E_LOG" >&2 || true
+            tail_log
             die "engine $E_N: dockerd (pid $pid) exited during start; its log is $E_LOG (tail above)"
         fi
         if timeout 10 env -u DOCKER_CONTEXT docker -H "unix://$E_SOCK" version --format '{{.Server.Version}}' >/dev/null 2>&1; then
             break
         fi
         if ((SECONDS >= deadline)); then
-            tail -n 25 "$E_LOG" >&2 || true
+            tail_log
             die "engine $E_N: dockerd (pid $pid) did not answer on $E_SOCK within ${TIMEOUT}s; its log is $E_LOG (tail above)"
         fi
         sleep 0.5
