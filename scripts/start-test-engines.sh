@@ -3,7 +3,8 @@
 # for another host: its own network namespace (reached from the host over a veth pair
 # with a /30), mount namespace, data root, exec root, socket, pid file, managed
 # containerd, bridge and cgroup parent, sharing nothing with the machine's own engine,
-# which is left running and untouched (its docker0 and its iptables rules too).
+# which is left running and untouched (its docker0 and its iptables rules too). Each
+# also has a host name of its own (a UTS namespace).
 #
 #   scripts/start-test-engines.sh start            start (or keep) the engines, write the env file
 #   scripts/start-test-engines.sh stop             stop them all and remove what start made
@@ -29,6 +30,7 @@
 #   HOST            unix:// URL of its socket (for docker -H / DOCKER_HOST)
 #   SOCKET          the socket's path
 #   NETNS           its network namespace (ip netns exec NETNS ..., or nsenter --net=/run/netns/NETNS)
+#   NAME            its host name, the Name in `docker info` (same as NETNS)
 #   ADDR, HOST_ADDR its address in the namespace, and the host's end of the veth
 #   BRIDGE_CIDR     its docker bridge (inside the namespace)
 #   PID, CONTAINERD_PID   its dockerd and its containerd
@@ -441,7 +443,7 @@ $extra  "debug": false
 }
 EOF
     # How dockerd is launched, beyond daemon.json.
-    printf 'hide-cgroup2-controllers=%s\n' "$(crun_needs_hidden_controllers && echo true || echo false)" >"$E_DIR/launch.new"
+    printf 'hostname=%s\nhide-cgroup2-controllers=%s\n' "$E_NS" "$(crun_needs_hidden_controllers && echo true || echo false)" >"$E_DIR/launch.new"
 }
 
 # ---------------------------------------------------------------- storage
@@ -634,14 +636,16 @@ launch_engine() {
     fi
     printf '\n===== %s: starting engine %s\n' "$(date -Is)" "$E_N" >>"$E_LOG"
     # nsenter, not `ip netns exec`: the latter remounts /sys, and dockerd then fails on
-    # the devices cgroup. The engine gets a mount namespace of its own (a slave of the
+    # the devices cgroup. The engine gets a host name (its netns name, which `docker info`
+    # shows as Name) and a mount namespace of its own (a slave of the
     # host's, so host mounts and unmounts reach it and none of its mounts leak out);
     # everything it mounts goes away with its last process. setsid detaches it from our
     # session; nsenter, unshare, env and sh all exec, so $! is dockerd's pid.
     # shellcheck disable=SC2016 # expanded by the inner sh
-    setsid nsenter --net="/run/netns/$E_NS" -- unshare --mount --propagation slave -- \
-        env -i PATH="$SYS_PATH" HOME=/root HIDE="$hide" CONFIG="$E_CONFIG" \
-        sh -c 'if [ -n "$HIDE" ]; then mount --bind "$HIDE" /sys/fs/cgroup/unified/cgroup.controllers || exit 97; fi
+    setsid nsenter --net="/run/netns/$E_NS" -- unshare --mount --uts --propagation slave -- \
+        env -i PATH="$SYS_PATH" HOME=/root HIDE="$hide" CONFIG="$E_CONFIG" NAME="$E_NS" \
+        sh -c 'hostname "$NAME" || exit 96
+               if [ -n "$HIDE" ]; then mount --bind "$HIDE" /sys/fs/cgroup/unified/cgroup.controllers || exit 97; fi
                exec dockerd --config-file "$CONFIG"' </dev/null >>"$E_LOG" 2>&1 9>&- &
     echo "$!" >"$E_DIR/launched.pid"
 }
@@ -733,6 +737,7 @@ write_env_file() {
             printf '%sHOST=unix://%s\n' "$p" "$E_SOCK"
             printf '%sSOCKET=%s\n' "$p" "$E_SOCK"
             printf '%sNETNS=%s\n' "$p" "$E_NS"
+            printf '%sNAME=%s\n' "$p" "$E_NS"
             printf '%sADDR=%s\n' "$p" "$E_ADDR"
             printf '%sHOST_ADDR=%s\n' "$p" "$E_HOST_ADDR"
             printf '%sBRIDGE_CIDR=%s\n' "$p" "$E_BIP"
