@@ -476,8 +476,30 @@ resolve_storage_driver() {
 
 # ---------------------------------------------------------------- stop
 # Tears down engine $E_* and whatever a previous, possibly half-done, start left.
+# Echoes the pid of a dockerd of another state dir running in netns $E_NS, if any:
+# that namespace, its veth and its cgroup are then not ours to touch.
+foreign_dockerd() {
+    [[ -e "/run/netns/$E_NS" ]] || return 0
+    local pid
+    for pid in $(ip netns pids "$E_NS" 2>/dev/null || true); do
+        if pid_matches "$pid" "dockerd --config-file " && ! pid_matches "$pid" "$E_CONFIG"; then
+            echo "$pid"
+            return 0
+        fi
+    done
+}
+foreign_message() {
+    printf 'netns %s holds dockerd pid %s of another state dir (%s); give each state dir its own RUNBOX_TEST_ENGINES_PREFIX and RUNBOX_TEST_ENGINES_NET' \
+        "$E_NS" "$1" "$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")"
+}
+
 stop_engine() {
-    local pid pids=()
+    local pid pids=() foreign
+    foreign="$(foreign_dockerd)"
+    if [[ -n "$foreign" ]]; then
+        log "engine $E_N: left alone: $(foreign_message "$foreign")"
+        return 0
+    fi
     # dockerd: its pid file and the pid recorded at launch.
     for pid in $(printf '%s\n' "$(read_pid "$E_PIDFILE")" "$(read_pid "$E_DIR/launched.pid")" | sort -u); do
         pid_matches "$pid" "$E_CONFIG" && pids+=("$pid")
@@ -530,7 +552,7 @@ stop_engine() {
         findmnt -rn -o TARGET | grep -q "^$E_EXEC/" && die "engine $E_N: mounts are left under $E_EXEC"
         rm -rf --one-file-system "$E_EXEC"
     fi
-    rm -f "$E_SOCK" "$E_PIDFILE" "$E_DIR/launched.pid" "$E_DIR/containerd.pid" "$E_DIR/running"
+    rm -f "$E_SOCK" "$E_PIDFILE" "$E_DIR/launched.pid" "$E_DIR/containerd.pid"
 }
 
 # Unmounts every mount point under $1, deepest first; lazily when busy.
@@ -799,7 +821,7 @@ cmd_start() {
     save_config
     resolve_storage_driver
     trap 'rc=$?; ((rc == 0)) || on_start_failure' EXIT
-    local n remap_base=""
+    local n remap_base="" foreign
     if [[ -n "$(words "$TLS_ENGINES")" ]]; then
         step "making TLS certificates"
         make_ca
@@ -819,6 +841,8 @@ cmd_start() {
             continue
         fi
         step "engine $E_N: cleaning up what an earlier run left"
+        foreign="$(foreign_dockerd)"
+        [[ -z "$foreign" ]] || die "engine $E_N: $(foreign_message "$foreign")"
         stop_engine
         mv "$E_CONFIG.new" "$E_CONFIG"
         mv "$E_DIR/launch.new" "$E_DIR/launch"
@@ -832,7 +856,13 @@ cmd_start() {
         engine_vars "$n"
         step "engine $E_N: waiting for it to answer on $E_SOCK"
         wait_engine
-        touch "$E_DIR/running"
+        # The data root caches images; a (re)started engine is a fresh host otherwise.
+        if [[ -n "$(edocker ps -aq | head -n 1)" ]]; then
+            log "engine $E_N: removing the containers an earlier run left"
+            quiet edocker container prune -f
+        fi
+        quiet edocker network prune -f
+        quiet edocker volume prune -f
     done
     for n in $(seq 1 "$COUNT"); do
         engine_vars "$n"
