@@ -490,7 +490,7 @@ foreign_dockerd() {
 }
 foreign_message() {
     printf 'netns %s holds dockerd pid %s of another state dir (%s); give each state dir its own RUNBOX_TEST_ENGINES_PREFIX and RUNBOX_TEST_ENGINES_NET' \
-        "$E_NS" "$1" "$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")"
+        "$E_NS" "$1" "$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | sed 's/ $//')"
 }
 
 stop_engine() {
