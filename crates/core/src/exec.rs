@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::outputs::OutputItem;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
@@ -64,6 +66,9 @@ pub struct ExecRequest {
     pub call: Option<FunctionCall>,
     /// Only check that the code defines a callable of this name (function registration).
     pub check: Option<String>,
+    /// Make notebook outputs (figures shown, `display()`, the value's rich
+    /// representation); `/runcode` leaves it off and runs exactly as before.
+    pub outputs: bool,
 }
 
 /// After running the code as a module, call `function(**args)`; its return is the value.
@@ -85,6 +90,7 @@ impl ExecRequest {
             mode: ExecMode::Script,
             call: None,
             check: None,
+            outputs: false,
         }
     }
 }
@@ -164,6 +170,8 @@ pub struct ExecOutcome {
     pub value: Option<Value>,
     pub error: Option<ExecError>,
     pub images: Vec<ImageFile>,
+    /// The display items, in the order they were made.
+    pub outputs: Vec<OutputItem>,
     pub truncated: bool,
     pub execution_time: Duration,
 }
@@ -186,6 +194,8 @@ impl ExecOutcome {
 pub enum ExecEvent {
     Stdout(String),
     Stderr(String),
+    /// A display item, as it is made (in order with the output around it).
+    Display(OutputItem),
 }
 
 /// Mime type for the image extensions runbox returns; `None` for anything else.

@@ -4,6 +4,7 @@ pub mod config;
 pub mod exec;
 pub mod fence;
 pub mod numbers;
+pub mod outputs;
 pub mod units;
 
 pub use config::{Config, ConfigError};
@@ -11,3 +12,4 @@ pub use exec::{
     ErrorKind, ExecError, ExecEvent, ExecMode, ExecOutcome, ExecRequest, FunctionCall, ImageFile,
     InputFile, Language,
 };
+pub use outputs::{OutputData, OutputItem, OutputKind};

@@ -15,6 +15,7 @@ pub mod image;
 mod in_use;
 pub mod labels;
 pub mod network;
+mod outputs;
 mod pool;
 mod ports;
 mod protocol;

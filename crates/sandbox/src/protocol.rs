@@ -8,9 +8,12 @@ use base64::Engine;
 use runbox_core::exec::{image_mime, image_signature_matches};
 use runbox_core::{
     ExecError, ExecMode, ExecOutcome, ExecRequest, FunctionCall, ImageFile, InputFile, Language,
+    OutputItem,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::outputs::OutputBudget;
 
 /// Caps the agent applies; runbox applies them again to what it receives.
 #[derive(Clone, Copy, Debug)]
@@ -18,13 +21,20 @@ pub struct OutputCaps {
     pub output_bytes: u64,
     pub output_kill_bytes: u64,
     pub image_bytes: u64,
+    /// The text of the notebook outputs, in all.
+    pub outputs_bytes: u64,
 }
 
 impl OutputCaps {
     /// The largest frame a well-behaved agent can send under these caps: two capped
-    /// streams (JSON escaping can grow text up to 6×), base64 images (4/3) and slack.
+    /// streams and the outputs' text (JSON escaping can grow text up to 6×), base64
+    /// images (4/3) and slack.
     pub fn max_frame(&self) -> usize {
-        let text = self.output_bytes.saturating_mul(2).saturating_mul(6);
+        let text = self
+            .output_bytes
+            .saturating_mul(2)
+            .saturating_add(self.outputs_bytes)
+            .saturating_mul(6);
         let images = self.image_bytes.saturating_mul(4) / 3 + 4096;
         usize::try_from(text.saturating_add(images).saturating_add(1 << 20)).unwrap_or(usize::MAX)
     }
@@ -48,6 +58,9 @@ pub struct ExecMessage<'a> {
     pub output_bytes: u64,
     pub output_kill_bytes: u64,
     pub image_bytes: u64,
+    /// Make notebook outputs (docs/agent-protocol.md, Outputs).
+    pub outputs: bool,
+    pub outputs_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call: Option<&'a FunctionCall>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +94,8 @@ impl<'a> ExecMessage<'a> {
             output_bytes: caps.output_bytes,
             output_kill_bytes: caps.output_kill_bytes,
             image_bytes: caps.image_bytes,
+            outputs: request.outputs,
+            outputs_bytes: caps.outputs_bytes,
             call: request.call.as_ref(),
             check: request.check.as_deref(),
         }
@@ -100,6 +115,10 @@ pub enum AgentMessage {
     Stderr {
         data: String,
     },
+    /// A display item as it is made (unchecked: see `outputs.rs`).
+    Display {
+        output: Value,
+    },
     Pong,
     Result(Box<AgentResult>),
 }
@@ -115,6 +134,11 @@ struct ReadyFields {
 #[derive(Deserialize)]
 struct OutputFields {
     data: String,
+}
+
+#[derive(Deserialize)]
+struct DisplayFields {
+    output: Value,
 }
 
 impl AgentMessage {
@@ -134,6 +158,9 @@ impl AgentMessage {
             },
             "stderr" => AgentMessage::Stderr {
                 data: serde_json::from_value::<OutputFields>(message)?.data,
+            },
+            "display" => AgentMessage::Display {
+                output: serde_json::from_value::<DisplayFields>(message)?.output,
             },
             "pong" => AgentMessage::Pong,
             "result" => AgentMessage::Result(Box::new(serde_json::from_value(message)?)),
@@ -162,6 +189,9 @@ pub struct AgentResult {
     pub error: Option<ExecError>,
     #[serde(default)]
     pub images: Vec<AgentImage>,
+    /// Display items, unchecked (see `outputs.rs`).
+    #[serde(default)]
+    pub outputs: Vec<Value>,
     #[serde(default)]
     pub truncated: bool,
     #[serde(default)]
@@ -184,8 +214,16 @@ impl AgentResult {
         let mut truncated = self.truncated;
         let stdout = cap_text(self.stdout, caps.output_bytes, &mut truncated);
         let stderr = cap_text(self.stderr, caps.output_bytes, &mut truncated);
+        // As the agent does: the outputs' images first, the image files get what is left.
+        let mut budget = OutputBudget::new(caps.outputs_bytes, caps.image_bytes);
+        let outputs: Vec<OutputItem> = self
+            .outputs
+            .iter()
+            .filter_map(|raw| budget.admit(raw))
+            .collect();
+        truncated |= budget.truncated;
         let mut images = Vec::new();
-        let mut image_total = 0u64;
+        let mut image_total = caps.image_bytes - budget.images;
         for image in self.images {
             let plain_name = !image.name.is_empty()
                 && !image.name.contains(['/', '\\', '\0'])
@@ -219,6 +257,7 @@ impl AgentResult {
             value: self.has_value.then_some(self.value),
             error: self.error,
             images,
+            outputs,
             truncated,
             // The agent is inside the sandbox: a forged, negative, infinite or NaN
             // duration must not panic the server.
@@ -250,6 +289,7 @@ mod tests {
             output_bytes: 8,
             output_kill_bytes: 64,
             image_bytes: 6,
+            outputs_bytes: 1024,
         }
     }
 

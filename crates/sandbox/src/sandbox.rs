@@ -47,6 +47,7 @@ impl Launcher {
             output_bytes: self.config.limits.output_bytes.bytes(),
             output_kill_bytes: self.config.limits.output_kill_bytes.bytes(),
             image_bytes: self.config.limits.image_bytes.bytes(),
+            outputs_bytes: self.config.limits.outputs_bytes.bytes(),
         }
     }
 
@@ -270,7 +271,7 @@ impl Sandbox {
         let started = Instant::now();
         let started_at = SystemTime::now();
         let message = ExecMessage::new(request, caps, events.is_some(), persistent);
-        let mut forwarder = EventForwarder::new(events, caps.output_bytes);
+        let mut forwarder = EventForwarder::new(events, caps);
         let end = match self.conn.exec(&message, &mut forwarder).await {
             Ok(end) => end,
             Err(err) => match blame_the_engine(self.engine.as_ref(), err).await {

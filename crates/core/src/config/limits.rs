@@ -17,8 +17,12 @@ pub struct LimitsConfig {
     pub output_bytes: ByteSize,
     /// A run that writes more than this in all is stopped (`output_limit`).
     pub output_kill_bytes: ByteSize,
-    /// Images returned by one run, in all.
+    /// Images returned by one run, in all: image files and the raster images of its
+    /// notebook outputs together.
     pub image_bytes: ByteSize,
+    /// The text of one run's notebook outputs (HTML tables, reprs, SVG …), in all; an
+    /// item cut to fit says `truncated`.
+    pub outputs_bytes: ByteSize,
     /// Input files sent with one request, in all.
     pub file_bytes: ByteSize,
 }
@@ -33,6 +37,7 @@ impl Default for LimitsConfig {
             output_bytes: ByteSize::mib(1),
             output_kill_bytes: ByteSize::mib(256),
             image_bytes: ByteSize::mib(16),
+            outputs_bytes: ByteSize::mib(1),
             file_bytes: ByteSize::mib(8),
         }
     }

@@ -4,7 +4,8 @@
 use runbox_core::ExecEvent;
 use tokio::sync::mpsc;
 
-use crate::protocol::{AgentMessage, AgentResult};
+use crate::outputs::OutputBudget;
+use crate::protocol::{AgentMessage, AgentResult, OutputCaps};
 use crate::SandboxError;
 
 /// How an exec ended, from the transport's point of view.
@@ -15,20 +16,22 @@ pub(crate) enum ExecEnd {
     Lost,
 }
 
-/// Passes streamed output on to the caller, within the same per-stream caps as the
-/// final result so that a streaming client cannot be sent more than a buffered one.
+/// Passes streamed output and display items on to the caller, within the same caps as
+/// the final result so that a streaming client cannot be sent more than a buffered one.
 pub(crate) struct EventForwarder<'a> {
     sink: Option<&'a mpsc::Sender<ExecEvent>>,
     stdout_left: u64,
     stderr_left: u64,
+    outputs: OutputBudget,
 }
 
 impl<'a> EventForwarder<'a> {
-    pub fn new(sink: Option<&'a mpsc::Sender<ExecEvent>>, cap: u64) -> Self {
+    pub fn new(sink: Option<&'a mpsc::Sender<ExecEvent>>, caps: OutputCaps) -> Self {
         EventForwarder {
             sink,
-            stdout_left: cap,
-            stderr_left: cap,
+            stdout_left: caps.output_bytes,
+            stderr_left: caps.output_bytes,
+            outputs: OutputBudget::new(caps.outputs_bytes, caps.image_bytes),
         }
     }
 
@@ -44,6 +47,11 @@ impl<'a> EventForwarder<'a> {
             AgentMessage::Stderr { data } => {
                 let data = take_within(data, &mut self.stderr_left);
                 self.forward(data.map(ExecEvent::Stderr)).await;
+                None
+            }
+            AgentMessage::Display { output } => {
+                let item = self.outputs.admit(&output);
+                self.forward(item.map(ExecEvent::Display)).await;
                 None
             }
             AgentMessage::Ready { .. } | AgentMessage::Pong => None,
@@ -96,7 +104,13 @@ mod tests {
     #[tokio::test]
     async fn streamed_output_is_capped_like_the_result() {
         let (tx, mut rx) = mpsc::channel(8);
-        let mut forwarder = EventForwarder::new(Some(&tx), 5);
+        let caps = OutputCaps {
+            output_bytes: 5,
+            output_kill_bytes: 64,
+            image_bytes: 64,
+            outputs_bytes: 64,
+        };
+        let mut forwarder = EventForwarder::new(Some(&tx), caps);
         for chunk in ["abc", "defg", "hij"] {
             let message = AgentMessage::Stdout { data: chunk.into() };
             assert!(forwarder.handle(message).await.is_none());
@@ -107,5 +121,31 @@ mod tests {
             seen.push_str(&text);
         }
         assert_eq!(seen, "abcde");
+    }
+
+    #[tokio::test]
+    async fn display_items_are_checked_before_they_are_passed_on() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let caps = OutputCaps {
+            output_bytes: 5,
+            output_kill_bytes: 64,
+            image_bytes: 64,
+            outputs_bytes: 1024,
+        };
+        let mut forwarder = EventForwarder::new(Some(&tx), caps);
+        for output in [
+            serde_json::json!({"type": "display_data", "data": {"text/plain": "ok"}}),
+            serde_json::json!({"type": "forged", "data": {"text/plain": "no"}}),
+        ] {
+            let message = AgentMessage::Display { output };
+            assert!(forwarder.handle(message).await.is_none());
+        }
+        drop(tx);
+        let mut items = Vec::new();
+        while let Some(event) = rx.recv().await {
+            items.push(event);
+        }
+        assert_eq!(items.len(), 1);
+        assert!(matches!(&items[0], ExecEvent::Display(item) if item.data.len() == 1));
     }
 }
