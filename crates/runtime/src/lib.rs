@@ -18,6 +18,8 @@ mod gauges;
 mod health;
 mod instance;
 pub mod metrics;
+pub mod outputs;
+mod relay;
 pub mod result;
 mod run;
 mod runtime;
@@ -29,6 +31,7 @@ pub use health::{
     BuildsHealth, DatabaseHealth, DockerHealth, HealthReport, PoolHealth, PoolState, RuntimeHealth,
 };
 pub use instance::instance_name;
+pub use relay::RunEvent;
 pub use run::{Job, Run};
 pub use runbox_sandbox::Backend;
 pub use runbox_store::StoredImage;

@@ -5,6 +5,8 @@ use runbox_core::{ErrorKind, ExecError, ExecOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::outputs::OutputView;
+
 /// An image the run produced, as stored and served.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StoredImageRef {
@@ -21,6 +23,7 @@ pub struct StoredImageRef {
 pub struct Executed {
     pub outcome: ExecOutcome,
     pub images: Vec<StoredImageRef>,
+    pub outputs: Vec<OutputView>,
 }
 
 impl Executed {
@@ -33,6 +36,7 @@ impl Executed {
                 ..ExecOutcome::default()
             },
             images: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 
@@ -60,6 +64,10 @@ pub struct ResultObject {
     pub exit_code: Option<i64>,
     /// Image files the code wrote into its working directory, stored and served by URL.
     pub images: Vec<StoredImageRef>,
+    /// The run's notebook outputs in the order they were made: figures shown or left
+    /// open, objects displayed, the value's rich representation.
+    #[serde(default)]
+    pub outputs: Vec<OutputView>,
     /// stdout or stderr was cut.
     pub truncated: bool,
     /// Seconds.
@@ -70,7 +78,11 @@ pub struct ResultObject {
 
 impl ResultObject {
     pub fn from_executed(executed: Executed) -> Self {
-        let Executed { outcome, images } = executed;
+        let Executed {
+            outcome,
+            images,
+            outputs,
+        } = executed;
         ResultObject {
             success: outcome.error.is_none(),
             value: outcome.value.unwrap_or(Value::Null),
@@ -79,6 +91,7 @@ impl ResultObject {
             stderr: outcome.stderr,
             exit_code: outcome.exit_code,
             images,
+            outputs,
             truncated: outcome.truncated,
             execution_time: outcome.execution_time.as_secs_f64(),
             task_id: None,

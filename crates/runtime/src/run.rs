@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use runbox_core::{ExecEvent, ExecRequest};
+use runbox_core::ExecRequest;
 use runbox_sandbox::RunOptions;
 use tokio::sync::mpsc;
 
@@ -14,6 +14,7 @@ use crate::error::RuntimeError;
 use crate::execution::Runner;
 use crate::functions::{Admit, CallRequest, Functions, Prepared, Ran};
 use crate::metrics::Surface;
+use crate::relay::{relayed, RunEvent};
 use crate::result::Executed;
 use crate::runtime::Runtime;
 use crate::sessions::{ExecLease, Session};
@@ -106,7 +107,7 @@ impl Run {
     /// would leave the interpreter in an unknown state.
     pub async fn finish(
         self,
-        events: Option<mpsc::Sender<ExecEvent>>,
+        events: Option<mpsc::Sender<RunEvent>>,
     ) -> Result<Executed, RuntimeError> {
         let Run {
             runner,
@@ -120,11 +121,9 @@ impl Run {
                 request,
                 admitted,
             } => {
-                let options = RunOptions {
-                    events,
-                    ..RunOptions::default()
-                };
-                let executed = runner.run_admitted(surface, &request, options).await;
+                let executed = runner
+                    .run_streamed(surface, &request, RunOptions::default(), events)
+                    .await;
                 drop(admitted);
                 if let Ok(executed) = &executed {
                     log_run(&principal, surface, &request, executed, None);
@@ -139,8 +138,14 @@ impl Run {
             } => {
                 let exec = async move {
                     let _admitted = admitted;
-                    let outcome = lease.exec(&request, events.as_ref()).await;
-                    let executed = runner.finish(Surface::Session, &request, outcome).await?;
+                    let asked = &request;
+                    let (outcome, shown) = relayed(&runner, events, |events| async move {
+                        lease.exec(asked, events.as_ref()).await
+                    })
+                    .await;
+                    let executed = runner
+                        .finish(Surface::Session, &request, outcome, shown)
+                        .await?;
                     log_run(
                         &principal,
                         Surface::Session,

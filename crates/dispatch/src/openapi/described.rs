@@ -31,7 +31,8 @@ pub struct RuncodeBody {
 }
 
 /// One server-sent event of a streamed run. `data` is JSON: a `StreamOutputEvent` for
-/// `stdout` and `stderr` (as the code writes), a `StoredImageRef` for each `image`, the
+/// `stdout` and `stderr` (as the code writes), an `OutputView` for each `display` (as
+/// the code shows it), a `StoredImageRef` for each `image`, the
 /// `ResultObject` for `result` (the last event), or a `StreamErrorEvent` for `error`
 /// (instead of `result`, when runbox itself failed once the stream had begun). Comment
 /// lines keep the connection alive while the code is silent.
@@ -47,6 +48,7 @@ pub struct StreamEvent {
 pub enum StreamEventName {
     Stdout,
     Stderr,
+    Display,
     Image,
     Result,
     Error,

@@ -227,7 +227,7 @@ async fn the_stream_of_execute_is_described() {
     assert!(ok["content"]["application/json"].is_object(), "{ok}");
     assert!(ok["content"]["text/event-stream"].is_object(), "{ok}");
     let text = ok.to_string() + &api["paths"]["/execute"]["post"]["description"].to_string();
-    for event in ["stdout", "stderr", "image", "result", "error"] {
+    for event in ["stdout", "stderr", "display", "image", "result", "error"] {
         assert!(
             text.contains(&format!("`{event}`")),
             "event {event} is not described"

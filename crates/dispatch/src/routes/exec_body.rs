@@ -122,6 +122,9 @@ impl ExecBody {
         request.variables = variables;
         request.env = env;
         request.files = files;
+        // The native surface shows what a notebook would (figures, display(), rich
+        // values); the compatibility surface does not ask for it.
+        request.outputs = true;
         Ok(request)
     }
 }

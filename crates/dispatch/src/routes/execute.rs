@@ -63,6 +63,8 @@ pub(crate) enum ExecuteBody {
 /// server-sent events instead:
 ///
 /// * `stdout`, `stderr`: `{"data": "…"}` (`StreamOutputEvent`), as the code writes;
+/// * `display`: one `OutputView` per notebook output (a figure shown, `display(obj)`,
+///   the value's rich representation), as it is made, in order with the output;
 /// * `image`: one `StoredImageRef` per image the code wrote, after the run;
 /// * `result`: the `ResultObject`, last;
 /// * `error`: instead of `result` when runbox itself failed once the stream had begun

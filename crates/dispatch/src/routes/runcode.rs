@@ -252,7 +252,10 @@ impl RuncodeAnswer {
 /// The original's answer: stdout on success, stderr (or why the run failed) as `error`.
 /// Its keys are in the original's (sorted) order: old clients compare bytes.
 fn render(executed: Executed) -> RuncodeAnswer {
-    let Executed { outcome, images } = executed;
+    // /runcode makes no outputs (it does not ask for them): its answer is the original's.
+    let Executed {
+        outcome, images, ..
+    } = executed;
     if let Some(error) = &outcome.error {
         let message = match error.kind {
             ErrorKind::Timeout => "Code execution timed out".to_string(),
@@ -295,6 +298,7 @@ mod tests {
         Executed {
             outcome,
             images: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 
@@ -320,6 +324,7 @@ mod tests {
                 mime: "image/png".into(),
                 bytes: 3,
             }],
+            outputs: Vec::new(),
         });
         assert_eq!(
             serde_json::to_string(&answer).expect("json"),

@@ -1,5 +1,6 @@
 //! Server-sent events for the native surface: `stdout` and `stderr` as the code writes
-//! them, one `image` per stored image, then the `result` object (or an `error` event when
+//! them and `display` as it shows an item (in the order it made them), one `image` per
+//! stored image file, then the `result` object (or an `error` event when
 //! runbox itself failed after the stream had begun).
 //!
 //! The run happens in a task of its own. What a disconnecting client does to it is the
@@ -17,12 +18,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::Stream;
-use runbox_core::ExecEvent;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use runbox_runtime::result::ResultObject;
-use runbox_runtime::Run;
+use runbox_runtime::{Run, RunEvent};
 
 use crate::error::ApiResult;
 
@@ -67,7 +67,7 @@ pub async fn answer(run: Run, stream: bool, on_disconnect: OnDisconnect) -> ApiR
 /// Streams what `work` produces. `work` gets the sender for the run's output.
 pub fn respond<F, Fut>(on_disconnect: OnDisconnect, work: F) -> Response
 where
-    F: FnOnce(mpsc::Sender<ExecEvent>) -> Fut + Send + 'static,
+    F: FnOnce(mpsc::Sender<RunEvent>) -> Fut + Send + 'static,
     Fut: Future<Output = ApiResult<ResultObject>> + Send + 'static,
 {
     let (events, receiver) = mpsc::channel(EVENT_DEPTH);
@@ -88,7 +88,7 @@ where
 
 async fn forward<F, Fut>(work: F, events: mpsc::Sender<Event>)
 where
-    F: FnOnce(mpsc::Sender<ExecEvent>) -> Fut,
+    F: FnOnce(mpsc::Sender<RunEvent>) -> Fut,
     Fut: Future<Output = ApiResult<ResultObject>>,
 {
     let (output, mut output_rx) = mpsc::channel(EVENT_DEPTH);
@@ -127,10 +127,11 @@ pub struct StreamOutputEvent {
     pub data: String,
 }
 
-fn output_event(event: ExecEvent) -> Event {
+fn output_event(event: RunEvent) -> Event {
     match event {
-        ExecEvent::Stdout(data) => json_event("stdout", &StreamOutputEvent { data }),
-        ExecEvent::Stderr(data) => json_event("stderr", &StreamOutputEvent { data }),
+        RunEvent::Stdout(data) => json_event("stdout", &StreamOutputEvent { data }),
+        RunEvent::Stderr(data) => json_event("stderr", &StreamOutputEvent { data }),
+        RunEvent::Display(output) => json_event("display", &output),
     }
 }
 

@@ -204,6 +204,7 @@ impl Functions {
         let mut request =
             ExecRequest::new(Language::Python, function.code.clone(), prepared.timeout);
         request.mode = ExecMode::Script;
+        request.outputs = true;
         request.call = Some(FunctionCall {
             function: function.name.clone(),
             args: prepared.args.clone(),

@@ -1,0 +1,107 @@
+//! Notebook outputs as every surface shows them: Jupyter MIME bundles whose raster
+//! images are stored like the image files a run writes and referenced by URL.
+
+use std::collections::BTreeMap;
+
+use runbox_core::{OutputData, OutputItem};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::result::StoredImageRef;
+
+/// One display item of a run: a figure shown or left open, an object displayed, or the
+/// rich representation of the run's value.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct OutputView {
+    /// `display_data` (`display()`, a figure) or `execute_result` (the value of the
+    /// cell's last expression, or a function's return value).
+    #[serde(rename = "type")]
+    #[schema(pattern = "^(display_data|execute_result)$")]
+    pub kind: String,
+    /// MIME type → representation: `text/plain` (always), `text/html`, `text/markdown`,
+    /// `text/latex`, `image/svg+xml` as text; `application/json` as JSON; `image/png`
+    /// and `image/jpeg` as the stored image (`name`, `url`, `mime`, `bytes`).
+    pub data: BTreeMap<String, OutputValue>,
+    /// The bundle's metadata (e.g. an image's `width`).
+    pub metadata: Map<String, Value>,
+    /// The item was cut or lost a representation to stay within `limits.outputs_bytes`
+    /// or `limits.image_bytes`.
+    pub truncated: bool,
+}
+
+/// One representation of an item.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OutputValue {
+    /// `image/png`, `image/jpeg`: stored, served by URL.
+    Image(StoredImageRef),
+    /// `text/*`, `image/svg+xml`.
+    Text(String),
+    /// `application/json`.
+    Json(Value),
+}
+
+/// A raster image of an item, to be stored, and where its reference goes.
+pub(crate) struct Raster {
+    pub mime: &'static str,
+    /// `output-3.png`: the item's place in the run, and the image's type.
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+/// The item's view with its rasters left out, and the rasters to store for it.
+pub(crate) fn split(index: usize, item: OutputItem) -> (OutputView, Vec<Raster>) {
+    let mut data = BTreeMap::new();
+    let mut rasters = Vec::new();
+    for (mime, representation) in item.data {
+        match representation {
+            OutputData::Text(text) => {
+                data.insert(mime.to_string(), OutputValue::Text(text));
+            }
+            OutputData::Json(value) => {
+                data.insert(mime.to_string(), OutputValue::Json(value));
+            }
+            OutputData::Raster(bytes) => {
+                let extension = if mime == "image/jpeg" { "jpg" } else { "png" };
+                rasters.push(Raster {
+                    mime,
+                    name: format!("output-{}.{extension}", index + 1),
+                    data: bytes,
+                });
+            }
+        }
+    }
+    let view = OutputView {
+        kind: item.kind.as_str().to_string(),
+        data,
+        metadata: item.metadata,
+        truncated: item.truncated,
+    };
+    (view, rasters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbox_core::OutputKind;
+
+    #[test]
+    fn texts_stay_and_rasters_are_set_apart_named_by_place() {
+        let item = OutputItem {
+            kind: OutputKind::DisplayData,
+            data: vec![
+                ("text/plain", OutputData::Text("<Figure>".into())),
+                ("image/png", OutputData::Raster(vec![1, 2, 3])),
+            ],
+            metadata: Map::new(),
+            truncated: false,
+        };
+        let (view, rasters) = split(2, item);
+        assert_eq!(view.kind, "display_data");
+        assert_eq!(view.data.len(), 1);
+        assert_eq!(rasters.len(), 1);
+        assert_eq!(rasters[0].name, "output-3.png");
+        assert_eq!(rasters[0].mime, "image/png");
+    }
+}
