@@ -19,6 +19,7 @@ mod infrastructure;
 mod lifecycle;
 mod openapi;
 mod ops;
+mod outputs;
 mod playground;
 mod pool;
 mod sessions;
