@@ -5,6 +5,7 @@ mod config;
 mod doctor;
 mod image;
 mod logging;
+mod mcp;
 mod run;
 mod serve;
 mod token;
@@ -40,6 +41,9 @@ enum Command {
     Image(image::ImageCommand),
     /// Runs a file on a runbox server and prints what it printed; saves its images.
     Run(run::RunArgs),
+    /// Serves a runbox server's MCP tools over stdio (for MCP clients that start their
+    /// servers as subprocesses).
+    Mcp(mcp::McpArgs),
     /// Checks Docker, the sandbox image, the database, the port range and the config.
     Doctor,
     /// Measures latency, throughput and idle memory against the engine's own costs.
@@ -54,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(command) => image::run(config()?, command).await,
         // A client of a server: the local configuration does not matter.
         Command::Run(args) => run::run(args).await,
+        Command::Mcp(args) => mcp::run(args).await,
         Command::Doctor => doctor::run(config()?).await,
         Command::Bench(args) => bench::run(config()?, args).await,
     }

@@ -34,6 +34,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// Ends the MCP sessions (and so their notebooks) at shutdown.
+    mcp_stop: CancellationToken,
 }
 
 impl Application {
@@ -57,7 +59,9 @@ impl Application {
             .map_err(|source| StartupError::Bind { address, source })?;
         let public_url = public_url(&config, local);
         let runtime = Runtime::open(config.clone(), engine, image, public_url).await?;
+        let mcp_stop = CancellationToken::new();
         let state = AppState {
+            mcp: crate::mcp::service(runtime.clone(), mcp_stop.clone()),
             runtime,
             config,
             metrics: crate::metrics::install(),
@@ -66,6 +70,7 @@ impl Application {
             listener,
             router: router(state.clone()),
             state,
+            mcp_stop,
         })
     }
 
@@ -85,6 +90,7 @@ impl Application {
             listener,
             router,
             state,
+            mcp_stop,
         } = self;
         let grace = state.config.server.shutdown_grace.get();
         let stopped_at = Arc::new(std::sync::OnceLock::<Instant>::new());
@@ -124,6 +130,7 @@ impl Application {
         let left = stopped_at
             .get()
             .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
+        mcp_stop.cancel();
         state.runtime.shutdown(left).await;
         tracing::info!("stopped");
         Ok(())

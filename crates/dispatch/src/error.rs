@@ -240,6 +240,14 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = status.as_u16(), error = %self, "request failed");
         }
         let mut response = (status, Json(self.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: what an HTTP client (MCP clients among them) reads to know that a
+            // bearer token is wanted.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="runbox""#),
+            );
+        }
         if let ApiError::RateLimited {
             retry_after: seconds,
         }

@@ -6,7 +6,9 @@
 mod app;
 pub mod auth;
 pub mod error;
+mod exec_body;
 mod listen;
+mod mcp;
 pub mod metrics;
 mod openapi;
 pub mod rate_limit;

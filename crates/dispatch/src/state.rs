@@ -6,12 +6,16 @@ use runbox_core::Config;
 use runbox_runtime::auth::Authenticator;
 use runbox_runtime::Runtime;
 
+use crate::mcp::McpService;
+
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     /// Everything a request does beyond HTTP goes through here.
     pub runtime: Runtime,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The MCP endpoint's transport and its sessions.
+    pub mcp: Arc<McpService>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Authenticator> {

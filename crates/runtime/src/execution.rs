@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use runbox_core::{Config, ExecOutcome, ExecRequest, OutputItem};
+use std::future::Future;
+
+use runbox_core::{Config, ExecEvent, ExecOutcome, ExecRequest, OutputItem};
 use runbox_sandbox::{RunOptions, Sandboxes};
 use runbox_store::Store;
 use tokio::sync::mpsc;
@@ -12,7 +14,10 @@ use crate::admission::Admission;
 use crate::error::RuntimeError;
 use crate::metrics::{record_execution, record_failure, Surface};
 use crate::outputs::{self, OutputValue, OutputView};
-use crate::relay::{relayed, RunEvent};
+use crate::run_event::RunEvent;
+
+/// Events buffered between a streaming run's sandbox and its relay.
+const RELAY_DEPTH: usize = 64;
 use crate::result::{Executed, StoredImageRef};
 
 /// What a run needs: the sandboxes it runs in, the admission it waits for, the store its
@@ -60,11 +65,12 @@ impl Runner {
         options: RunOptions,
         events: Option<mpsc::Sender<RunEvent>>,
     ) -> Result<Executed, RuntimeError> {
-        let (ran, shown) = relayed(self, events, |events| {
-            self.sandboxes
-                .run(request, RunOptions { events, ..options })
-        })
-        .await;
+        let (ran, shown) = self
+            .relayed(events, |events| {
+                self.sandboxes
+                    .run(request, RunOptions { events, ..options })
+            })
+            .await;
         let outcome = match ran {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -141,5 +147,56 @@ impl Runner {
             name,
             mime: mime.to_string(),
         })
+    }
+
+    /// Runs `run` with a sender for its sandbox's events when `to` is there, relaying them
+    /// to `to`; returns what `run` returned and the outputs already shown.
+    pub(crate) async fn relayed<F, Fut>(
+        &self,
+        to: Option<mpsc::Sender<RunEvent>>,
+        run: F,
+    ) -> (Fut::Output, Vec<OutputView>)
+    where
+        F: FnOnce(Option<mpsc::Sender<ExecEvent>>) -> Fut,
+        Fut: Future,
+    {
+        let Some(to) = to else {
+            return (run(None).await, Vec::new());
+        };
+        let (events, received) = mpsc::channel(RELAY_DEPTH);
+        // `run` owns the sender: when it ends, the relay drains what is left and ends too.
+        tokio::join!(run(Some(events)), self.relay(received, to))
+    }
+
+    async fn relay(
+        &self,
+        mut received: mpsc::Receiver<ExecEvent>,
+        to: mpsc::Sender<RunEvent>,
+    ) -> Vec<OutputView> {
+        let mut shown: Vec<OutputView> = Vec::new();
+        // After a failure to store, items are left to the result (which stores them again
+        // or fails): a stream never shows an item out of its place.
+        let mut storing = true;
+        while let Some(event) = received.recv().await {
+            let event = match event {
+                ExecEvent::Stdout(data) => RunEvent::Stdout(data),
+                ExecEvent::Stderr(data) => RunEvent::Stderr(data),
+                ExecEvent::Display(_) if !storing => continue,
+                ExecEvent::Display(item) => match self.store_output(shown.len(), item).await {
+                    Ok(view) => {
+                        shown.push(view.clone());
+                        RunEvent::Display(view)
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot store a display item while streaming");
+                        storing = false;
+                        continue;
+                    }
+                },
+            };
+            // A client that went away: the run goes on (or is being cancelled) regardless.
+            let _ = to.send(event).await;
+        }
+        shown
     }
 }

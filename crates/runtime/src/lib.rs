@@ -16,12 +16,13 @@ mod execution;
 pub mod functions;
 mod gauges;
 mod health;
+mod image_ref;
 mod instance;
 pub mod metrics;
 pub mod outputs;
-mod relay;
 pub mod result;
 mod run;
+mod run_event;
 mod runtime;
 pub mod sessions;
 mod stored_images;
@@ -31,8 +32,8 @@ pub use health::{
     BuildsHealth, DatabaseHealth, DockerHealth, HealthReport, PoolHealth, PoolState, RuntimeHealth,
 };
 pub use instance::instance_name;
-pub use relay::RunEvent;
 pub use run::{Job, Run};
+pub use run_event::RunEvent;
 pub use runbox_sandbox::Backend;
 pub use runbox_store::StoredImage;
 pub use runtime::{OpenError, Runtime};

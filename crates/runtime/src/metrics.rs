@@ -15,6 +15,8 @@ pub enum Surface {
     Function,
     /// The check of a function's code at registration.
     FunctionCheck,
+    /// A code tool of the MCP endpoint.
+    Mcp,
 }
 
 impl Surface {
@@ -25,6 +27,7 @@ impl Surface {
             Surface::Session => "session",
             Surface::Function => "function",
             Surface::FunctionCheck => "function_check",
+            Surface::Mcp => "mcp",
         }
     }
 }

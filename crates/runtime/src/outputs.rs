@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use runbox_core::{OutputData, OutputItem};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
-use crate::result::StoredImageRef;
+use crate::image_ref::StoredImageRef;
 
 /// One display item of a run: a figure shown or left open, an object displayed, or the
 /// rich representation of the run's value.
@@ -31,7 +33,7 @@ pub struct OutputView {
 }
 
 /// One representation of an item.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OutputValue {
     /// `image/png`, `image/jpeg`: stored, served by URL.
@@ -40,6 +42,33 @@ pub enum OutputValue {
     Text(String),
     /// `application/json`.
     Json(Value),
+}
+
+// Written out rather than derived: an untagged enum derives `oneOf`, which a string
+// fails (it is both text and JSON), so that validators (MCP clients check structured
+// content against the tool's output schema) refuse it. `anyOf` says what is meant.
+impl PartialSchema for OutputValue {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name(StoredImageRef::name()))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("`text/*`, `image/svg+xml`.")),
+            )
+            .item(ObjectBuilder::new().description(Some("`application/json`: any JSON.")))
+            .description(Some(
+                "A stored image (`image/png`, `image/jpeg`), text, or JSON, by MIME type.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for OutputValue {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((StoredImageRef::name().into(), StoredImageRef::schema()));
+        <StoredImageRef as ToSchema>::schemas(schemas);
+    }
 }
 
 /// A raster image of an item, to be stored, and where its reference goes.

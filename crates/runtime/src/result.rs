@@ -5,19 +5,8 @@ use runbox_core::{ErrorKind, ExecError, ExecOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::image_ref::StoredImageRef;
 use crate::outputs::OutputView;
-
-/// An image the run produced, as stored and served.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct StoredImageRef {
-    /// The file name the code wrote.
-    pub name: String,
-    /// Where it is served (`GET /image/{name}`).
-    pub url: String,
-    pub mime: String,
-    /// Size in bytes.
-    pub bytes: u64,
-}
 
 /// A run's outcome with its images stored.
 pub struct Executed {

@@ -14,8 +14,8 @@ use crate::error::RuntimeError;
 use crate::execution::Runner;
 use crate::functions::{Admit, CallRequest, Functions, Prepared, Ran};
 use crate::metrics::Surface;
-use crate::relay::{relayed, RunEvent};
 use crate::result::Executed;
+use crate::run_event::RunEvent;
 use crate::runtime::Runtime;
 use crate::sessions::{ExecLease, Session};
 
@@ -139,10 +139,11 @@ impl Run {
                 let exec = async move {
                     let _admitted = admitted;
                     let asked = &request;
-                    let (outcome, shown) = relayed(&runner, events, |events| async move {
-                        lease.exec(asked, events.as_ref()).await
-                    })
-                    .await;
+                    let (outcome, shown) = runner
+                        .relayed(events, |events| async move {
+                            lease.exec(asked, events.as_ref()).await
+                        })
+                        .await;
                     let executed = runner
                         .finish(Surface::Session, &request, outcome, shown)
                         .await?;

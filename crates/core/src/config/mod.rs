@@ -25,6 +25,7 @@ mod functions;
 mod images;
 mod limits;
 mod logging;
+mod mcp;
 mod pip;
 mod rate_limit;
 mod sandbox;
@@ -42,6 +43,7 @@ pub use functions::FunctionsConfig;
 pub use images::ImagesConfig;
 pub use limits::LimitsConfig;
 pub use logging::{LogFormat, LoggingConfig};
+pub use mcp::McpConfig;
 pub use pip::PipConfig;
 pub use rate_limit::RateLimitConfig;
 pub use sandbox::{PoolConfig, PortRange, SandboxConfig, Transport};
@@ -83,6 +85,8 @@ pub struct Config {
     pub functions: FunctionsConfig,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub mcp: McpConfig,
 
     // Keys of the original Flask "Code Interpreter API" (see compat.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,7 +222,7 @@ impl Config {
 
 /// The keys of [`Config`]: a `RUNBOX_…` variable whose first segment is none of them is
 /// not config. Checked against the struct by a test.
-const TOP_LEVEL_KEYS: [&str; 26] = [
+const TOP_LEVEL_KEYS: [&str; 27] = [
     "server",
     "auth",
     "database",
@@ -233,6 +237,7 @@ const TOP_LEVEL_KEYS: [&str; 26] = [
     "tasks",
     "functions",
     "rate_limit",
+    "mcp",
     "domain",
     "interpreter_image",
     "scheduler_port",

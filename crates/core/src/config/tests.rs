@@ -248,6 +248,7 @@ fn sections_of_the_defaults() -> Vec<(&'static str, Value, Value)> {
             value(&defaults.rate_limit),
             value(RateLimitConfig::default()),
         ),
+        ("mcp", value(&defaults.mcp), value(McpConfig::default())),
     ]
 }
 
@@ -331,6 +332,7 @@ fn the_override_keys_are_the_keys_of_config() {
         tasks: defaults.tasks,
         functions: defaults.functions,
         rate_limit: defaults.rate_limit,
+        mcp: defaults.mcp,
         domain: Some(String::new()),
         interpreter_image: Some(String::new()),
         scheduler_port: Some(5000),

@@ -76,6 +76,7 @@ sent one).";
         (name = "sessions", description = "Stateful interpreters: one container for the session's life."),
         (name = "functions", description = "A registry of named Python functions, called as endpoints."),
         (name = "tasks", description = "Asynchronous function calls."),
+        (name = "mcp", description = "The Model Context Protocol: the code tools and stored functions as MCP tools."),
         (name = "operations", description = "Health, metrics, this description and the pages for people."),
     ),
     components(

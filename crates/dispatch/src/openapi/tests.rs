@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/functions/{name}/terminate", &["POST"]),
     ("/functions/{name}/versions/{version}", &["GET"]),
     ("/health", &["GET"]),
+    ("/mcp", &["GET", "POST", "DELETE"]),
     ("/image/{name}", &["GET"]),
     ("/metrics", &["GET"]),
     ("/openapi.json", &["GET"]),
@@ -273,6 +274,7 @@ async fn the_scope_check_reads_each_route_s_scope_from_its_description() {
         (Method::DELETE, "/tasks/{id}", Some("tasks")),
         (Method::GET, "/tasks/{id}/result", Some("tasks")),
         (Method::GET, "/metrics", None),
+        (Method::POST, "/mcp", None),
         (Method::GET, "/health", None),
         (Method::GET, "/image/{name}", None),
     ];

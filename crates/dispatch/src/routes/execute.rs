@@ -18,11 +18,11 @@ use serde_json::{Map, Value};
 
 use crate::auth::Principal;
 use crate::error::ApiResult;
+use crate::exec_body::ExecBody;
 use crate::openapi::{
     BadRequest, Conflict, Forbidden, FunctionRejected, Gone, NotFound, OverConcurrency, Overloaded,
     PayloadTooLarge, StreamEvent, Unavailable,
 };
-use crate::routes::exec_body::ExecBody;
 use crate::routes::functions::call_function;
 use crate::routes::json::{from_object, json_object};
 use crate::routes::sessions::run_in_session;

@@ -8,12 +8,12 @@
 
 mod body_guard;
 mod docs;
-mod exec_body;
 mod execute;
 mod functions;
 mod health;
 mod image;
 mod json;
+mod mcp;
 mod playground;
 mod runcode;
 pub(crate) mod scopes;
@@ -97,7 +97,8 @@ pub(crate) fn described_routes(
         .routes(routes!(functions::terminate))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get, tasks::cancel))
-        .routes(routes!(tasks::result));
+        .routes(routes!(tasks::result))
+        .routes(routes!(mcp::message, mcp::stream, mcp::end));
     // Route layers run last-added first: authentication, then the rate limit (it counts
     // a subject's requests), then the scope the route's description names.
     let scopes = Arc::new(scopes::RouteScopes::from_description(

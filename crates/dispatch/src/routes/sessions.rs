@@ -18,11 +18,11 @@ use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::exec_body::ExecBody;
 use crate::openapi::{
     BadRequest, Conflict, Forbidden, Gone, NotFound, Overloaded, PayloadTooLarge, StreamEvent,
     TooManySessions, Unavailable,
 };
-use crate::routes::exec_body::ExecBody;
 use crate::routes::json::{from_object, json_object};
 use crate::routes::stream::{self, wants_stream, OnDisconnect};
 use crate::state::AppState;

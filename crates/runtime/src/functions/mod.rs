@@ -45,6 +45,9 @@ pub struct Functions {
     shutdown: CancellationToken,
     /// Bumped whenever a task of this server ends, so long-polls wake up.
     finished: watch::Sender<u64>,
+    /// Bumped whenever a function is stored or deleted here, so that surfaces listing
+    /// functions (MCP's tool list) can say their list changed.
+    changed: watch::Sender<u64>,
 }
 
 impl Functions {
@@ -59,6 +62,7 @@ impl Functions {
             tracker,
             shutdown,
             finished: watch::Sender::new(0),
+            changed: watch::Sender::new(0),
         }
     }
 
@@ -87,6 +91,15 @@ impl Functions {
         {
             tracing::warn!("some async tasks did not stop within 15 s");
         }
+    }
+
+    /// Changes whenever a function is stored or deleted by this server.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn functions_changed(&self) {
+        self.changed.send_modify(|generation| *generation += 1);
     }
 
     fn task_finished(&self) {

@@ -75,6 +75,7 @@ impl Functions {
             Registration::NewVersion { .. } => store.put_function_version(&new).await?,
         };
         tracing::info!(function = %stored.name, version = stored.version, subject = %principal.subject, "function stored");
+        self.functions_changed();
         let mut function = FunctionView::definition(&stored);
         function.env = Some(self.environment_of(&stored).await?);
         function.running = Some(self.running.running(&stored.name) as u64);
@@ -184,6 +185,7 @@ impl Functions {
             return Err(function_not_found(name));
         }
         tracing::info!(function = %name, versions = deleted, "function deleted");
+        self.functions_changed();
         Ok(FunctionDeleted {
             deleted: name.to_string(),
             versions: deleted,

@@ -179,7 +179,9 @@ fn decode_files(files: Vec<FileBody>, limit: u64) -> ApiResult<Vec<InputFile>> {
     Ok(decoded)
 }
 
-fn check_path(path: &str) -> Result<(), &'static str> {
+/// Why `path` cannot name a file in the work dir, if it cannot: relative, never out of
+/// it, a file rather than a directory.
+pub(crate) fn check_path(path: &str) -> Result<(), &'static str> {
     if path.is_empty() {
         return Err("must not be empty");
     }

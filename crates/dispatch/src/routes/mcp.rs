@@ -1,0 +1,125 @@
+//! `/mcp`: the Model Context Protocol endpoint (the tools and the transport are in
+//! `crate::mcp`); this is its route, behind the same bearer layer as the API.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use tower::ServiceExt;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::mcp::USEFUL_SCOPES;
+use crate::state::AppState;
+
+/// The Model Context Protocol
+///
+/// Streamable HTTP (`POST` a JSON-RPC message, `GET` the server's stream of a session,
+/// `DELETE` a session), at the protocol versions the official SDKs negotiate: the
+/// `initialize` handshake up to 2025-11-25 (an MCP session is a notebook: its code
+/// tools share one runbox session) and the sessionless 2026-07-28 (state is the
+/// `session_id` handle of `create_session`). Tools: `run_python`, `run_bash`,
+/// `create_session`, `end_session`, `upload_file`, `download_file`, and one per stored
+/// function. Any valid token may connect; a token with none of `run`, `functions:read`
+/// or `admin` is refused with 403, and each tool checks the scope it needs.
+#[utoipa::path(
+    post,
+    operation_id = "mcp_post",
+    path = "/mcp",
+    tag = "mcp",
+    security(("bearer" = [])),
+    request_body(content = String, content_type = "application/json", description = "A JSON-RPC message (POST)."),
+    responses(
+        (status = 200, description = "A JSON-RPC response, or a stream of messages (`text/event-stream`)."),
+        (status = 202, description = "A notification or response was accepted."),
+        (status = 400, description = "Not a JSON-RPC message, or an unsupported protocol version."),
+        (status = 403, description = "The token has no scope that serves MCP."),
+        (status = 404, description = "An unknown or ended MCP session."),
+    ),
+)]
+pub async fn message(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    request: Request,
+) -> Response {
+    endpoint(state, principal, request).await
+}
+
+/// The Model Context Protocol: a session's stream
+///
+/// The server's stream of messages for an MCP session of the `initialize` handshake
+/// era (its `Mcp-Session-Id` header): notifications such as a changed tool list.
+#[utoipa::path(
+    get,
+    path = "/mcp",
+    operation_id = "mcp_get",
+    tag = "mcp",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A stream of JSON-RPC messages (`text/event-stream`)."),
+        (status = 400, description = "No session named, or the wrong protocol version."),
+        (status = 403, description = "The token has no scope that serves MCP."),
+        (status = 404, description = "An unknown or ended MCP session."),
+        (status = 405, description = "The sessionless protocol has no stream to open."),
+    ),
+)]
+pub async fn stream(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    request: Request,
+) -> Response {
+    endpoint(state, principal, request).await
+}
+
+/// The Model Context Protocol: end a session
+///
+/// Ends an MCP session of the `initialize` handshake era (its `Mcp-Session-Id`
+/// header), and with it the runbox session its code tools shared.
+#[utoipa::path(
+    delete,
+    path = "/mcp",
+    operation_id = "mcp_delete",
+    tag = "mcp",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The session has ended."),
+        (status = 400, description = "No session named."),
+        (status = 403, description = "The token has no scope that serves MCP."),
+        (status = 404, description = "An unknown or ended MCP session."),
+    ),
+)]
+pub async fn end(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    request: Request,
+) -> Response {
+    endpoint(state, principal, request).await
+}
+
+/// Every method of `/mcp`: the scope check, then the MCP transport.
+async fn endpoint(state: AppState, principal: Principal, request: Request) -> Response {
+    if !USEFUL_SCOPES.iter().any(|s| principal.scopes.contains(*s)) {
+        return insufficient_scope();
+    }
+    let ending = request.method() == Method::DELETE;
+    let mut response = match state.mcp.as_ref().clone().oneshot(request).await {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(never) => match never {},
+    };
+    // The MCP transport accepts a session's end with 202; clients expect 200 or 204
+    // for a DELETE that did what it asked.
+    if ending && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response
+}
+
+/// 403 as the MCP authorization rules put it: a bearer challenge naming the scope.
+fn insufficient_scope() -> Response {
+    let mut response = ApiError::InsufficientScope("run").into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer error="insufficient_scope", scope="run""#),
+    );
+    response
+}
