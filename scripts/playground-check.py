@@ -42,7 +42,8 @@ plt.legend()
 plt.show()
 display(HTML(
     "<script>fetch('/hostile' + '-script');"
-    "fetch('/hostile' + '-token', {headers: {Authorization: 'Bearer ' + top.document.getElementById('token').value}});"
+    "const token = top.document.getElementById('token').value;"
+    "fetch('/hostile' + '-token', {headers: {Authorization: 'Bearer ' + token}});"
     "top.document.body.dataset.pwned = 'script';</script>"
     "<img src=x onerror=\"fetch('/hostile' + '-onerror'); top.document.body.dataset.pwned = 'onerror'\">"
     "<p id=hostile>This output tried to run script.</p>"
@@ -97,7 +98,8 @@ class Browser:
                            session=session)
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
-            raise RuntimeError(f"{expression[:60]}…: {details.get('exception', {}).get('description') or details.get('text')}")
+            reason = details.get("exception", {}).get("description") or details.get("text")
+            raise RuntimeError(f"{expression[:60]}…: {reason}")
         return result.get("result", {}).get("value")
 
     def _read(self):
@@ -150,12 +152,13 @@ class Page:
         while self.seen < len(self.browser.events):
             event = self.browser.events[self.seen]
             self.seen += 1
-            if event.get("method") == "Target.attachedToTarget" and event.get("sessionId") == self.session:
+            method = event.get("method")
+            if method == "Target.attachedToTarget" and event.get("sessionId") == self.session:
                 child = event["params"]["sessionId"]
                 self._watch(child)
                 self.browser.call("Runtime.runIfWaitingForDebugger", session=child)
                 self.frames.append(child)
-            elif event.get("method") == "Target.detachedFromTarget":
+            elif method == "Target.detachedFromTarget":
                 gone = event["params"].get("sessionId")
                 self.frames = [frame for frame in self.frames if frame != gone]
 
@@ -213,7 +216,7 @@ PROBE = """(() => {
     const rect = frame && frame.getBoundingClientRect();
     return {
       type: box.dataset.type, mime: box.dataset.mime || '',
-      image: img ? {loaded: img.dataset.loaded || '', width: img.naturalWidth, complete: img.complete} : null,
+      image: img ? {loaded: img.dataset.loaded || '', width: img.naturalWidth} : null,
       frame: frame ? {sandbox: frame.getAttribute('sandbox'), visible: frame.checkVisibility(),
                       width: rect.width, height: rect.height} : null,
     };
@@ -236,7 +239,8 @@ FRAME_PROBE = """(() => {
     ready: document.readyState,
     hostile: !!document.getElementById('hostile'),
     table: table ? {text: table.innerText, width: rect.width, height: rect.height,
-                    fits: rect.top >= 0 && rect.left >= 0 && rect.bottom <= innerHeight && rect.right <= innerWidth}
+                    fits: rect.top >= 0 && rect.left >= 0 && rect.bottom <= innerHeight
+                          && rect.right <= innerWidth}
                  : null,
   });
 })()"""
