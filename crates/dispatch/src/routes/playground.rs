@@ -8,7 +8,8 @@ const PAGE: &str = include_str!("../../assets/playground.html");
 
 /// The playground
 ///
-/// A page to write code, run it with a token and see its output, value and images.
+/// A page to write code, run it with a token and see its output, notebook outputs
+/// (figures, tables, rich displays), value and images.
 #[utoipa::path(
     get,
     path = "/",
@@ -19,7 +20,9 @@ pub async fn playground() -> impl IntoResponse {
     (
         [
             // Scripts and styles are inline and nothing is loaded from elsewhere; images
-            // come from runbox itself.
+            // come from runbox itself, SVG outputs as data: URLs. HTML outputs are shown in
+            // sandboxed srcdoc frames, which are not fetched, so frame-src stays 'none'
+            // (from default-src): that also keeps the frames from navigating anywhere.
             (
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(
