@@ -38,6 +38,7 @@ class Server:
     reader_token: str
     burst_token: str
     instance: str
+    max_sessions: int = MAX_SESSIONS
 
 
 def _binary() -> Path:
