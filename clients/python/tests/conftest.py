@@ -3,7 +3,8 @@
 The binary is `RUNBOX_BIN` (default `target/debug/runbox` of the repository). The
 server gets a configuration of its own: a temporary data dir, a sandbox instance label
 no other server uses, three static tokens (full, read-only, and one whose subject the
-rate-limit test may exhaust), a small warm pool. It is stopped with SIGTERM, which
+rate-limit test may exhaust), a small warm pool, and images served only with a
+token, so that every image the tests fetch proves the client sends it. It is stopped with SIGTERM, which
 removes its containers; teardown fails if any container of its label is left.
 """
 
@@ -61,6 +62,7 @@ auth:
 sandbox: {{instance: "{server.instance}", pool: {{size: 1}}}}
 sessions: {{max_per_subject: {MAX_SESSIONS}}}
 rate_limit: {{per_minute: 1200, burst: 60}}
+images: {{require_auth: true}}
 """
 
 

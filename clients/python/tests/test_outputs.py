@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from runbox_client import Client
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -22,6 +24,8 @@ def test_a_plot_shown_and_a_plot_saved(client: Client, tmp_path: Path) -> None:
     assert shown.text is not None and shown.text.startswith("<Figure")
     assert shown.image is not None and shown.image.mime == "image/png"
     assert shown.html is None and shown._repr_html_() is None
+    # The test server serves images only with a token: fetching proves it is sent.
+    assert httpx.get(shown.image.url).status_code == 401
     png = shown.png
     assert png is not None and png.startswith(PNG) and len(png) == shown.image.size
     assert shown._repr_png_() == png

@@ -1,6 +1,7 @@
 """The README's example, run as a reader would run it: its Python blocks in order, in a
-fresh interpreter of the environment the package was installed into, in an empty
-directory, configured only by RUNBOX_URL and RUNBOX_TOKEN."""
+fresh interpreter, in an empty directory, configured only by RUNBOX_URL and
+RUNBOX_TOKEN. The interpreter is RUNBOX_README_PYTHON when set (the script points it
+at a virtualenv holding only the installed client), else this one."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def test_the_readme_example_runs(server: Any, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOX_")}
     env.update(RUNBOX_URL=server.url, RUNBOX_TOKEN=server.token)
     run = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        [os.environ.get("RUNBOX_README_PYTHON", sys.executable), str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert run.returncode == 0, run.stderr
     expected = [

@@ -14,7 +14,7 @@ from ._handles import WAIT_CHUNK
 from ._http import AsyncHTTP, path, run_allowance, transport_error
 from ._json import loads
 from ._records import SessionInfo, TaskInfo, session_info_from_json, task_info_from_json
-from ._requests import Files, exec_body
+from ._requests import Files, Language, exec_body
 from ._result import Result, result_from_json
 from ._sse import SSEDecoder
 
@@ -121,7 +121,7 @@ class AsyncSession:
         self,
         code: str,
         *,
-        language: str = "python",
+        language: Language = "python",
         context: Optional[Mapping[str, Any]] = None,
         files: Optional[Files] = None,
         env: Optional[Mapping[str, str]] = None,
@@ -137,7 +137,7 @@ class AsyncSession:
         self,
         code: str,
         *,
-        language: str = "python",
+        language: Language = "python",
         context: Optional[Mapping[str, Any]] = None,
         files: Optional[Files] = None,
         env: Optional[Mapping[str, str]] = None,

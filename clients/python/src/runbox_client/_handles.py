@@ -13,7 +13,7 @@ from ._events import ResultEvent, StreamEvent, event_from_sse
 from ._http import SyncHTTP, path, run_allowance, transport_error
 from ._json import loads
 from ._records import SessionInfo, TaskInfo, session_info_from_json, task_info_from_json
-from ._requests import Files, exec_body
+from ._requests import Files, Language, exec_body
 from ._result import Result, result_from_json
 from ._sse import iter_events
 
@@ -115,7 +115,7 @@ class Session:
         self,
         code: str,
         *,
-        language: str = "python",
+        language: Language = "python",
         context: Optional[Mapping[str, Any]] = None,
         files: Optional[Files] = None,
         env: Optional[Mapping[str, str]] = None,
@@ -129,7 +129,7 @@ class Session:
         self,
         code: str,
         *,
-        language: str = "python",
+        language: Language = "python",
         context: Optional[Mapping[str, Any]] = None,
         files: Optional[Files] = None,
         env: Optional[Mapping[str, str]] = None,

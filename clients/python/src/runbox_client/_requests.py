@@ -5,7 +5,13 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
+
+Language = Literal["python", "bash"]
+
+ArgsDeclaration = Union[Mapping[str, Union[str, Mapping[str, Any]]], Sequence[Mapping[str, Any]]]
+"""A function's arguments: `{"count": "int", "factor": {"type": "float", "default": 2.0}}`
+or `[{"name": "count", "type": "int", "required": True, "description": "..."}, ...]`."""
 
 Content = Union[bytes, str, "os.PathLike[str]"]
 """A file's content: bytes, text (UTF-8), or a local file (`pathlib.Path`) to read."""
@@ -54,7 +60,7 @@ def _b64(content: Content) -> str:
 def exec_body(
     code: str,
     *,
-    language: str,
+    language: Language,
     context: Optional[Mapping[str, Any]],
     files: Optional[Files],
     env: Optional[Mapping[str, str]],
@@ -78,7 +84,7 @@ def function_body(
     code: str,
     *,
     dependencies: Optional[Sequence[str]],
-    args: Any,
+    args: Optional[ArgsDeclaration],
     max_concurrency: Optional[int],
     timeout: Optional[float],
     description: Optional[str],
@@ -88,8 +94,10 @@ def function_body(
         body["name"] = name
     if dependencies is not None:
         body["dependencies"] = list(dependencies)
-    if args is not None:
-        body["args"] = args
+    if isinstance(args, Mapping):
+        body["args"] = {k: v if isinstance(v, str) else dict(v) for k, v in args.items()}
+    elif args is not None:
+        body["args"] = [dict(a) for a in args]
     if max_concurrency is not None:
         body["max_concurrency"] = max_concurrency
     if timeout is not None:
