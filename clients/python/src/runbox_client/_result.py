@@ -3,6 +3,7 @@ tasks)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
@@ -51,8 +52,9 @@ class Result:
     def display(self) -> None:
         """Shows the run in a notebook as the cell itself would have: its stdout and
         stderr, then every output in order (figures, tables, the value)."""
+        # Imported by name: IPython is optional, and only notebooks have it.
         try:
-            from IPython.display import display  # type: ignore[import-not-found,unused-ignore]
+            display: Any = importlib.import_module("IPython.display").display
         except ImportError as exc:
             raise RuntimeError("Result.display() needs IPython (a notebook or IPython shell)") from exc
         if self.stdout:
