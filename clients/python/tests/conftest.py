@@ -46,7 +46,9 @@ def _binary() -> Path:
     given = Path(os.environ.get("RUNBOX_BIN", "target/debug/runbox"))
     binary = given if given.is_absolute() else REPO / given
     if not binary.is_file():
-        raise RuntimeError(f"no runbox binary at {binary}: build it (cargo build) or set RUNBOX_BIN")
+        raise RuntimeError(
+            f"no runbox binary at {binary}: build it (cargo build) or set RUNBOX_BIN"
+        )
     return binary
 
 

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_execute_and_fetch_an_image(aclient: AsyncClient) -> None:
-    result = await aclient.execute("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\nx * 2",
-                                   context={"x": 2**80})
+    result = await aclient.execute(
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\nx * 2", context={"x": 2**80}
+    )
     assert result.value == 2**81
     image = result.outputs[0].image
     assert image is not None
@@ -23,7 +24,9 @@ async def test_execute_and_fetch_an_image(aclient: AsyncClient) -> None:
 
 async def test_stream(aclient: AsyncClient) -> None:
     events: list[StreamEvent] = []
-    async for event in aclient.stream("print('a', flush=True)\nimport time\ntime.sleep(0.2)\nprint('b')\n3"):
+    async for event in aclient.stream(
+        "print('a', flush=True)\nimport time\ntime.sleep(0.2)\nprint('b')\n3"
+    ):
         events.append(event)
     assert [e.event for e in events] == ["stdout", "stdout", "display", "result"]
     last = events[-1]

@@ -19,7 +19,10 @@ def test_register_call_version_list_delete(client: Client) -> None:
         description="adds",
     )
     assert (stored.name, stored.version, stored.description) == ("add", 1, "adds")
-    assert [(a.name, a.type, a.required) for a in stored.args] == [("x", "int", True), ("y", "int", False)]
+    assert [(a.name, a.type, a.required) for a in stored.args] == [
+        ("x", "int", True),
+        ("y", "int", False),
+    ]
     assert stored.args[1].has_default and stored.args[1].default == 1
     assert not stored.args[0].has_default
     assert stored.max_concurrency == 2 and stored.timeout == 10.0
@@ -47,8 +50,11 @@ def test_register_call_version_list_delete(client: Client) -> None:
 
 
 def test_bad_arguments_are_rejected_naming_the_argument(client: Client) -> None:
-    client.functions.put("scale", "def scale(count, factor=2.0):\n    return count * factor\n",
-                         args={"count": "int", "factor": "float"})
+    client.functions.put(
+        "scale",
+        "def scale(count, factor=2.0):\n    return count * factor\n",
+        args={"count": "int", "factor": "float"},
+    )
     with pytest.raises(RejectedError) as caught:
         client.functions.call("scale", count="ten")
     assert caught.value.status == 422

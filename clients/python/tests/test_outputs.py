@@ -40,7 +40,9 @@ def test_a_plot_shown_and_a_plot_saved(client: Client, tmp_path: Path) -> None:
 
 
 def test_a_dataframe_shows_as_html(client: Client) -> None:
-    result = client.execute("import pandas as pd\npd.DataFrame({'city': ['Oslo', 'Lima'], 'n': [1, 2]})")
+    result = client.execute(
+        "import pandas as pd\npd.DataFrame({'city': ['Oslo', 'Lima'], 'n': [1, 2]})"
+    )
     assert result.success, result.error
     assert result.value == {"city": {"0": "Oslo", "1": "Lima"}, "n": {"0": 1, "1": 2}}
     [table] = result.outputs

@@ -23,12 +23,28 @@ def test_the_readme_example_runs(server: Any, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOX_")}
     env.update(RUNBOX_URL=server.url, RUNBOX_TOKEN=server.token)
     run = subprocess.run(
-        [os.environ.get("RUNBOX_README_PYTHON", sys.executable), str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        [os.environ.get("RUNBOX_README_PYTHON", sys.executable), str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr
     expected = [
-        "30", "45", "False", "runtime", "ZeroDivisionError: division by zero",
-        "<div>", "7", "4.5", "live: 0", "live: 1", "live: 2", "2.5", "499.5",
+        "30",
+        "45",
+        "False",
+        "runtime",
+        "ZeroDivisionError: division by zero",
+        "<div>",
+        "7",
+        "4.5",
+        "live: 0",
+        "live: 1",
+        "live: 2",
+        "2.5",
+        "499.5",
     ]
     assert run.stdout.split("\n")[: len(expected)] == expected, run.stdout
     assert (tmp_path / "squares.png").read_bytes().startswith(b"\x89PNG")

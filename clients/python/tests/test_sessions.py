@@ -49,7 +49,9 @@ def test_sessions_do_not_share_state(client: Client) -> None:
 def test_a_busy_session_answers_conflict(client: Client) -> None:
     with client.session() as session:
         slow: list[Result] = []
-        runner = threading.Thread(target=lambda: slow.append(session.execute("import time\ntime.sleep(3)\n'done'")))
+        runner = threading.Thread(
+            target=lambda: slow.append(session.execute("import time\ntime.sleep(3)\n'done'"))
+        )
         runner.start()
         try:
             deadline = time.monotonic() + 10

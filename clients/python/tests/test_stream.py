@@ -54,7 +54,9 @@ def test_events_arrive_in_order_and_end_with_the_result(client: Client) -> None:
 
 def test_collect_and_leaving_early(client: Client) -> None:
     assert client.stream("print('x')\n1 + 1").collect().value == 2
-    stream = client.stream("import time\nfor i in range(100):\n    print(i, flush=True)\n    time.sleep(0.1)")
+    stream = client.stream(
+        "import time\nfor i in range(100):\n    print(i, flush=True)\n    time.sleep(0.1)"
+    )
     for event in stream:
         assert isinstance(event, StdoutEvent)
         break

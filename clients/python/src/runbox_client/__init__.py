@@ -1,9 +1,9 @@
 """Python client of runbox: run untrusted Python and bash in sandboxes.
 
-    from runbox_client import Client
+from runbox_client import Client
 
-    with Client() as rb:                      # RUNBOX_URL, RUNBOX_TOKEN
-        print(rb.execute("21 * 2").value)     # 42
+with Client() as rb:                      # RUNBOX_URL, RUNBOX_TOKEN
+    print(rb.execute("21 * 2").value)     # 42
 """
 
 __version__ = "0.1.0"

@@ -6,7 +6,15 @@ from types import TracebackType
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Type
 
 from ._async_handles import AsyncStream, AsyncTask, SessionOpener
-from ._http import BUILD_ALLOWANCE, RUN_ALLOWANCE, AsyncHTTP, Verify, make_settings, path, run_allowance
+from ._http import (
+    BUILD_ALLOWANCE,
+    RUN_ALLOWANCE,
+    AsyncHTTP,
+    Verify,
+    make_settings,
+    path,
+    run_allowance,
+)
 from ._records import (
     FunctionInfo,
     SessionInfo,
@@ -67,8 +75,12 @@ class AsyncClient:
         its last expression (else the global `result`). `context` becomes globals
         (python) or environment variables (bash); `files` are written into the work
         dir first; `timeout` is the run's wall-clock limit in seconds."""
-        body = exec_body(code, language=language, context=context, files=files, env=env, timeout=timeout)
-        data = await self._http.json("POST", "/execute", body=body, allowance=run_allowance(timeout))
+        body = exec_body(
+            code, language=language, context=context, files=files, env=env, timeout=timeout
+        )
+        data = await self._http.json(
+            "POST", "/execute", body=body, allowance=run_allowance(timeout)
+        )
         return result_from_json(data, self._http)
 
     def stream(
@@ -82,10 +94,14 @@ class AsyncClient:
         timeout: Optional[float] = None,
     ) -> AsyncStream:
         """Runs `code` and yields its events as they happen (see `Stream`)."""
-        body = exec_body(code, language=language, context=context, files=files, env=env, timeout=timeout)
+        body = exec_body(
+            code, language=language, context=context, files=files, env=env, timeout=timeout
+        )
         return AsyncStream(self._http, "/execute", body)
 
-    def session(self, *, idle_timeout: Optional[float] = None, language: str = "python") -> SessionOpener:
+    def session(
+        self, *, idle_timeout: Optional[float] = None, language: str = "python"
+    ) -> SessionOpener:
         """`async with client.session() as s:` opens a session and deletes it at the
         end; `s = await client.session()` opens one to delete yourself."""
         body: Dict[str, Any] = {"language": language}
@@ -103,10 +119,16 @@ class AsyncClient:
         return AsyncTask(self._http, task_id)
 
     async def list_tasks(
-        self, *, function: Optional[str] = None, status: Optional[str] = None, limit: Optional[int] = None
+        self,
+        *,
+        function: Optional[str] = None,
+        status: Optional[str] = None,
+        limit: Optional[int] = None,
     ) -> List[TaskInfo]:
         """This token's tasks, newest first, without their results."""
-        data = await self._http.json("GET", "/tasks", params=task_list_params(function, status, limit))
+        data = await self._http.json(
+            "GET", "/tasks", params=task_list_params(function, status, limit)
+        )
         return [task_info_from_json(t, self._http) for t in data.get("tasks", [])]
 
     async def runcode(
@@ -115,7 +137,10 @@ class AsyncClient:
         """The original Code Interpreter API's call, answered as it answered:
         `{"output": stdout}` (and `"images": {file name: url}`) or `{"error": text}`."""
         data = await self._http.json(
-            "POST", "/runcode", body=runcode_body(code, language, variables), allowance=RUN_ALLOWANCE
+            "POST",
+            "/runcode",
+            body=runcode_body(code, language, variables),
+            allowance=RUN_ALLOWANCE,
         )
         return dict(data)
 
@@ -172,7 +197,9 @@ class AsyncFunctions:
             timeout=timeout,
             description=description,
         )
-        return function_from_json(await self._http.json("POST", "/functions", body=body, allowance=BUILD_ALLOWANCE))
+        return function_from_json(
+            await self._http.json("POST", "/functions", body=body, allowance=BUILD_ALLOWANCE)
+        )
 
     async def put(
         self,
@@ -196,11 +223,19 @@ class AsyncFunctions:
             timeout=timeout,
             description=description,
         )
-        return function_from_json(await self._http.json("PUT", path("functions", name), body=body, allowance=BUILD_ALLOWANCE))
+        return function_from_json(
+            await self._http.json(
+                "PUT", path("functions", name), body=body, allowance=BUILD_ALLOWANCE
+            )
+        )
 
     async def get(self, name: str, *, version: Optional[int] = None) -> FunctionInfo:
         """The latest version with its `versions`, `env` and `running`, or one version."""
-        url = path("functions", name) if version is None else path("functions", name, "versions", str(version))
+        url = (
+            path("functions", name)
+            if version is None
+            else path("functions", name, "versions", str(version))
+        )
         return function_from_json(await self._http.json("GET", url))
 
     async def list(self) -> List[FunctionInfo]:
@@ -218,10 +253,14 @@ class AsyncFunctions:
         arguments raise `RejectedError` (its `argument` names the one at fault)."""
         return await self.call_with(name, args)
 
-    async def call_with(self, name: str, args: Optional[Mapping[str, Any]] = None, *, version: Optional[int] = None) -> Result:
+    async def call_with(
+        self, name: str, args: Optional[Mapping[str, Any]] = None, *, version: Optional[int] = None
+    ) -> Result:
         """`call` with the arguments as a mapping, and optionally an older version."""
         body = call_body(args, is_async=False, version=version)
-        data = await self._http.json("POST", path("functions", name, "call"), body=body, allowance=RUN_ALLOWANCE)
+        data = await self._http.json(
+            "POST", path("functions", name, "call"), body=body, allowance=RUN_ALLOWANCE
+        )
         return result_from_json(data, self._http)
 
     async def call_async(self, name: str, /, **args: Any) -> AsyncTask:
@@ -239,4 +278,6 @@ class AsyncFunctions:
         """Ends every running call of the function in this server: sync calls answer
         `killed`, tasks end `CANCELLED`."""
         data = await self._http.json("POST", path("functions", name, "terminate"))
-        return Terminated(count=int(data.get("terminated", 0)), task_ids=list(data.get("task_ids", [])))
+        return Terminated(
+            count=int(data.get("terminated", 0)), task_ids=list(data.get("task_ids", []))
+        )

@@ -127,9 +127,14 @@ class AsyncSession:
         env: Optional[Mapping[str, str]] = None,
         timeout: Optional[float] = None,
     ) -> Result:
-        body = exec_body(code, language=language, context=context, files=files, env=env, timeout=timeout)
+        body = exec_body(
+            code, language=language, context=context, files=files, env=env, timeout=timeout
+        )
         data = await self._http.json(
-            "POST", path("sessions", self.id, "execute"), body=body, allowance=run_allowance(timeout)
+            "POST",
+            path("sessions", self.id, "execute"),
+            body=body,
+            allowance=run_allowance(timeout),
         )
         return result_from_json(data, self._http)
 
@@ -143,7 +148,9 @@ class AsyncSession:
         env: Optional[Mapping[str, str]] = None,
         timeout: Optional[float] = None,
     ) -> AsyncStream:
-        body = exec_body(code, language=language, context=context, files=files, env=env, timeout=timeout)
+        body = exec_body(
+            code, language=language, context=context, files=files, env=env, timeout=timeout
+        )
         return AsyncStream(self._http, path("sessions", self.id, "execute"), body)
 
     async def info(self) -> SessionInfo:
@@ -180,7 +187,9 @@ class SessionOpener:
         self._session: Optional[AsyncSession] = None
 
     async def _create(self) -> AsyncSession:
-        data = await self._http.json("POST", "/sessions", body=self._body, allowance=run_allowance(None))
+        data = await self._http.json(
+            "POST", "/sessions", body=self._body, allowance=run_allowance(None)
+        )
         return AsyncSession(self._http, session_info_from_json(data))
 
     def __await__(self) -> Generator[Any, None, AsyncSession]:
@@ -219,7 +228,10 @@ class AsyncTask:
 
     async def _poll(self, seconds: float) -> Optional[Result]:
         response = await self._http.request(
-            "GET", path("tasks", self.id, "result"), params={"wait": f"{seconds:.3f}"}, allowance=seconds
+            "GET",
+            path("tasks", self.id, "result"),
+            params={"wait": f"{seconds:.3f}"},
+            allowance=seconds,
         )
         data = loads(response.content)
         if response.status_code == 200:
@@ -244,7 +256,9 @@ class AsyncTask:
                 raise TaskTimeoutError(self.id, self._last_status)
 
     async def cancel(self) -> TaskInfo:
-        return task_info_from_json(await self._http.json("DELETE", path("tasks", self.id)), self._http)
+        return task_info_from_json(
+            await self._http.json("DELETE", path("tasks", self.id)), self._http
+        )
 
     def __repr__(self) -> str:
         return f"AsyncTask(id={self.id!r})"

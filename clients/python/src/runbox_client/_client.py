@@ -6,7 +6,15 @@ from types import TracebackType
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Type
 
 from ._handles import Session, Stream, Task
-from ._http import BUILD_ALLOWANCE, RUN_ALLOWANCE, SyncHTTP, Verify, make_settings, path, run_allowance
+from ._http import (
+    BUILD_ALLOWANCE,
+    RUN_ALLOWANCE,
+    SyncHTTP,
+    Verify,
+    make_settings,
+    path,
+    run_allowance,
+)
 from ._records import (
     FunctionInfo,
     SessionInfo,
@@ -67,7 +75,9 @@ class Client:
         its last expression (else the global `result`). `context` becomes globals
         (python) or environment variables (bash); `files` are written into the work
         dir first; `timeout` is the run's wall-clock limit in seconds."""
-        body = exec_body(code, language=language, context=context, files=files, env=env, timeout=timeout)
+        body = exec_body(
+            code, language=language, context=context, files=files, env=env, timeout=timeout
+        )
         data = self._http.json("POST", "/execute", body=body, allowance=run_allowance(timeout))
         return result_from_json(data, self._http)
 
@@ -82,7 +92,9 @@ class Client:
         timeout: Optional[float] = None,
     ) -> Stream:
         """Runs `code` and yields its events as they happen (see `Stream`)."""
-        body = exec_body(code, language=language, context=context, files=files, env=env, timeout=timeout)
+        body = exec_body(
+            code, language=language, context=context, files=files, env=env, timeout=timeout
+        )
         return Stream(self._http, "/execute", body)
 
     def session(self, *, idle_timeout: Optional[float] = None, language: str = "python") -> Session:
@@ -90,7 +102,9 @@ class Client:
         body: Dict[str, Any] = {"language": language}
         if idle_timeout is not None:
             body["idle_timeout"] = idle_timeout
-        info = session_info_from_json(self._http.json("POST", "/sessions", body=body, allowance=RUN_ALLOWANCE))
+        info = session_info_from_json(
+            self._http.json("POST", "/sessions", body=body, allowance=RUN_ALLOWANCE)
+        )
         return Session(self._http, info)
 
     def list_sessions(self) -> List[SessionInfo]:
@@ -103,7 +117,11 @@ class Client:
         return Task(self._http, task_id)
 
     def list_tasks(
-        self, *, function: Optional[str] = None, status: Optional[str] = None, limit: Optional[int] = None
+        self,
+        *,
+        function: Optional[str] = None,
+        status: Optional[str] = None,
+        limit: Optional[int] = None,
     ) -> List[TaskInfo]:
         """This token's tasks, newest first, without their results."""
         data = self._http.json("GET", "/tasks", params=task_list_params(function, status, limit))
@@ -115,7 +133,10 @@ class Client:
         """The original Code Interpreter API's call, answered as it answered:
         `{"output": stdout}` (and `"images": {file name: url}`) or `{"error": text}`."""
         data = self._http.json(
-            "POST", "/runcode", body=runcode_body(code, language, variables), allowance=RUN_ALLOWANCE
+            "POST",
+            "/runcode",
+            body=runcode_body(code, language, variables),
+            allowance=RUN_ALLOWANCE,
         )
         return dict(data)
 
@@ -172,7 +193,9 @@ class Functions:
             timeout=timeout,
             description=description,
         )
-        return function_from_json(self._http.json("POST", "/functions", body=body, allowance=BUILD_ALLOWANCE))
+        return function_from_json(
+            self._http.json("POST", "/functions", body=body, allowance=BUILD_ALLOWANCE)
+        )
 
     def put(
         self,
@@ -196,11 +219,17 @@ class Functions:
             timeout=timeout,
             description=description,
         )
-        return function_from_json(self._http.json("PUT", path("functions", name), body=body, allowance=BUILD_ALLOWANCE))
+        return function_from_json(
+            self._http.json("PUT", path("functions", name), body=body, allowance=BUILD_ALLOWANCE)
+        )
 
     def get(self, name: str, *, version: Optional[int] = None) -> FunctionInfo:
         """The latest version with its `versions`, `env` and `running`, or one version."""
-        url = path("functions", name) if version is None else path("functions", name, "versions", str(version))
+        url = (
+            path("functions", name)
+            if version is None
+            else path("functions", name, "versions", str(version))
+        )
         return function_from_json(self._http.json("GET", url))
 
     def list(self) -> List[FunctionInfo]:
@@ -218,10 +247,14 @@ class Functions:
         arguments raise `RejectedError` (its `argument` names the one at fault)."""
         return self.call_with(name, args)
 
-    def call_with(self, name: str, args: Optional[Mapping[str, Any]] = None, *, version: Optional[int] = None) -> Result:
+    def call_with(
+        self, name: str, args: Optional[Mapping[str, Any]] = None, *, version: Optional[int] = None
+    ) -> Result:
         """`call` with the arguments as a mapping, and optionally an older version."""
         body = call_body(args, is_async=False, version=version)
-        data = self._http.json("POST", path("functions", name, "call"), body=body, allowance=RUN_ALLOWANCE)
+        data = self._http.json(
+            "POST", path("functions", name, "call"), body=body, allowance=RUN_ALLOWANCE
+        )
         return result_from_json(data, self._http)
 
     def call_async(self, name: str, /, **args: Any) -> Task:
@@ -239,4 +272,6 @@ class Functions:
         """Ends every running call of the function in this server: sync calls answer
         `killed`, tasks end `CANCELLED`."""
         data = self._http.json("POST", path("functions", name, "terminate"))
-        return Terminated(count=int(data.get("terminated", 0)), task_ids=list(data.get("task_ids", [])))
+        return Terminated(
+            count=int(data.get("terminated", 0)), task_ids=list(data.get("task_ids", []))
+        )

@@ -61,7 +61,9 @@ def event_from_sse(sse: ServerSentEvent, source: Optional[ImageSource]) -> Optio
     try:
         payload = loads(sse.data.encode("utf-8"))
     except ValueError as exc:
-        raise APIConnectionError(f"the `{sse.event}` event is not JSON: {sse.data[:200]!r}") from exc
+        raise APIConnectionError(
+            f"the `{sse.event}` event is not JSON: {sse.data[:200]!r}"
+        ) from exc
     if sse.event == "stdout":
         return StdoutEvent(str(payload.get("data", "")))
     if sse.event == "stderr":

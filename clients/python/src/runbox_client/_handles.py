@@ -121,8 +121,15 @@ class Session:
         env: Optional[Mapping[str, str]] = None,
         timeout: Optional[float] = None,
     ) -> Result:
-        body = exec_body(code, language=language, context=context, files=files, env=env, timeout=timeout)
-        data = self._http.json("POST", path("sessions", self.id, "execute"), body=body, allowance=run_allowance(timeout))
+        body = exec_body(
+            code, language=language, context=context, files=files, env=env, timeout=timeout
+        )
+        data = self._http.json(
+            "POST",
+            path("sessions", self.id, "execute"),
+            body=body,
+            allowance=run_allowance(timeout),
+        )
         return result_from_json(data, self._http)
 
     def stream(
@@ -137,7 +144,9 @@ class Session:
     ) -> Stream:
         """Like `Client.stream`, except that closing the stream early does not stop
         the execution: the session stays busy (409) until it ends."""
-        body = exec_body(code, language=language, context=context, files=files, env=env, timeout=timeout)
+        body = exec_body(
+            code, language=language, context=context, files=files, env=env, timeout=timeout
+        )
         return Stream(self._http, path("sessions", self.id, "execute"), body)
 
     def info(self) -> SessionInfo:
@@ -187,7 +196,10 @@ class Task:
 
     def _poll(self, seconds: float) -> Optional[Result]:
         response = self._http.request(
-            "GET", path("tasks", self.id, "result"), params={"wait": f"{seconds:.3f}"}, allowance=seconds
+            "GET",
+            path("tasks", self.id, "result"),
+            params={"wait": f"{seconds:.3f}"},
+            allowance=seconds,
         )
         data = loads(response.content)
         if response.status_code == 200:

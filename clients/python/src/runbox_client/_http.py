@@ -170,7 +170,9 @@ class SyncHTTP:
         headers = self.settings.image_headers(url)
         try:
             if self.client.is_closed:
-                with httpx.Client(verify=self.settings.verify, timeout=self.settings.http_timeout()) as c:
+                with httpx.Client(
+                    verify=self.settings.verify, timeout=self.settings.http_timeout()
+                ) as c:
                     response = c.get(url, headers={**self.settings.headers, **headers})
             else:
                 response = self.client.get(url, headers=headers)
@@ -249,7 +251,9 @@ class AsyncHTTP:
         # client: a short-lived sync connection serves them.
         headers = {**self.settings.headers, **self.settings.image_headers(url)}
         try:
-            with httpx.Client(verify=self.settings.verify, timeout=self.settings.http_timeout()) as c:
+            with httpx.Client(
+                verify=self.settings.verify, timeout=self.settings.http_timeout()
+            ) as c:
                 response = c.get(url, headers=headers)
         except httpx.TransportError as exc:
             transport_error(exc, f"GET {url}")

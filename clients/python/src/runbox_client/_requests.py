@@ -107,7 +107,9 @@ def function_body(
     return body
 
 
-def call_body(args: Optional[Mapping[str, Any]], *, is_async: bool, version: Optional[int]) -> Dict[str, Any]:
+def call_body(
+    args: Optional[Mapping[str, Any]], *, is_async: bool, version: Optional[int]
+) -> Dict[str, Any]:
     body: Dict[str, Any] = {"args": dict(args or {})}
     if is_async:
         body["async"] = True
@@ -116,7 +118,9 @@ def call_body(args: Optional[Mapping[str, Any]], *, is_async: bool, version: Opt
     return body
 
 
-def runcode_body(code: str, language: str, variables: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+def runcode_body(
+    code: str, language: str, variables: Optional[Mapping[str, Any]]
+) -> Dict[str, Any]:
     return {"languageType": language, "variables": dict(variables or {}), "code": code}
 
 

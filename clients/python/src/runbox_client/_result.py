@@ -56,7 +56,9 @@ class Result:
         try:
             display: Any = importlib.import_module("IPython.display").display
         except ImportError as exc:
-            raise RuntimeError("Result.display() needs IPython (a notebook or IPython shell)") from exc
+            raise RuntimeError(
+                "Result.display() needs IPython (a notebook or IPython shell)"
+            ) from exc
         if self.stdout:
             sys.stdout.write(self.stdout)
         if self.stderr:
