@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from runbox_client import (
@@ -52,16 +55,31 @@ def test_events_arrive_in_order_and_end_with_the_result(client: Client) -> None:
     assert figure.output.png == last.result.outputs[0].png
 
 
+LONG = "import time\nfor i in range(100):\n    print(i, flush=True)\n    time.sleep(0.1)"
+
+
 def test_collect_and_leaving_early(client: Client) -> None:
     assert client.stream("print('x')\n1 + 1").collect().value == 2
-    stream = client.stream(
-        "import time\nfor i in range(100):\n    print(i, flush=True)\n    time.sleep(0.1)"
-    )
+    stream = client.stream(LONG)
     for event in stream:
         assert isinstance(event, StdoutEvent)
         break
     stream.close()
     assert stream.result is None
+
+
+def test_a_stream_dropped_mid_loop_closes_its_connection_at_once(client: Client) -> None:
+    stream = client.stream(LONG)
+    next(stream)
+    assert stream._response is not None
+    response = weakref.ref(stream._response)
+    gc.disable()
+    try:
+        del stream
+        left = response()
+        assert left is None or left.is_closed, "the connection outlived its stream"
+    finally:
+        gc.enable()
 
 
 def test_a_refusal_raises_before_any_event(client: Client) -> None:

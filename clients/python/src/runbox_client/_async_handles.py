@@ -41,36 +41,8 @@ class AsyncStream:
             if self._closed:
                 raise RuntimeError("the stream is closed")
             self._response = await self._http.open_stream(self._url, self._body)
-            self._events = self._generate(self._response)
+            self._events = _read_events(self._response, self._http)
         return self._events
-
-    async def _generate(self, response: httpx.Response) -> AsyncEvents:
-        decoder = SSEDecoder()
-        try:
-            async for line in response.aiter_lines():
-                sse = decoder.feed(line.rstrip("\r\n"))
-                if sse is None:
-                    continue
-                event = event_from_sse(sse, self._http)
-                if event is None:
-                    continue
-                if isinstance(event, ResultEvent):
-                    self.result = event.result
-                    yield event
-                    return
-                yield event
-        except httpx.TransportError as exc:
-            transport_error(exc, "reading the stream")
-        finally:
-            await response.aclose()
-        last = decoder.feed("")
-        if last is not None:
-            event = event_from_sse(last, self._http)
-            if isinstance(event, ResultEvent):
-                self.result = event.result
-                yield event
-                return
-        raise APIConnectionError("the stream ended before its result")
 
     def __aiter__(self) -> AsyncStream:
         return self
@@ -79,7 +51,10 @@ class AsyncStream:
         if self._closed and self._events is None:
             raise StopAsyncIteration
         events = await self._open()
-        return await events.__anext__()
+        event = await events.__anext__()
+        if isinstance(event, ResultEvent):
+            self.result = event.result
+        return event
 
     async def collect(self) -> Result:
         """Reads the remaining events and returns the result."""
@@ -107,6 +82,31 @@ class AsyncStream:
         tb: Optional[TracebackType],
     ) -> None:
         await self.aclose()
+
+
+async def _read_events(response: httpx.Response, source: AsyncHTTP) -> AsyncEvents:
+    # No reference to its AsyncStream, as in `_handles._read_events`.
+    decoder = SSEDecoder()
+    try:
+        async for line in response.aiter_lines():
+            sse = decoder.feed(line.rstrip("\r\n"))
+            event = event_from_sse(sse, source) if sse is not None else None
+            if event is None:
+                continue
+            yield event
+            if isinstance(event, ResultEvent):
+                return
+    except httpx.TransportError as exc:
+        transport_error(exc, "reading the stream")
+    finally:
+        await response.aclose()
+    # A stream cut right after its last data line still delivers that event.
+    last = decoder.feed("")
+    final = event_from_sse(last, source) if last is not None else None
+    if isinstance(final, ResultEvent):
+        yield final
+        return
+    raise APIConnectionError("the stream ended before its result")
 
 
 class AsyncSession:

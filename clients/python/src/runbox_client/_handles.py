@@ -46,25 +46,8 @@ class Stream:
             if self._closed:
                 raise RuntimeError("the stream is closed")
             self._response = self._http.open_stream(self._url, self._body)
-            self._events = self._generate(self._response)
+            self._events = _read_events(self._response, self._http)
         return self._events
-
-    def _generate(self, response: httpx.Response) -> Events:
-        try:
-            for sse in iter_events(response.iter_lines()):
-                event = event_from_sse(sse, self._http)
-                if event is None:
-                    continue
-                if isinstance(event, ResultEvent):
-                    self.result = event.result
-                    yield event
-                    return
-                yield event
-        except httpx.TransportError as exc:
-            transport_error(exc, "reading the stream")
-        finally:
-            response.close()
-        raise APIConnectionError("the stream ended before its result")
 
     def __iter__(self) -> Stream:
         return self
@@ -72,7 +55,10 @@ class Stream:
     def __next__(self) -> StreamEvent:
         if self._closed and self._events is None:
             raise StopIteration
-        return next(self._open())
+        event = next(self._open())
+        if isinstance(event, ResultEvent):
+            self.result = event.result
+        return event
 
     def collect(self) -> Result:
         """Reads the remaining events and returns the result."""
@@ -100,6 +86,25 @@ class Stream:
         tb: Optional[TracebackType],
     ) -> None:
         self.close()
+
+
+def _read_events(response: httpx.Response, source: SyncHTTP) -> Events:
+    # Holds no reference to its Stream: a stream dropped in the middle of a loop is
+    # freed at once, and closing this generator closes the connection (and so cancels
+    # the run) without waiting for the garbage collector.
+    try:
+        for sse in iter_events(response.iter_lines()):
+            event = event_from_sse(sse, source)
+            if event is None:
+                continue
+            yield event
+            if isinstance(event, ResultEvent):
+                return
+    except httpx.TransportError as exc:
+        transport_error(exc, "reading the stream")
+    finally:
+        response.close()
+    raise APIConnectionError("the stream ended before its result")
 
 
 class Session:
