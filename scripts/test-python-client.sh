@@ -27,7 +27,7 @@ BIN="${RUNBOX_BIN:-target/debug/runbox}"
 export RUNBOX_BIN="$BIN"
 
 command -v docker >/dev/null || die "the docker CLI is not installed"
-docker info >/dev/null 2>&1 || die "cannot reach the Docker engine: $(docker info 2>&1 | tail -n 2)"
+docker info >/dev/null 2>&1 || die "cannot reach the Docker engine: $(docker info 2>&1 | tail -n 1)"
 
 PYTHON="${PYTHON:-python3}"
 command -v "$PYTHON" >/dev/null || die "$PYTHON is not installed"
