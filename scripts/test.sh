@@ -74,6 +74,17 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
         || die "could not install chromium"
 fi
 
+step "the official MCP SDK for the MCP tests (a cached virtualenv)"
+MCP_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/runbox/mcp-venv"
+if [[ ! -x "$MCP_VENV/bin/python" ]] || ! cmp -s tests/mcp/requirements.txt "$MCP_VENV/.requirements"; then
+    rm -rf "$MCP_VENV"
+    python3 -m venv "$MCP_VENV"
+    "$MCP_VENV/bin/python" -m pip install --disable-pip-version-check -q -r tests/mcp/requirements.txt \
+        || die "could not install the MCP SDK (tests/mcp/requirements.txt)"
+    cp tests/mcp/requirements.txt "$MCP_VENV/.requirements"
+fi
+export RUNBOX_TEST_MCP_PYTHON="$MCP_VENV/bin/python"
+
 step "PostgreSQL for the store and black-box tests"
 RUNBOX_TEST_POSTGRES_URL="$(scripts/start-test-postgres.sh)"
 export RUNBOX_TEST_POSTGRES_URL
@@ -122,6 +133,9 @@ if ! $QUICK; then
     step "OpenAPI: the description validates and schemathesis finds no 5xx"
     scripts/check-openapi.py
 fi
+
+step "the Python client (clients/python) against target/debug/runbox"
+scripts/test-python-client.sh
 
 step "no container left behind"
 left="$(docker ps -aq --filter label=runbox.managed)"

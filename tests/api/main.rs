@@ -17,6 +17,7 @@ mod hostile_code;
 mod hostile_requests;
 mod infrastructure;
 mod lifecycle;
+mod mcp;
 mod openapi;
 mod ops;
 mod outputs;

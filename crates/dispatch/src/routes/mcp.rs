@@ -4,7 +4,8 @@
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::{Extension, Json};
+use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::auth::Principal;
@@ -42,7 +43,37 @@ pub async fn message(
     Extension(principal): Extension<Principal>,
     request: Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    // Bodies are bounded by the router's limit; reading one whole is what the MCP
+    // transport does too.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(_) => return ApiError::PayloadTooLarge.into_response(),
+    };
+    if let Some(refusal) = not_json_rpc(&bytes) {
+        return refusal;
+    }
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
     endpoint(state, principal, request).await
+}
+
+/// A body that is not JSON, or not a JSON-RPC message, answered as JSON-RPC says: 400
+/// with a parse error (-32700) or an invalid request (-32600), and a null id.
+fn not_json_rpc(body: &[u8]) -> Option<Response> {
+    let (code, message) = match serde_json::from_slice::<Value>(body) {
+        Err(err) => (-32700, format!("Parse error: {err}")),
+        Ok(Value::Object(message)) if message.get("jsonrpc") == Some(&json!("2.0")) => {
+            return None
+        }
+        // A batch: each element answers for itself (the transport refuses them).
+        Ok(Value::Array(_)) => return None,
+        Ok(_) => (
+            -32600,
+            "Invalid Request: not a JSON-RPC 2.0 message".to_string(),
+        ),
+    };
+    let error = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    Some((StatusCode::BAD_REQUEST, Json(error)).into_response())
 }
 
 /// The Model Context Protocol: a session's stream
