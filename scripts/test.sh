@@ -3,7 +3,9 @@
 # (debootstrap, PostgreSQL, Chromium), builds the offline base image and the sandbox
 # image, then runs formatting, lints, unit tests, the agent's tests, the store tests on
 # SQLite and PostgreSQL, the black-box suite against real Docker for both stores and
-# both transports, and the OpenAPI check (openapi-spec-validator and schemathesis).
+# both transports (the MCP scenarios, with the official MCP SDK as the client, among
+# them), the OpenAPI check (openapi-spec-validator and schemathesis) and the Python
+# client's own tests.
 #
 #   scripts/test.sh            everything (what CI runs)
 #   scripts/test.sh --quick    one black-box pass (SQLite, stdio) after the unit tests
