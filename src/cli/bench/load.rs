@@ -27,7 +27,16 @@ pub enum Scenario {
     Plot,
     /// bash `sleep 1`.
     Sleep,
+    /// `print(1)` through the native `/execute` (notebook outputs on).
+    Execute,
+    /// A figure shown with `plt.show()` through `/execute`: one notebook output, its
+    /// PNG stored.
+    Show,
 }
+
+const SHOW_CODE: &str = "import matplotlib.pyplot as plt
+plt.plot([1, 3, 2])
+plt.show()";
 
 const PLOT_CODE: &str = "import numpy as np\nimport matplotlib.pyplot as plt\n\
 x = np.linspace(0, 10, 200)\nplt.plot(x, np.sin(x))\nplt.title('bench')\n\
@@ -39,6 +48,16 @@ impl Scenario {
             Scenario::Print => "print",
             Scenario::Plot => "plot",
             Scenario::Sleep => "sleep",
+            Scenario::Execute => "execute",
+            Scenario::Show => "show",
+        }
+    }
+
+    /// The route the scenario's requests go to.
+    fn path(self) -> &'static str {
+        match self {
+            Scenario::Print | Scenario::Plot | Scenario::Sleep => "/runcode",
+            Scenario::Execute | Scenario::Show => "/execute",
         }
     }
 
@@ -49,6 +68,8 @@ impl Scenario {
             }
             Scenario::Plot => json!({"languageType": "python", "variables": {}, "code": PLOT_CODE}),
             Scenario::Sleep => json!({"languageType": "bash", "variables": {}, "code": "sleep 1"}),
+            Scenario::Execute => json!({"code": "print(1)"}),
+            Scenario::Show => json!({"code": SHOW_CODE}),
         }
     }
 
@@ -66,6 +87,13 @@ impl Scenario {
                         .is_some_and(|url| url.contains("/image/"))
             }
             Scenario::Sleep => body == &json!({"output": ""}),
+            Scenario::Execute => body["success"] == true && body["stdout"] == "1\n",
+            Scenario::Show => {
+                body["success"] == true
+                    && body["outputs"][0]["data"]["image/png"]["url"]
+                        .as_str()
+                        .is_some_and(|url| url.contains("/image/"))
+            }
         };
         if fine {
             Ok(())
@@ -207,7 +235,7 @@ impl Target {
     async fn request(&self, scenario: Scenario) -> Result<(), String> {
         let response = self
             .client
-            .post(format!("{}/runcode", self.base))
+            .post(format!("{}{}", self.base, scenario.path()))
             .bearer_auth(&self.token)
             .json(&scenario.body())
             .send()

@@ -37,7 +37,7 @@ pub struct BenchArgs {
     /// Bearer token for --server (default: the first static token of the configuration).
     #[arg(long, env = "RUNBOX_BENCH_TOKEN")]
     token: Option<String>,
-    /// Scenarios to run.
+    /// Scenarios to run: print, plot, sleep (on /runcode), execute, show (on /execute).
     #[arg(long, value_delimiter = ',', default_value = "print,plot,sleep")]
     scenarios: Vec<Scenario>,
     /// Concurrency levels of every scenario and of the churn baseline.
@@ -47,7 +47,8 @@ pub struct BenchArgs {
     /// others run back to back (sustained throughput, refill-bound). 0: none.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     warm_at: Vec<usize>,
-    /// Requests of `print` at each level (the sustained ones run in rounds instead).
+    /// Requests of `print` (and of `execute`) at each level (the sustained print levels
+    /// run in rounds instead).
     #[arg(long, default_value_t = 100)]
     print_requests: usize,
     /// Rounds of each sustained `print` level, whose ratio to the churn is a target: each
@@ -59,7 +60,7 @@ pub struct BenchArgs {
     /// Requests, and bare containers, in each block of a round.
     #[arg(long, default_value_t = 48)]
     round_requests: usize,
-    /// Requests of `plot` at each level.
+    /// Requests of `plot` (and of `show`) at each level.
     #[arg(long, default_value_t = 30)]
     plot_requests: usize,
     /// Requests of `sleep` at each level.
@@ -253,6 +254,8 @@ async fn measure(subject: &Subject, churn: &Churn<'_>, report: &mut Report, args
             Scenario::Print => args.print_requests,
             Scenario::Plot => args.plot_requests,
             Scenario::Sleep => args.sleep_requests,
+            Scenario::Execute => args.print_requests,
+            Scenario::Show => args.plot_requests,
         };
         for &concurrency in &args.concurrency {
             let paced = args.warm_at.contains(&concurrency);
