@@ -57,7 +57,9 @@ async fn scenario(name: &str) {
     );
     // Whatever the scenario opened (MCP sessions, their notebooks, runs) is gone: the
     // warm pool is all that is left.
-    let left = server.wait_containers_at_most(1, Duration::from_secs(30)).await;
+    let left = server
+        .wait_containers_at_most(1, Duration::from_secs(30))
+        .await;
     assert!(left.len() <= 1, "containers left after `{name}`: {left:?}");
     server.stop().await;
 }

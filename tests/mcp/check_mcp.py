@@ -129,6 +129,8 @@ async def notebook_sessions() -> None:
         check(not upload.is_error, "upload_file writes into the session")
         read = await run_python(client, "open('data/in.csv').read()", session_id=handle)
         check(read.structured_content["value"] == "a,b\n1,2\n", "the code reads the uploaded file")
+        lines = await client.call_tool("run_bash", {"code": "wc -l < data/in.csv", "session_id": handle})
+        check(texts(lines)[:1] == ["2\n"], "run_bash works in the session's directory too")
         await run_python(client, "open('out.txt', 'w').write('made here')", session_id=handle)
         download = await client.call_tool("download_file", {"path": "out.txt", "session_id": handle})
         check(texts(download) == ["made here"], "download_file reads a file the code wrote")

@@ -153,8 +153,8 @@ fn built_in() -> Vec<Tool> {
     run_python.output_schema = Some(result.clone());
     let mut run_bash = Tool::new(
         "run_bash",
-        "Run a bash script in a fresh sandbox (or in a session's working directory); \
-         returns what it printed.",
+        "Run a bash script; within an MCP session (or with session_id) in that session's \
+         working directory, next to its files; returns what it printed.",
         code_input("bash"),
     );
     run_bash.output_schema = Some(result);
@@ -265,13 +265,9 @@ impl Call<'_> {
         }
     }
 
-    async fn place(
-        &self,
-        arguments: &CodeArguments,
-        language: Language,
-    ) -> Result<Place, ToolError> {
+    async fn place(&self, arguments: &CodeArguments) -> Result<Place, ToolError> {
         let stateless = arguments.stateless == Some(true) || self.runtime.config().mcp.stateless;
-        if stateless || (language == Language::Bash && arguments.session_id.is_none()) {
+        if stateless {
             return Ok(Place::Fresh);
         }
         Ok(match self.session(arguments.session_id.as_deref()).await? {
@@ -345,7 +341,7 @@ async fn run_code(
 ) -> Result<CallToolResult, ToolError> {
     call.principal.require("run")?;
     let arguments: CodeArguments = parse(arguments)?;
-    let place = call.place(&arguments, language).await?;
+    let place = call.place(&arguments).await?;
     let body = ExecBody {
         code: arguments.code,
         language: Some(language.as_str().to_string()),

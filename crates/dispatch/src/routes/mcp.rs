@@ -62,9 +62,7 @@ pub async fn message(
 fn not_json_rpc(body: &[u8]) -> Option<Response> {
     let (code, message) = match serde_json::from_slice::<Value>(body) {
         Err(err) => (-32700, format!("Parse error: {err}")),
-        Ok(Value::Object(message)) if message.get("jsonrpc") == Some(&json!("2.0")) => {
-            return None
-        }
+        Ok(Value::Object(message)) if message.get("jsonrpc") == Some(&json!("2.0")) => return None,
         // A batch: each element answers for itself (the transport refuses them).
         Ok(Value::Array(_)) => return None,
         Ok(_) => (
