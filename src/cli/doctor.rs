@@ -2,6 +2,7 @@
 
 use runbox_core::config::Transport;
 use runbox_core::Config;
+use runbox_sandbox::host_firewall;
 use runbox_sandbox::image::{image_exists, plan, resolve_base, BOOTSTRAP_BASE, UPSTREAM_BASE};
 use runbox_sandbox::{connect_docker, docker_runtimes};
 use runbox_store::{redact_url, Store};
@@ -117,6 +118,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     if config.sandbox.transport == Transport::Http {
+        if host_firewall::is_closed().await {
+            report.ok(
+                "host firewall",
+                "new connections from the http sandboxes' bridge are dropped (runbox's netfilter rules)",
+            );
+        } else if host_firewall::can_install() {
+            report.ok(
+                "host firewall",
+                "runbox serve installs its netfilter rules itself (it has CAP_NET_ADMIN)",
+            );
+        } else if config.sandbox.allow_host_network_access {
+            report.warn(
+                "host firewall",
+                format!(
+                    "sandboxes can reach the host's services (accepted by \
+                     sandbox.allow_host_network_access); to close it: {}",
+                    host_firewall::manual_fix()
+                ),
+            );
+        } else {
+            report.fail(
+                "host firewall",
+                "runbox cannot install the netfilter rules that keep the http transport's \
+                 sandboxes from the host's services (it lacks CAP_NET_ADMIN or iptables), so \
+                 serve refuses this transport",
+                &format!(
+                    "{}; or run runbox as root; or accept it with \
+                     sandbox.allow_host_network_access: true",
+                    host_firewall::manual_fix()
+                ),
+            );
+        }
         let range = config.sandbox.port_range;
         let free = (range.start..=range.end)
             .filter(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())

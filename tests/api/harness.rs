@@ -180,6 +180,13 @@ impl Server {
     }
 
     pub async fn start_with(options: Options) -> Server {
+        let mut server = Server::configure(options).await;
+        server.spawn();
+        server
+    }
+
+    /// A server's data dir, database and configuration, not started yet.
+    pub async fn configure(options: Options) -> Server {
         let tempdir = tempfile::tempdir().expect("tempdir");
         let dir = tempdir.path().to_path_buf();
         let instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -242,7 +249,7 @@ pip:
         );
         let config_path = dir.join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
-        let mut server = Server {
+        Server {
             child: None,
             stdin: None,
             base: String::new(),
@@ -259,14 +266,19 @@ pip:
             env: options.env.clone(),
             _tempdir: Some(tempdir),
             pg_schema,
-        };
-        server.spawn();
-        server
+        }
     }
 
     /// Starts (or restarts, after [`Server::kill9`]) the process on the same data dir,
     /// database and instance.
     pub fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn() {
+            panic!("{why}");
+        }
+    }
+
+    /// Starts the process; Err with its log when it exits before it listens.
+    pub fn try_spawn(&mut self) -> Result<(), String> {
         require_docker();
         ensure_image();
         let log = std::fs::OpenOptions::new()
@@ -306,14 +318,15 @@ pip:
         loop {
             if let Ok(url) = rx.recv_timeout(Duration::from_millis(100)) {
                 self.base = url;
-                break;
+                return Ok(());
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
+                    self.child = None;
+                    return Err(format!(
                         "runbox exited during start-up ({status}):\n{}",
                         self.log_tail()
-                    );
+                    ));
                 }
             }
             assert!(

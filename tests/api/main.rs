@@ -13,6 +13,7 @@ mod exactness;
 mod execute;
 mod forgery;
 mod functions;
+mod host_firewall;
 mod hostile_code;
 mod hostile_requests;
 mod infrastructure;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use runbox_sandbox::host_firewall::FirewallState;
 use runbox_sandbox::{docker_runtimes, PoolStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -36,6 +37,46 @@ pub struct HealthReport {
     pub image: String,
     pub version: String,
     pub builds: BuildsHealth,
+    pub host_firewall: HostFirewallHealth,
+}
+
+/// Whether the http transport's sandboxes are kept from the host's services (by
+/// runbox's netfilter rules).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostFirewallHealth {
+    /// `not_needed` (the stdio transport: no network at all), `closed`, or `open`
+    /// (`degraded`, unless `accepted`).
+    #[schema(pattern = "^(not_needed|closed|open)$")]
+    pub state: String,
+    /// `sandbox.allow_host_network_access`: the operator accepts an open host.
+    pub accepted: bool,
+    /// Why it is open.
+    #[schema(required = true)]
+    pub why: Option<String>,
+    /// What closes it.
+    #[schema(required = true)]
+    pub fix: Option<String>,
+}
+
+impl HostFirewallHealth {
+    fn of(state: FirewallState, accepted: bool) -> Self {
+        let (name, why, fix) = match state {
+            FirewallState::NotNeeded => ("not_needed", None, None),
+            FirewallState::Closed => ("closed", None, None),
+            FirewallState::Open { why, fix } => ("open", Some(why), Some(fix)),
+        };
+        HostFirewallHealth {
+            state: name.to_string(),
+            accepted,
+            why,
+            fix,
+        }
+    }
+
+    fn unaccepted_open(&self) -> bool {
+        self.state == "open" && !self.accepted
+    }
 }
 
 impl HealthReport {
@@ -142,10 +183,15 @@ impl Runtime {
     pub async fn health(&self) -> HealthReport {
         let sandboxes = &self.runner.sandboxes;
         let store = &self.runner.store;
-        let (docker, database, runtime) = tokio::join!(
+        let (docker, database, runtime, firewall) = tokio::join!(
             sandboxes.docker_status(),
             store.ping(),
-            self.runtime_health()
+            self.runtime_health(),
+            sandboxes.host_firewall()
+        );
+        let host_firewall = HostFirewallHealth::of(
+            firewall,
+            self.runner.config.sandbox.allow_host_network_access,
         );
         let engine = sandboxes.status();
         let (ready, target) = engine.pools.iter().fold((0, 0), |(ready, target), pool| {
@@ -153,7 +199,8 @@ impl Runtime {
         });
         // A configured runtime the engine does not have fails every sandbox.
         let runtime_ok = !docker.reachable || runtime.installed != Some(Some(false));
-        let healthy = docker.reachable && database.is_ok() && runtime_ok;
+        let healthy =
+            docker.reachable && database.is_ok() && runtime_ok && !host_firewall.unaccepted_open();
         HealthReport {
             status: if healthy { "ok" } else { "degraded" }.to_string(),
             docker: DockerHealth {
@@ -183,6 +230,7 @@ impl Runtime {
             builds: BuildsHealth {
                 engine_failure: self.functions.engine_failure(),
             },
+            host_firewall,
         }
     }
 

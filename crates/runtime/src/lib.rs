@@ -29,7 +29,8 @@ mod stored_images;
 
 pub use error::{Rejection, RuntimeError};
 pub use health::{
-    BuildsHealth, DatabaseHealth, DockerHealth, HealthReport, PoolHealth, PoolState, RuntimeHealth,
+    BuildsHealth, DatabaseHealth, DockerHealth, HealthReport, HostFirewallHealth, PoolHealth,
+    PoolState, RuntimeHealth,
 };
 pub use instance::instance_name;
 pub use run::{Job, Run};

@@ -38,6 +38,10 @@ pub enum SandboxError {
     SessionEnded,
     #[error("runbox is shutting down")]
     ShuttingDown,
+    /// The http transport's sandboxes could reach the host's services, and the
+    /// configuration does not accept that.
+    #[error("the http transport would leave the host open to sandboxes: {why}. Fix: {fix}; or set sandbox.allow_host_network_access: true to accept it")]
+    HostOpen { why: String, fix: String },
 }
 
 impl SandboxError {

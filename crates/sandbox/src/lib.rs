@@ -11,6 +11,7 @@ mod error;
 pub mod fake;
 mod frame;
 mod guard;
+pub mod host_firewall;
 pub mod image;
 mod in_use;
 pub mod labels;

@@ -54,6 +54,10 @@ pub struct SandboxConfig {
     /// Distinguishes the containers of several runbox servers on one engine; empty: a
     /// name derived from the data dir.
     pub instance: String,
+    /// The http transport's sandboxes may reach the host's services: only for an
+    /// engine where runbox cannot install its netfilter rules, and an operator who
+    /// closes the host another way (or accepts that it is open).
+    pub allow_host_network_access: bool,
 }
 
 impl Default for SandboxConfig {
@@ -75,6 +79,7 @@ impl Default for SandboxConfig {
             tmp_size: ByteSize::mib(64),
             startup_timeout: HumanDuration::secs(20),
             instance: String::new(),
+            allow_host_network_access: false,
         }
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, EngineHealth};
 use crate::containers::Containers;
 use crate::environment::{self, BuildFailure, BuildReport, DependencySet, EnvironmentPlan};
+use crate::host_firewall::{self, FirewallState};
 use crate::in_use::InUse;
 use crate::labels::ContainerKind;
 use crate::network::ensure_sandbox_network;
@@ -64,6 +65,8 @@ struct Shared {
     /// Fired when shutdown stops waiting for runs: each ends with `ShuttingDown`.
     runs_stopped: CancellationToken,
     in_use: Arc<AtomicUsize>,
+    /// How the host was found closed (or not) to the sandboxes at start.
+    firewall: FirewallState,
 }
 
 impl Sandboxes {
@@ -76,9 +79,22 @@ impl Sandboxes {
         instance: String,
     ) -> Result<Self, SandboxError> {
         sweep::sweep_instance(engine.as_ref(), &instance).await?;
-        if uses_http(&config) {
+        let firewall = if uses_http(&config) {
             ensure_sandbox_network(engine.as_ref()).await?;
-        }
+            let state = host_firewall::close().await;
+            if let FirewallState::Open { why, fix } = &state {
+                if !config.sandbox.allow_host_network_access {
+                    return Err(SandboxError::HostOpen {
+                        why: why.clone(),
+                        fix: fix.clone(),
+                    });
+                }
+                tracing::warn!(%why, "the host is open to the http transport's sandboxes (sandbox.allow_host_network_access)");
+            }
+            state
+        } else {
+            FirewallState::NotNeeded
+        };
         let http_client = reqwest::Client::builder()
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30))
@@ -120,6 +136,7 @@ impl Sandboxes {
                 cancel,
                 runs_stopped: CancellationToken::new(),
                 in_use: Arc::new(AtomicUsize::new(0)),
+                firewall,
             }),
         })
     }
@@ -343,6 +360,29 @@ impl Sandboxes {
         // Whatever is left (a removal that failed) goes now, by label.
         if let Err(err) = sweep::sweep_instance(launcher.engine(), &launcher.instance).await {
             tracing::warn!(error = %err, "final sweep failed");
+        }
+        // The rules go with the last sandbox on the network: other servers on this
+        // engine may still have theirs there.
+        if self.inner.firewall == FirewallState::Closed
+            && launcher
+                .engine()
+                .network_containers(crate::network::SANDBOX_NETWORK)
+                .await
+                .is_ok_and(|count| count == 0)
+        {
+            host_firewall::reopen().await;
+        }
+    }
+
+    /// Whether the host is closed to the sandboxes now (runbox's rules may have been
+    /// flushed since start).
+    pub async fn host_firewall(&self) -> FirewallState {
+        match &self.inner.firewall {
+            FirewallState::Closed if !host_firewall::is_closed().await => FirewallState::Open {
+                why: "runbox's netfilter rules have been removed since it started".into(),
+                fix: host_firewall::manual_fix(),
+            },
+            other => other.clone(),
         }
     }
 }
