@@ -79,9 +79,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 }
                 Err(err) => report.fail("base image", err, "check sandbox.base_image"),
             }
+            let runtimes = docker_runtimes(docker.as_ref()).await;
+            report.ok("OCI runtimes", runtimes.join(", "));
+            let strong = config.sandbox.strong_runtime.trim();
+            if runtimes.iter().any(|r| r == strong) {
+                report.ok("isolation tier strong", format!("served by {strong}"));
+            } else {
+                report.warn(
+                    "isolation tier strong",
+                    format!(
+                        "unavailable: the engine has no `{strong}` (sandbox.strong_runtime); runs \
+                         that ask for it are refused. Install gVisor and register it in \
+                         /etc/docker/daemon.json (\"runtimes\": {{\"{strong}\": {{\"path\": \"/usr/bin/runsc\"}}}})"
+                    ),
+                );
+            }
             let runtime = config.sandbox.runtime.trim();
             if !runtime.is_empty() {
-                let runtimes = docker_runtimes(docker.as_ref()).await;
                 if runtimes.iter().any(|r| r == runtime) {
                     report.ok("runtime", runtime);
                 } else {

@@ -27,6 +27,10 @@ pub enum TokenCommand {
         /// Time to live, e.g. 30d, 12h, 900s.
         #[arg(long, default_value = "30d")]
         ttl: String,
+        /// The least isolation every run of the token gets: standard, strong, or an OCI
+        /// runtime's name.
+        #[arg(long)]
+        isolation: Option<String>,
     },
     /// Revokes a JWT (pass the token itself or its `jti`); the server refuses it at once.
     Revoke { token_or_id: String },
@@ -40,7 +44,15 @@ pub async fn run(config: Config, command: TokenCommand) -> anyhow::Result<()> {
             subject,
             scope,
             ttl,
+            isolation,
         } => {
+            if let Some(isolation) = &isolation {
+                if runbox_core::Isolation::parse(isolation).is_none() {
+                    bail!(
+                        "unknown isolation `{isolation}` (standard, strong, or a runtime's name)"
+                    );
+                }
+            }
             let scopes: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
             for scope in &scopes {
                 if !ALL_SCOPES.contains(&scope.as_str()) {
@@ -51,7 +63,8 @@ pub async fn run(config: Config, command: TokenCommand) -> anyhow::Result<()> {
                 bail!("--subject must not be empty");
             }
             let ttl = parse_duration(&ttl).map_err(anyhow::Error::msg)?;
-            let (token, _) = keys.issue(subject.trim(), &scopes, ttl)?;
+            let (token, _) =
+                keys.issue_with_isolation(subject.trim(), &scopes, isolation.as_deref(), ttl)?;
             println!("{token}");
         }
         TokenCommand::Revoke { token_or_id } => {

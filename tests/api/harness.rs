@@ -156,6 +156,12 @@ pub fn pip_ca_bundle() -> String {
     }
 }
 
+/// `sandbox.runtime` of the test servers: RUNBOX_TEST_RUNTIME (e.g. crun or runsc, on a
+/// test engine that has it), else the engine's default.
+pub fn test_runtime() -> String {
+    std::env::var("RUNBOX_TEST_RUNTIME").unwrap_or_default()
+}
+
 pub fn transport() -> String {
     std::env::var(TRANSPORT_VAR).unwrap_or_else(|_| "stdio".into())
 }
@@ -217,6 +223,7 @@ database:
 data_dir: {dir:?}
 sandbox:
   transport: {transport}
+  runtime: "{runtime}"
   instance: {instance}
   port_range: {{start: {port_start}, end: {port_end}}}
   pool:
@@ -239,6 +246,7 @@ pip:
                 .map(str::to_string)
                 .unwrap_or_else(transport),
             pool = options.pool_size,
+            runtime = test_runtime(),
             sandbox_extra = indent(&options.sandbox_yaml),
             limits_extra = indent(&options.limits_yaml),
             max_runs = options.max_concurrent_runs,

@@ -17,6 +17,7 @@ mod host_firewall;
 mod hostile_code;
 mod hostile_requests;
 mod infrastructure;
+mod isolation;
 mod lifecycle;
 mod mcp;
 mod openapi;

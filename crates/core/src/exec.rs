@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::isolation::Isolation;
 use crate::outputs::OutputItem;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -69,6 +70,8 @@ pub struct ExecRequest {
     /// Make notebook outputs (figures shown, `display()`, the value's rich
     /// representation); `/runcode` leaves it off and runs exactly as before.
     pub outputs: bool,
+    /// The kernel boundary the run asks for (a session's is fixed when it opens).
+    pub isolation: Isolation,
 }
 
 /// After running the code as a module, call `function(**args)`; its return is the value.
@@ -91,6 +94,7 @@ impl ExecRequest {
             call: None,
             check: None,
             outputs: false,
+            isolation: Isolation::Standard,
         }
     }
 }

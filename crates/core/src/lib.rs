@@ -3,6 +3,7 @@
 pub mod config;
 pub mod exec;
 pub mod fence;
+pub mod isolation;
 pub mod numbers;
 pub mod outputs;
 pub mod units;
@@ -12,4 +13,5 @@ pub use exec::{
     ErrorKind, ExecError, ExecEvent, ExecMode, ExecOutcome, ExecRequest, FunctionCall, ImageFile,
     InputFile, Language,
 };
+pub use isolation::Isolation;
 pub use outputs::{OutputData, OutputItem, OutputKind};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use runbox_core::numbers;
-use runbox_core::{Config, ExecMode, ExecRequest, InputFile, Language};
+use runbox_core::{Config, ExecMode, ExecRequest, InputFile, Isolation, Language};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -48,6 +48,25 @@ pub struct ExecBody {
     /// Run in this session instead of a fresh sandbox (`POST /execute` only).
     #[serde(default)]
     pub session_id: Option<String>,
+    /// `standard` (default), `strong` (a kernel of its own: gVisor), or an OCI runtime
+    /// the engine has; refused (503) when no engine offers it, never downgraded. A
+    /// token's own isolation is the least a run gets; a session's is fixed when it opens.
+    #[serde(default)]
+    #[schema(example = "strong")]
+    pub isolation: Option<String>,
+}
+
+/// `isolation` of a body: a tier or a runtime's name (400 naming the field otherwise).
+pub fn parse_isolation(text: Option<&str>) -> ApiResult<Isolation> {
+    match text {
+        None => Ok(Isolation::Standard),
+        Some(text) => Isolation::parse(text).ok_or_else(|| {
+            ApiError::invalid_field(
+                "isolation",
+                format!("`{text}` is not standard, strong or a runtime's name"),
+            )
+        }),
+    }
 }
 
 /// An input file.
@@ -122,6 +141,7 @@ impl ExecBody {
         request.variables = variables;
         request.env = env;
         request.files = files;
+        request.isolation = parse_isolation(self.isolation.as_deref())?;
         // The native surface shows what a notebook would (figures, display(), rich
         // values); the compatibility surface does not ask for it.
         request.outputs = true;

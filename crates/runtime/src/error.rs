@@ -105,6 +105,7 @@ impl From<SandboxError> for RuntimeError {
             err if err.is_unavailable() => {
                 RuntimeError::Unavailable(format!("sandbox unavailable: {err}"))
             }
+            SandboxError::IsolationUnavailable { .. } => RuntimeError::Unavailable(err.to_string()),
             SandboxError::ImageMissing(_) | SandboxError::ImageWithoutAgent(_) => {
                 RuntimeError::Unavailable(err.to_string())
             }

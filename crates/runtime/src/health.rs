@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use runbox_core::Isolation;
 use runbox_sandbox::host_firewall::FirewallState;
 use runbox_sandbox::{docker_runtimes, PoolStatus};
 use serde::Serialize;
@@ -38,6 +39,26 @@ pub struct HealthReport {
     pub version: String,
     pub builds: BuildsHealth,
     pub host_firewall: HostFirewallHealth,
+    pub isolation: IsolationHealth,
+}
+
+/// The isolation tiers and the OCI runtimes that serve them.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IsolationHealth {
+    /// The OCI runtimes the engine has registered.
+    pub offered: Vec<String>,
+    pub standard: TierHealth,
+    /// Runs that ask for it are refused (503) while it is not available.
+    pub strong: TierHealth,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TierHealth {
+    /// The runtime that serves the tier (`default`: the engine's own).
+    pub runtime: String,
+    pub available: bool,
 }
 
 /// Whether the http transport's sandboxes are kept from the host's services (by
@@ -151,6 +172,8 @@ pub struct PoolHealth {
 #[serde(deny_unknown_fields)]
 pub struct PoolState {
     pub image: String,
+    /// The OCI runtime of its sandboxes (empty: the engine's default).
+    pub runtime: String,
     pub ready: u64,
     /// Ready sandboxes that have the configured modules (`sandbox.preload`) imported.
     pub preloaded: u64,
@@ -168,6 +191,7 @@ impl From<&PoolStatus> for PoolState {
     fn from(pool: &PoolStatus) -> Self {
         PoolState {
             image: pool.image.clone(),
+            runtime: pool.runtime.clone(),
             ready: pool.ready as u64,
             preloaded: pool.preloaded as u64,
             target: pool.target as u64,
@@ -231,6 +255,37 @@ impl Runtime {
                 engine_failure: self.functions.engine_failure(),
             },
             host_firewall,
+            isolation: self.isolation_health().await,
+        }
+    }
+
+    /// Which tier runs where, and whether the engine offers it.
+    async fn isolation_health(&self) -> IsolationHealth {
+        let sandboxes = &self.runner.sandboxes;
+        let tier = |isolation: Isolation| async move {
+            match sandboxes.runtime_for(&isolation).await {
+                Ok(runtime) if runtime.is_empty() => TierHealth {
+                    runtime: "default".into(),
+                    available: true,
+                },
+                Ok(runtime) => TierHealth {
+                    runtime,
+                    available: true,
+                },
+                Err(_) => TierHealth {
+                    runtime: match isolation {
+                        Isolation::Strong => self.runner.config.sandbox.strong_runtime.clone(),
+                        other => other.name().to_string(),
+                    },
+                    available: false,
+                },
+            }
+        };
+        let (standard, strong) = tokio::join!(tier(Isolation::Standard), tier(Isolation::Strong));
+        IsolationHealth {
+            offered: sandboxes.offered_runtimes(),
+            standard,
+            strong,
         }
     }
 

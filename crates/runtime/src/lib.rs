@@ -29,8 +29,8 @@ mod stored_images;
 
 pub use error::{Rejection, RuntimeError};
 pub use health::{
-    BuildsHealth, DatabaseHealth, DockerHealth, HealthReport, HostFirewallHealth, PoolHealth,
-    PoolState, RuntimeHealth,
+    BuildsHealth, DatabaseHealth, DockerHealth, HealthReport, HostFirewallHealth, IsolationHealth,
+    PoolHealth, PoolState, RuntimeHealth, TierHealth,
 };
 pub use instance::instance_name;
 pub use run::{Job, Run};

@@ -46,11 +46,17 @@ impl Runtime {
     /// environment is there, so that a build does not hold a run's slot.
     pub async fn start(&self, principal: &Principal, job: Job) -> Result<Run, RuntimeError> {
         let work = match job {
-            Job::OneShot { surface, request } => Work::OneShot {
+            Job::OneShot {
                 surface,
-                request,
-                admitted: self.runner.admission.admit().await?,
-            },
+                mut request,
+            } => {
+                request.isolation = request.isolation.at_least(&principal.isolation);
+                Work::OneShot {
+                    surface,
+                    request,
+                    admitted: self.runner.admission.admit().await?,
+                }
+            }
             Job::InSession { session, request } => {
                 let lease = session.begin()?;
                 Work::InSession {
@@ -62,7 +68,9 @@ impl Runtime {
             }
             Job::Call { function, call } => {
                 principal.require("run")?;
-                Work::Call(self.functions.prepare(&function, &call, None).await?)
+                let mut prepared = self.functions.prepare(&function, &call, None).await?;
+                prepared.isolation = prepared.isolation.at_least(&principal.isolation);
+                Work::Call(prepared)
             }
         };
         Ok(Run {

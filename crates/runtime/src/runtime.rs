@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use runbox_core::{Config, Language};
+use runbox_core::{Config, Isolation, Language};
 use runbox_sandbox::{Backend, SandboxError, Sandboxes};
 use runbox_store::{spawn_retention_sweep, Retention, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -123,10 +123,12 @@ impl Runtime {
         principal: &Principal,
         language: Language,
         idle_timeout: Option<Duration>,
+        isolation: Isolation,
     ) -> Result<SessionInfo, RuntimeError> {
+        let isolation = isolation.at_least(&principal.isolation);
         let session = self
             .sessions
-            .open(&principal.subject, language, idle_timeout)
+            .open(&principal.subject, language, idle_timeout, isolation)
             .await?;
         Ok(session.info())
     }

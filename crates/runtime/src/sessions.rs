@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use runbox_core::config::SessionsConfig;
 use runbox_core::units::human_seconds;
-use runbox_core::{ErrorKind, ExecEvent, ExecOutcome, ExecRequest, Language};
+use runbox_core::{ErrorKind, ExecEvent, ExecOutcome, ExecRequest, Isolation, Language};
 use runbox_sandbox::{SandboxError, Sandboxes, SessionSandbox};
 use serde::Serialize;
 use tokio::sync::{mpsc, OwnedMutexGuard};
@@ -76,6 +76,8 @@ pub struct Session {
     pub id: String,
     pub subject: String,
     pub language: Language,
+    /// The isolation its sandbox runs under, fixed when it opened.
+    pub isolation: Isolation,
     pub created_at: DateTime<Utc>,
     created: Instant,
     pub idle_timeout: Duration,
@@ -107,6 +109,8 @@ struct Ended {
 pub struct SessionInfo {
     pub id: String,
     pub language: Language,
+    /// `standard`, `strong`, or the OCI runtime it asked for.
+    pub isolation: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: DateTime<Utc>,
     /// When the session ends unless it is used before (null once it has ended).
@@ -152,6 +156,7 @@ impl Sessions {
         subject: &str,
         language: Language,
         idle_timeout: Option<Duration>,
+        isolation: Isolation,
     ) -> Result<Arc<Session>, SessionError> {
         if self.inner.closed.is_cancelled() {
             return Err(SessionError::ShuttingDown);
@@ -181,7 +186,7 @@ impl Sessions {
                 subject,
             }
         };
-        let sandbox = self.inner.sandboxes.open_session().await?;
+        let sandbox = self.inner.sandboxes.open_session(&isolation).await?;
         let idle = idle_timeout
             .unwrap_or(self.inner.config.idle_timeout.get())
             .min(self.inner.config.idle_timeout.get());
@@ -190,6 +195,7 @@ impl Sessions {
             id: uuid::Uuid::new_v4().to_string(),
             subject: subject.to_string(),
             language,
+            isolation,
             created_at: Utc::now(),
             created: now,
             idle_timeout: idle,
@@ -366,6 +372,7 @@ impl Session {
         SessionInfo {
             id: self.id.clone(),
             language: self.language,
+            isolation: self.isolation.name().to_string(),
             created_at: self.created_at,
             last_used_at: status.last_used_at,
             expires_at,

@@ -38,6 +38,13 @@ pub enum SandboxError {
     SessionEnded,
     #[error("runbox is shutting down")]
     ShuttingDown,
+    /// A run asked for an isolation tier (or runtime) the engine does not offer.
+    #[error("no engine offers isolation `{asked}` (the OCI runtime `{runtime}`); the engine has: {}", if offered.is_empty() { "no runtime it names".to_string() } else { offered.join(", ") })]
+    IsolationUnavailable {
+        asked: String,
+        runtime: String,
+        offered: Vec<String>,
+    },
     /// The http transport's sandboxes could reach the host's services, and the
     /// configuration does not accept that.
     #[error("the http transport would leave the host open to sandboxes: {why}. Fix: {fix}; or set sandbox.allow_host_network_access: true to accept it")]

@@ -17,6 +17,7 @@ mod in_use;
 pub mod labels;
 pub mod network;
 mod outputs;
+mod placement;
 mod pool;
 mod ports;
 mod protocol;
@@ -41,6 +42,7 @@ pub use environment::{
 pub use error::SandboxError;
 pub use guard::ContainerGuard;
 pub use labels::ContainerKind;
+pub use placement::Placement;
 pub use pool::PoolStatus;
 pub use sandboxes::{RunOptions, Sandboxes, SandboxesStatus};
 pub use session::SessionSandbox;

@@ -12,6 +12,7 @@ use crate::backend::{Backend, BackendError};
 use crate::containers::Containers;
 use crate::guard::ContainerGuard;
 use crate::labels::ContainerKind;
+use crate::placement::Placement;
 use crate::ports::PortLeases;
 use crate::protocol::{ExecMessage, OutputCaps};
 use crate::spec::{uses_http, SandboxSpec};
@@ -55,14 +56,14 @@ impl Launcher {
     /// Whatever fails, the container is removed (its guard is dropped).
     pub async fn launch(
         &self,
-        image: &str,
+        placement: &Placement,
         kind: ContainerKind,
         preload: &[String],
     ) -> Result<Sandbox, SandboxError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.launch_once(image, kind, preload).await {
+            match self.launch_once(placement, kind, preload).await {
                 Err(SandboxError::PortTaken(port)) if attempt < PORT_ATTEMPTS => {
                     tracing::warn!(
                         port,
@@ -80,7 +81,7 @@ impl Launcher {
 
     async fn launch_once(
         &self,
-        image: &str,
+        placement: &Placement,
         kind: ContainerKind,
         preload: &[String],
     ) -> Result<Sandbox, SandboxError> {
@@ -94,7 +95,8 @@ impl Launcher {
         let key = random_key();
         let spec = SandboxSpec {
             config: &self.config,
-            image,
+            image: &placement.image,
+            runtime: &placement.runtime,
             instance: &self.instance,
             kind,
             preload,

@@ -22,6 +22,8 @@ const AGENT_COMMAND: [&str; 3] = ["python3", "-u", "/opt/runbox/agent/__main__.p
 pub struct SandboxSpec<'a> {
     pub config: &'a Config,
     pub image: &'a str,
+    /// The OCI runtime; empty: the engine's default.
+    pub runtime: &'a str,
     pub instance: &'a str,
     pub kind: ContainerKind,
     pub preload: &'a [String],
@@ -107,8 +109,8 @@ impl SandboxSpec<'_> {
             }),
             ..Default::default()
         };
-        if !sandbox.runtime.trim().is_empty() {
-            host_config.runtime = Some(sandbox.runtime.trim().to_string());
+        if !self.runtime.trim().is_empty() {
+            host_config.runtime = Some(self.runtime.trim().to_string());
         }
 
         let mut exposed_ports = None;
@@ -166,6 +168,7 @@ pub fn stdio_sandbox_spec(
     SandboxSpec {
         config,
         image,
+        runtime: &config.sandbox.runtime,
         instance,
         kind,
         preload: &[],
@@ -201,6 +204,7 @@ mod tests {
         SandboxSpec {
             config,
             image: "img",
+            runtime: &config.sandbox.runtime,
             instance: "test",
             kind: ContainerKind::Pool,
             preload: &[],
@@ -270,6 +274,7 @@ mod tests {
         let spec = SandboxSpec {
             config: &config,
             image: "img",
+            runtime: "",
             instance: "test",
             kind: ContainerKind::OnDemand,
             preload: &[],

@@ -15,8 +15,8 @@ macro_rules! insert_version {
         sqlx::query(
             "INSERT INTO function_versions (name, version, code, description, \
              dependencies, args, parameters, max_concurrency, timeout_ms, \
-             created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             created_by, created_at, isolation) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&$new.name)
         .bind($version)
@@ -29,6 +29,7 @@ macro_rules! insert_version {
         .bind($new.timeout_ms)
         .bind(&$new.created_by)
         .bind($at)
+        .bind(&$new.isolation)
         .execute(&mut *$tx)
         .await
     };
@@ -49,6 +50,8 @@ pub struct NewFunctionVersion {
     pub max_concurrency: Option<i64>,
     pub timeout_ms: Option<i64>,
     pub created_by: String,
+    /// The isolation tier (or OCI runtime) its calls run under, as the API spells it.
+    pub isolation: String,
 }
 
 /// One stored version of a function.
@@ -65,6 +68,7 @@ pub struct FunctionVersion {
     pub timeout_ms: Option<i64>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+    pub isolation: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -80,10 +84,12 @@ struct VersionRow {
     timeout_ms: Option<i64>,
     created_by: String,
     created_at: DateTime<Utc>,
+    isolation: String,
 }
 
 const VERSION_COLUMNS: &str = "v.name, v.version, v.code, v.description, v.dependencies, \
-     v.args, v.parameters, v.max_concurrency, v.timeout_ms, v.created_by, v.created_at";
+     v.args, v.parameters, v.max_concurrency, v.timeout_ms, v.created_by, v.created_at, \
+     v.isolation";
 
 impl Store {
     /// Stores version 1 of a new function; `None` when the name is taken (nothing is
@@ -232,6 +238,7 @@ fn version_from(new: &NewFunctionVersion, version: i64, at: DateTime<Utc>) -> Fu
         timeout_ms: new.timeout_ms,
         created_by: new.created_by.clone(),
         created_at: at,
+        isolation: new.isolation.clone(),
     }
 }
 
@@ -257,6 +264,7 @@ fn decode_version(row: VersionRow) -> Result<FunctionVersion, StoreError> {
         timeout_ms: row.timeout_ms,
         created_by: row.created_by,
         created_at: row.created_at,
+        isolation: row.isolation,
     })
 }
 

@@ -31,6 +31,9 @@ pub struct StaticTokenEntry {
     pub subject: Option<String>,
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// The isolation tier (or OCI runtime) every run of this token gets at least.
+    #[serde(default)]
+    pub isolation: Option<String>,
 }
 
 impl StaticToken {
@@ -50,6 +53,14 @@ impl StaticToken {
             }) => subject.clone(),
             // Never echo the secret itself: name the subject after its position-free hash.
             _ => format!("static:{}", short_fingerprint(self.token())),
+        }
+    }
+
+    /// The isolation floor of the token's runs, as written (`strong`, `runsc` …).
+    pub fn isolation(&self) -> Option<&str> {
+        match self {
+            StaticToken::Entry(entry) => entry.isolation.as_deref(),
+            StaticToken::Bare(_) => None,
         }
     }
 

@@ -43,8 +43,12 @@ pub struct SandboxConfig {
     pub pool: PoolConfig,
     /// Modules the agent of a pooled sandbox imports before it is handed out.
     pub preload: Vec<String>,
-    /// OCI runtime (e.g. `runsc` for gVisor); empty: the engine's default.
+    /// OCI runtime of the `standard` isolation tier (e.g. `crun`); empty: the engine's
+    /// default.
     pub runtime: String,
+    /// OCI runtime of the `strong` isolation tier (gVisor's `runsc`); runs that ask for
+    /// it are refused when the engine has no runtime of this name.
+    pub strong_runtime: String,
     pub pids_limit: i64,
     pub workdir_size: ByteSize,
     /// Size of /tmp, and of /dev/shm.
@@ -74,6 +78,7 @@ impl Default for SandboxConfig {
             pool: PoolConfig::default(),
             preload: vec!["numpy".into(), "matplotlib".into()],
             runtime: String::new(),
+            strong_runtime: "runsc".into(),
             pids_limit: 128,
             workdir_size: ByteSize::mib(64),
             tmp_size: ByteSize::mib(64),
@@ -93,6 +98,9 @@ pub struct PoolConfig {
     pub refill_parallelism: usize,
     /// Warm pools of other images (e.g. a function's environment image), by image name.
     pub images: std::collections::BTreeMap<String, usize>,
+    /// Warm sandboxes of the `strong` tier (when the engine offers it); 0: they start on
+    /// demand.
+    pub strong_size: usize,
 }
 
 impl Default for PoolConfig {
@@ -101,6 +109,7 @@ impl Default for PoolConfig {
             size: 2,
             refill_parallelism: 2,
             images: Default::default(),
+            strong_size: 0,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::auth::ALL_SCOPES;
 use super::{Config, ConfigError};
+use crate::isolation::Isolation;
 use crate::units::ByteSize;
 
 impl Config {
@@ -19,6 +20,22 @@ impl Config {
                     "start ({}) must be at least 1 and not above end ({})",
                     range.start, range.end
                 ),
+            ));
+        }
+        for (index, token) in self.auth.tokens.iter().enumerate() {
+            if let Some(isolation) = token.isolation() {
+                if Isolation::parse(isolation).is_none() {
+                    return Err(ConfigError::key(
+                        format!("auth.tokens[{index}].isolation"),
+                        format!("`{isolation}` is not standard, strong or a runtime's name"),
+                    ));
+                }
+            }
+        }
+        if Isolation::parse(&self.sandbox.strong_runtime).is_none() {
+            return Err(ConfigError::key(
+                "sandbox.strong_runtime",
+                "must be a runtime's name",
             ));
         }
         if self.limits.memory < ByteSize::mib(16) {

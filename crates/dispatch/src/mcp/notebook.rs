@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use runbox_core::Language;
+use runbox_core::{Isolation, Language};
 use runbox_runtime::sessions::Session;
 use runbox_runtime::{Runtime, RuntimeError};
 use tokio::sync::Mutex;
@@ -42,7 +42,7 @@ impl Notebook {
         }
         let info = self
             .runtime
-            .open_session(principal, Language::Python, None)
+            .open_session(principal, Language::Python, None, Isolation::Standard)
             .await?;
         if let Some((owner, old)) = open.replace((principal.clone(), info.id.clone())) {
             // A session of another subject's, or one that has ended: nothing more

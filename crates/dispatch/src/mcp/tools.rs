@@ -7,7 +7,7 @@ use rmcp::model::{
     CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken, Tool,
 };
 use rmcp::{Peer, RoleServer};
-use runbox_core::{ExecMode, ExecRequest, InputFile, Language};
+use runbox_core::{ExecMode, ExecRequest, InputFile, Isolation, Language};
 use runbox_runtime::functions::args::specs_from_stored;
 use runbox_runtime::functions::{CallRequest, FunctionView};
 use runbox_runtime::metrics::Surface;
@@ -351,6 +351,7 @@ async fn run_code(
         env: None,
         stream: None,
         session_id: None,
+        isolation: None,
     };
     let request = body.into_request(call.runtime.config(), language)?;
     let job = match place {
@@ -368,7 +369,7 @@ async fn create_session(call: Call<'_>) -> Result<CallToolResult, ToolError> {
     call.principal.require("run")?;
     let session = call
         .runtime
-        .open_session(call.principal, Language::Python, None)
+        .open_session(call.principal, Language::Python, None, Isolation::Standard)
         .await?;
     let mut result =
         CallToolResult::structured(serde_json::to_value(&session).unwrap_or(Value::Null));

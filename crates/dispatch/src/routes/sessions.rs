@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
 use runbox_core::Language;
+
+use crate::exec_body::parse_isolation;
 use runbox_runtime::result::ResultObject;
 use runbox_runtime::sessions::SessionInfo;
 use runbox_runtime::Job;
@@ -55,6 +57,12 @@ pub(crate) struct CreateSessionBody {
     #[serde(default)]
     #[schema(example = 600, exclusive_minimum = 0)]
     idle_timeout: Option<f64>,
+    /// `standard` (default), `strong` (a kernel of its own: gVisor), or an OCI runtime
+    /// the engine has; refused (503) when no engine offers it, never downgraded. A
+    /// token's own isolation is the least a session gets.
+    #[serde(default)]
+    #[schema(example = "strong")]
+    isolation: Option<String>,
 }
 
 /// Open a session
@@ -107,9 +115,10 @@ pub async fn create_session(
             ))
         }
     };
+    let isolation = parse_isolation(body.isolation.as_deref())?;
     let session = state
         .runtime
-        .open_session(&principal, language, idle_timeout)
+        .open_session(&principal, language, idle_timeout, isolation)
         .await?;
     Ok((StatusCode::CREATED, Json(session)))
 }

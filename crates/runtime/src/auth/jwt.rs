@@ -22,6 +22,9 @@ pub struct Claims {
     /// Space-separated scopes.
     #[serde(default)]
     pub scope: String,
+    /// The isolation tier (or OCI runtime) every run of the token gets at least.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,17 @@ impl JwtKeys {
         scopes: &[String],
         ttl: Duration,
     ) -> Result<(String, Claims), JwtError> {
+        self.issue_with_isolation(subject, scopes, None, ttl)
+    }
+
+    /// [`JwtKeys::issue`], with the isolation floor of the token's runs.
+    pub fn issue_with_isolation(
+        &self,
+        subject: &str,
+        scopes: &[String],
+        isolation: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(String, Claims), JwtError> {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(ttl.as_secs()).map_err(|_| JwtError::TtlTooLong)?;
         let claims = Claims {
@@ -69,6 +83,7 @@ impl JwtKeys {
             exp: now.checked_add(ttl).ok_or(JwtError::TtlTooLong)?,
             jti: uuid::Uuid::new_v4().simple().to_string(),
             scope: scopes.join(" "),
+            isolation: isolation.map(str::to_string),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(JwtError::Sign)?;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use runbox_core::config::AuthConfig;
+use runbox_core::Isolation;
 use runbox_store::Store;
 use sha2::{Digest, Sha256};
 
@@ -23,6 +24,8 @@ use crate::error::RuntimeError;
 pub struct Principal {
     pub subject: String,
     pub scopes: BTreeSet<String>,
+    /// The least isolation every run of this caller gets (a token's `isolation`).
+    pub isolation: Isolation,
 }
 
 impl Principal {
@@ -70,6 +73,11 @@ impl Authenticator {
                     Principal {
                         subject: token.subject(),
                         scopes: token.scopes().into_iter().collect(),
+                        // Checked when the configuration is loaded.
+                        isolation: token
+                            .isolation()
+                            .and_then(Isolation::parse)
+                            .unwrap_or_default(),
                     },
                 )
             })
@@ -94,6 +102,11 @@ impl Authenticator {
         if self.revocations.is_revoked(&claims.jti).await? {
             return Err(RuntimeError::InvalidToken);
         }
+        // A token whose isolation cannot be read would run at less than it asked for.
+        let isolation = match claims.isolation.as_deref() {
+            None => Isolation::Standard,
+            Some(text) => Isolation::parse(text).ok_or(RuntimeError::InvalidToken)?,
+        };
         Ok(Principal {
             subject: claims.sub,
             scopes: claims
@@ -101,6 +114,7 @@ impl Authenticator {
                 .split_whitespace()
                 .map(str::to_string)
                 .collect(),
+            isolation,
         })
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use runbox_core::numbers;
-use runbox_core::{ErrorKind, ExecError, ExecMode, ExecRequest, FunctionCall, Language};
+use runbox_core::{ErrorKind, ExecError, ExecMode, ExecRequest, FunctionCall, Isolation, Language};
 use runbox_sandbox::{DependencySet, RunOptions};
 use runbox_store::FunctionVersion;
 use serde_json::{Map, Value};
@@ -105,6 +105,8 @@ pub(crate) struct Prepared {
     pub function: FunctionVersion,
     pub args: Map<String, Value>,
     pub timeout: Duration,
+    /// The function's isolation, raised to the caller's floor.
+    pub isolation: Isolation,
     pub slot: CallSlot,
 }
 
@@ -155,10 +157,13 @@ impl Functions {
             .try_enter(name, limit, task_id, &self.shutdown)
             .map_err(|limit| RuntimeError::OverConcurrency { limit })?;
         let timeout = self.runner.config.function_timeout(function.timeout_ms);
+        // Stored by this server's own parse; a value it cannot read asks for the most.
+        let isolation = Isolation::parse(&function.isolation).unwrap_or(Isolation::Strong);
         Ok(Prepared {
             function,
             args: call_args,
             timeout,
+            isolation,
             slot,
         })
     }
@@ -205,6 +210,7 @@ impl Functions {
             ExecRequest::new(Language::Python, function.code.clone(), prepared.timeout);
         request.mode = ExecMode::Script;
         request.outputs = true;
+        request.isolation = prepared.isolation.clone();
         request.call = Some(FunctionCall {
             function: function.name.clone(),
             args: prepared.args.clone(),

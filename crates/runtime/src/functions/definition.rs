@@ -2,6 +2,7 @@
 //! take it: every field checked before anything is built or run for it (422
 //! `invalid_definition` naming the field, and the argument for `args`).
 
+use runbox_core::Isolation;
 use runbox_sandbox::DependencySet;
 use serde_json::Value;
 
@@ -11,7 +12,7 @@ use crate::error::{Rejection, RuntimeError};
 
 const MAX_CODE_BYTES: usize = 1024 * 1024;
 const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 8] = [
     "name",
     "code",
     "description",
@@ -19,6 +20,7 @@ const FIELDS: [&str; 7] = [
     "args",
     "max_concurrency",
     "timeout",
+    "isolation",
 ];
 
 /// POST /functions (a new name) or PUT /functions/{name} (a new version, or version 1).
@@ -37,6 +39,8 @@ pub(crate) struct Definition {
     pub args: Option<Vec<ArgSpec>>,
     pub max_concurrency: Option<i64>,
     pub timeout_ms: Option<i64>,
+    /// The isolation its calls (and the check of its code) run under.
+    pub isolation: Isolation,
 }
 
 pub(crate) fn parse(body: Value, registration: &Registration) -> Result<Definition, RuntimeError> {
@@ -196,6 +200,23 @@ pub(crate) fn parse(body: Value, registration: &Registration) -> Result<Definiti
             }
         },
     };
+    let isolation = match fields.remove("isolation") {
+        None | Some(Value::Null) => Isolation::Standard,
+        Some(Value::String(text)) => Isolation::parse(&text).ok_or_else(|| {
+            invalid_definition(
+                "isolation",
+                None,
+                format!("`{text}` is not standard, strong or a runtime's name"),
+            )
+        })?,
+        Some(_) => {
+            return Err(invalid_definition(
+                "isolation",
+                None,
+                "`isolation` must be a string: standard, strong or a runtime's name".into(),
+            ))
+        }
+    };
     Ok(Definition {
         name,
         code,
@@ -204,6 +225,7 @@ pub(crate) fn parse(body: Value, registration: &Registration) -> Result<Definiti
         args,
         max_concurrency,
         timeout_ms,
+        isolation,
     })
 }
 

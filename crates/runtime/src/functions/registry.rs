@@ -66,6 +66,7 @@ impl Functions {
             max_concurrency: definition.max_concurrency,
             timeout_ms: definition.timeout_ms,
             created_by: principal.subject.clone(),
+            isolation: definition.isolation.name().to_string(),
         };
         let (stored, created) = match registration {
             Registration::Create => match store.create_function(&new).await? {
@@ -94,6 +95,7 @@ impl Functions {
         let mut request = ExecRequest::new(Language::Python, definition.code.clone(), timeout);
         request.mode = ExecMode::Script;
         request.check = Some(definition.name.clone());
+        request.isolation = definition.isolation.clone();
         let options = RunOptions {
             image: Some(image),
             ..RunOptions::default()

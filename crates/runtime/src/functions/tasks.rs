@@ -55,7 +55,8 @@ impl Functions {
         principal.require("run")?;
         principal.require("tasks")?;
         let task_id = uuid::Uuid::new_v4().to_string();
-        let prepared = self.prepare(name, call, Some(&task_id)).await?;
+        let mut prepared = self.prepare(name, call, Some(&task_id)).await?;
+        prepared.isolation = prepared.isolation.at_least(&principal.isolation);
         let new = NewTask {
             id: task_id.clone(),
             function_name: prepared.function.name.clone(),

@@ -44,6 +44,8 @@ pub struct FunctionView {
     /// Every version, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub versions: Option<Vec<FunctionVersionSummary>>,
+    /// The isolation its calls run under: `standard`, `strong`, or an OCI runtime.
+    pub isolation: String,
 }
 
 impl FunctionView {
@@ -64,6 +66,7 @@ impl FunctionView {
             env: None,
             running: None,
             versions: None,
+            isolation: function.isolation.clone(),
         }
     }
 }

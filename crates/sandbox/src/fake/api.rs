@@ -48,7 +48,13 @@ impl Backend for FakeBackend {
     }
 
     fn runtimes(&self) -> EngineFuture<'_, Vec<String>> {
-        Box::pin(async move { self.answering().map(|_| vec!["runc".to_string()]) })
+        Box::pin(async move {
+            self.answering().map(|state| {
+                let mut runtimes = vec!["runc".to_string()];
+                runtimes.extend(state.extra_runtimes.iter().cloned());
+                runtimes
+            })
+        })
     }
 
     fn create<'a>(&'a self, _name: &'a str, spec: ContainerSpec) -> EngineFuture<'a, String> {
@@ -75,6 +81,12 @@ impl Backend for FakeBackend {
             let preload = preload_of(&spec);
             state.created += 1;
             state.preloads.push(preload.join(","));
+            let runtime = spec
+                .host_config
+                .as_ref()
+                .and_then(|host| host.runtime.clone())
+                .unwrap_or_default();
+            state.runtimes_used.push(runtime);
             state.starting += 1;
             state.max_starting = state.max_starting.max(state.starting);
             let labels = spec.labels.clone().unwrap_or_default();

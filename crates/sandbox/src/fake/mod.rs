@@ -51,6 +51,10 @@ struct State {
     created: usize,
     /// RUNBOX_PRELOAD of every container created, in order.
     preloads: Vec<String>,
+    /// The OCI runtime of every container created, in order ("" for the default).
+    runtimes_used: Vec<String>,
+    /// The runtimes the engine has registered besides `runc`.
+    extra_runtimes: Vec<String>,
     /// Containers created whose agent has not said ready yet, and the most at once.
     starting: usize,
     max_starting: usize,
@@ -158,6 +162,16 @@ impl FakeBackend {
     }
 
     /// RUNBOX_PRELOAD of every container created, in order.
+    /// Registers more OCI runtimes with the engine (it always has `runc`).
+    pub fn offer_runtimes(&self, runtimes: &[&str]) {
+        self.state().extra_runtimes = runtimes.iter().map(|r| r.to_string()).collect();
+    }
+
+    /// The OCI runtime each container was created with, in order ("" for the default).
+    pub fn runtimes_used(&self) -> Vec<String> {
+        self.state().runtimes_used.clone()
+    }
+
     pub fn preloads(&self) -> Vec<String> {
         self.state().preloads.clone()
     }

@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::labels::ContainerKind;
+use crate::placement::Placement;
 use crate::sandbox::{Launcher, Sandbox};
 
 /// A pooled sandbox idle longer than this is pinged before it is handed out: a dead
@@ -48,6 +49,8 @@ const DEFER_REFILL_MAX: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PoolStatus {
     pub image: String,
+    /// The OCI runtime of its sandboxes; empty: the engine's default.
+    pub runtime: String,
     pub ready: usize,
     /// Ready sandboxes that have the configured modules imported.
     pub preloaded: usize,
@@ -62,7 +65,7 @@ pub struct PoolStatus {
 
 pub(crate) struct Pool {
     launcher: Arc<Launcher>,
-    image: String,
+    placement: Placement,
     target: usize,
     parallelism: usize,
     preload: Vec<String>,
@@ -94,14 +97,14 @@ impl Drop for Loan {
 impl Pool {
     pub fn new(
         launcher: Arc<Launcher>,
-        image: String,
+        placement: Placement,
         target: usize,
         preload: Vec<String>,
     ) -> Arc<Self> {
         let parallelism = launcher.config.sandbox.pool.refill_parallelism.max(1);
         Arc::new(Pool {
             launcher,
-            image,
+            placement,
             target,
             parallelism,
             preload,
@@ -165,7 +168,8 @@ impl Pool {
             (ready.len(), ready.iter().filter(|s| s.preloaded).count())
         };
         PoolStatus {
-            image: self.image.clone(),
+            image: self.placement.image.clone(),
+            runtime: self.placement.runtime.clone(),
             ready,
             preloaded,
             target: self.target,
@@ -272,11 +276,11 @@ impl Pool {
                 () = cancel.cancelled() => None,
                 () = pressure, if !preload.is_empty() => {
                     // Dropping the launch removes its container (see ContainerGuard).
-                    tracing::debug!(image = %pool.image, "the pool came under pressure; a preloading refill was dropped");
+                    tracing::debug!(pool = %pool.placement, "the pool came under pressure; a preloading refill was dropped");
                     metrics::counter!("runbox_pool_preloads_dropped_total").increment(1);
                     None
                 }
-                launched = pool.launcher.launch(&pool.image, ContainerKind::Pool, &preload) => Some(launched),
+                launched = pool.launcher.launch(&pool.placement, ContainerKind::Pool, &preload) => Some(launched),
             };
             let succeeded = match launched {
                 Some(Ok(mut sandbox)) => {
@@ -290,7 +294,7 @@ impl Pool {
                     true
                 }
                 Some(Err(err)) => {
-                    tracing::warn!(image = %pool.image, error = %err, "pool refill failed");
+                    tracing::warn!(pool = %pool.placement, error = %err, "pool refill failed");
                     *lock(&pool.last_error) = Some(err.to_string());
                     false
                 }

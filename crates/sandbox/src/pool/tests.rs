@@ -4,6 +4,7 @@ use super::*;
 use crate::fake::FakeBackend;
 use crate::testing::{config, eventually, ready, request, start};
 use crate::RunOptions;
+use runbox_core::Isolation;
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -124,8 +125,14 @@ async fn under_pressure_refills_skip_the_preload_and_are_upgraded_after() {
 
     // The second take drains the pool while the first sandbox is still in use: demand
     // beyond the pool's size, so its refills skip the preload.
-    let first = sandboxes.open_session().await.expect("a session");
-    let second = sandboxes.open_session().await.expect("a session");
+    let first = sandboxes
+        .open_session(&Isolation::Standard)
+        .await
+        .expect("a session");
+    let second = sandboxes
+        .open_session(&Isolation::Standard)
+        .await
+        .expect("a session");
     eventually(WITHIN, "refilled under pressure", || ready(&sandboxes) == 2).await;
     let status = sandboxes.status().pools[0].clone();
     assert!(status.under_pressure);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest};
+use runbox_core::{Config, ErrorKind, ExecEvent, ExecOutcome, ExecRequest, Isolation};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +17,7 @@ use crate::host_firewall::{self, FirewallState};
 use crate::in_use::InUse;
 use crate::labels::ContainerKind;
 use crate::network::ensure_sandbox_network;
+use crate::placement::Placement;
 use crate::pool::{Pool, PoolStatus};
 use crate::ports::PortLeases;
 use crate::sandbox::{Launcher, Sandbox};
@@ -60,7 +61,9 @@ pub struct Sandboxes {
 struct Shared {
     launcher: Arc<Launcher>,
     default_image: String,
-    pools: HashMap<String, Arc<Pool>>,
+    pools: HashMap<Placement, Arc<Pool>>,
+    /// The OCI runtimes the engine has registered, as last asked.
+    offered: std::sync::Mutex<Vec<String>>,
     cancel: CancellationToken,
     /// Fired when shutdown stops waiting for runs: each ends with `ShuttingDown`.
     runs_stopped: CancellationToken,
@@ -110,22 +113,34 @@ impl Sandboxes {
             config: config.clone(),
         });
         let cancel = CancellationToken::new();
+        let offered = crate::backend::docker_runtimes(engine.as_ref()).await;
+        let standard = config.sandbox.runtime.clone();
         let mut pools = HashMap::new();
-        let mut targets: Vec<(String, usize)> = vec![(image.clone(), config.sandbox.pool.size)];
+        let mut targets = vec![(
+            Placement::new(image.clone(), standard.clone()),
+            config.sandbox.pool.size,
+        )];
         for (extra_image, size) in &config.sandbox.pool.images {
             if *extra_image != image {
-                targets.push((extra_image.clone(), *size));
+                targets.push((Placement::new(extra_image.clone(), standard.clone()), *size));
             }
         }
-        for (pool_image, size) in targets {
+        let strong = config.sandbox.strong_runtime.trim();
+        if config.sandbox.pool.strong_size > 0 && offered.iter().any(|r| r == strong) {
+            targets.push((
+                Placement::new(image.clone(), strong),
+                config.sandbox.pool.strong_size,
+            ));
+        }
+        for (placement, size) in targets {
             let pool = Pool::new(
                 launcher.clone(),
-                pool_image.clone(),
+                placement.clone(),
                 size,
                 config.sandbox.preload.clone(),
             );
             tracker.spawn(pool.clone().refill_loop(cancel.clone()));
-            pools.insert(pool_image, pool);
+            pools.insert(placement, pool);
         }
         tracker.spawn(sweep::janitor_loop(engine, instance, cancel.clone()));
         Ok(Sandboxes {
@@ -133,6 +148,7 @@ impl Sandboxes {
                 launcher,
                 default_image: image,
                 pools,
+                offered: std::sync::Mutex::new(offered),
                 cancel,
                 runs_stopped: CancellationToken::new(),
                 in_use: Arc::new(AtomicUsize::new(0)),
@@ -161,10 +177,14 @@ impl Sandboxes {
             .image
             .clone()
             .unwrap_or_else(|| self.inner.default_image.clone());
+        let placement = Placement::new(image, self.runtime_for(&request.isolation).await?);
         let mut started = options.started.take();
         let mut attempt = 1;
         loop {
-            match self.run_once(&image, request, &options, &mut started).await {
+            match self
+                .run_once(&placement, request, &options, &mut started)
+                .await
+            {
                 // Nothing ran: another sandbox gets the request.
                 Err(SandboxError::DiedBeforeUse) if attempt < DIED_BEFORE_USE_ATTEMPTS => {
                     tracing::warn!("a sandbox died before its run began; using another");
@@ -177,13 +197,13 @@ impl Sandboxes {
 
     async fn run_once(
         &self,
-        image: &str,
+        placement: &Placement,
         request: &ExecRequest,
         options: &RunOptions,
         started: &mut Option<oneshot::Sender<()>>,
     ) -> Result<ExecOutcome, SandboxError> {
         let acquiring = Instant::now();
-        let mut sandbox = self.acquire(image).await?;
+        let mut sandbox = self.acquire(placement).await?;
         let _in_use = InUse::enter(&self.inner.in_use);
         if let Some(started) = started.take() {
             let _ = started.send(());
@@ -271,10 +291,16 @@ impl Sandboxes {
         crate::image::image_exists(self.inner.launcher.engine(), image).await
     }
 
-    /// A dedicated sandbox for a stateful session.
-    pub async fn open_session(&self) -> Result<SessionSandbox, SandboxError> {
-        let image = self.inner.default_image.clone();
-        let sandbox = self.acquire(&image).await?;
+    /// A dedicated sandbox for a stateful session, of the isolation it asks for.
+    pub async fn open_session(
+        &self,
+        isolation: &Isolation,
+    ) -> Result<SessionSandbox, SandboxError> {
+        let placement = Placement::new(
+            self.inner.default_image.clone(),
+            self.runtime_for(isolation).await?,
+        );
+        let sandbox = self.acquire(&placement).await?;
         Ok(SessionSandbox::new(
             sandbox,
             self.inner.launcher.caps(),
@@ -284,12 +310,12 @@ impl Sandboxes {
 
     /// A pooled sandbox when one is ready, else a new one (the cold path, which never
     /// waits behind the refill).
-    async fn acquire(&self, image: &str) -> Result<Sandbox, SandboxError> {
+    async fn acquire(&self, placement: &Placement) -> Result<Sandbox, SandboxError> {
         if self.inner.cancel.is_cancelled() || self.inner.runs_stopped.is_cancelled() {
             return Err(SandboxError::ShuttingDown);
         }
         let started = Instant::now();
-        let pool = self.inner.pools.get(image);
+        let pool = self.inner.pools.get(placement);
         if let Some(pool) = pool {
             if let Some(sandbox) = pool.take().await {
                 metrics::histogram!("runbox_sandbox_acquire_seconds", "source" => "pool")
@@ -300,7 +326,7 @@ impl Sandboxes {
         let launched = self
             .inner
             .launcher
-            .launch(image, ContainerKind::OnDemand, &[])
+            .launch(placement, ContainerKind::OnDemand, &[])
             .await;
         match &launched {
             Ok(_) => {
@@ -313,6 +339,53 @@ impl Sandboxes {
             Err(_) => metrics::counter!("runbox_sandbox_launch_failures_total").increment(1),
         }
         launched
+    }
+
+    /// The OCI runtime a run of `isolation` gets ("" for the engine's default), or why
+    /// there is none: a tier nobody offers is refused, never downgraded.
+    pub async fn runtime_for(&self, isolation: &Isolation) -> Result<String, SandboxError> {
+        let config = &self.inner.launcher.config.sandbox;
+        let wanted = match isolation {
+            Isolation::Standard => return Ok(config.runtime.trim().to_string()),
+            Isolation::Strong => config.strong_runtime.trim().to_string(),
+            Isolation::Runtime(name) => name.clone(),
+        };
+        if self.offers(&wanted).await {
+            return Ok(wanted);
+        }
+        Err(SandboxError::IsolationUnavailable {
+            asked: isolation.name().to_string(),
+            runtime: wanted,
+            offered: self.offered_runtimes(),
+        })
+    }
+
+    /// Whether the engine has `runtime` registered, asking it again when the answer
+    /// was no (an operator may have added it since).
+    async fn offers(&self, runtime: &str) -> bool {
+        if runtime.is_empty() {
+            return false;
+        }
+        if self.offered_runtimes().iter().any(|r| r == runtime) {
+            return true;
+        }
+        let fresh = crate::backend::docker_runtimes(self.engine()).await;
+        let found = fresh.iter().any(|r| r == runtime);
+        *self
+            .inner
+            .offered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        found
+    }
+
+    /// The OCI runtimes the engine has registered, as last asked.
+    pub fn offered_runtimes(&self) -> Vec<String> {
+        self.inner
+            .offered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn status(&self) -> SandboxesStatus {

@@ -72,7 +72,7 @@ async fn shutdown_removes_every_container_and_later_checkouts_fail() {
         .run(&request("print(5)"), RunOptions::default())
         .await;
     assert!(matches!(run, Err(SandboxError::ShuttingDown)), "{run:?}");
-    let session = sandboxes.open_session().await;
+    let session = sandboxes.open_session(&Isolation::Standard).await;
     assert!(matches!(session, Err(SandboxError::ShuttingDown)));
     assert_eq!(engine.live(), 0);
 }
@@ -154,7 +154,10 @@ async fn a_missing_image_is_named() {
 async fn a_session_keeps_its_sandbox_until_closed() {
     let engine = FakeBackend::new();
     let sandboxes = start(&engine, config(0, 1, &[])).await;
-    let mut session = sandboxes.open_session().await.expect("a session");
+    let mut session = sandboxes
+        .open_session(&Isolation::Standard)
+        .await
+        .expect("a session");
     for code in ["x = 1", "print(x)"] {
         let outcome = session.exec(&request(code), None).await.expect("runs");
         assert_eq!(outcome.stdout, code);
@@ -180,5 +183,68 @@ async fn an_environment_build_leaves_no_container() {
     assert_eq!(report.image, crate::testing::IMAGE);
     assert_eq!(engine.created(), 1, "one build container");
     assert_eq!(engine.live(), 0, "removed after the build");
+    sandboxes.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tier_nobody_offers_is_refused_never_downgraded() {
+    let engine = FakeBackend::new();
+    let sandboxes = start(&engine, config(0, 1, &[])).await;
+    let mut strong = request("print(1)");
+    strong.isolation = Isolation::Strong;
+    let refused = sandboxes.run(&strong, RunOptions::default()).await;
+    assert!(
+        matches!(&refused, Err(SandboxError::IsolationUnavailable { asked, runtime, .. }) if asked == "strong" && runtime == "runsc"),
+        "{refused:?}"
+    );
+    assert_eq!(engine.created(), 0, "no sandbox was made for it");
+    let mut named = request("print(1)");
+    named.isolation = Isolation::Runtime("crun".into());
+    assert!(sandboxes.run(&named, RunOptions::default()).await.is_err());
+    let session = sandboxes.open_session(&Isolation::Strong).await;
+    assert!(matches!(
+        session,
+        Err(SandboxError::IsolationUnavailable { .. })
+    ));
+    sandboxes.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_tier_runs_under_its_own_runtime_and_pool() {
+    let engine = FakeBackend::new();
+    engine.offer_runtimes(&["runsc", "crun"]);
+    let mut settings = config(1, 1, &[]);
+    settings.sandbox.pool.strong_size = 1;
+    let sandboxes = start(&engine, settings).await;
+    eventually(WITHIN, "both pools are full", || ready(&sandboxes) == 2).await;
+    let mut used = engine.runtimes_used();
+    used.sort();
+    assert_eq!(used, ["", "runsc"], "one warm sandbox of each tier");
+    let mut strong = request("print(1)");
+    strong.isolation = Isolation::Strong;
+    let outcome = sandboxes
+        .run(&strong, RunOptions::default())
+        .await
+        .expect("strong runs");
+    assert!(outcome.error.is_none());
+    let mut crun = request("print(1)");
+    crun.isolation = Isolation::Runtime("crun".into());
+    sandboxes
+        .run(&crun, RunOptions::default())
+        .await
+        .expect("a named runtime the engine has runs");
+    assert!(
+        engine.runtimes_used().iter().any(|r| r == "crun"),
+        "{:?}",
+        engine.runtimes_used()
+    );
+    // The standard pool's sandbox was not handed to either.
+    let status = sandboxes.status();
+    let default_pool = status
+        .pools
+        .iter()
+        .find(|p| p.runtime.is_empty())
+        .expect("the standard pool");
+    assert_eq!(default_pool.ready, 1, "{:?}", status.pools);
     sandboxes.shutdown().await;
 }

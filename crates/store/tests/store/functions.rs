@@ -22,6 +22,7 @@ fn definition(name: &str, code: &str) -> NewFunctionVersion {
         max_concurrency: Some(2),
         timeout_ms: Some(1500),
         created_by: "tester".into(),
+        isolation: "strong".into(),
     }
 }
 

@@ -55,6 +55,7 @@ async fn values_with_nul_are_refused(db: &TestDb) {
         max_concurrency: None,
         timeout_ms: None,
         created_by: "tester".into(),
+        isolation: "standard".into(),
     };
     assert!(matches!(
         store.create_function(&function("no\0pe")).await,
