@@ -84,15 +84,20 @@ async fn churn_once(
     ran.map(|()| started.elapsed())
 }
 
-/// `docker run --rm IMAGE python3 -c 'print(1)'`, one after the other, timed from
-/// outside the CLI.
-pub async fn docker_run(image: &str, requests: usize, bar: &ProgressBar) -> Figures {
-    let image: Arc<str> = image.into();
+/// `docker run --rm IMAGE python3 -c 'print(1)'` (under `runtime`, without a network,
+/// when one is named), one after the other, timed from outside the CLI.
+pub async fn docker_run(image: &str, runtime: &str, requests: usize, bar: &ProgressBar) -> Figures {
+    let mut args: Vec<String> = ["run", "--rm"].map(String::from).to_vec();
+    if !runtime.is_empty() {
+        args.extend(["--runtime", runtime, "--network", "none"].map(String::from));
+    }
+    args.extend([image, "python3", "-c", "print(1)"].map(String::from));
+    let args: Arc<[String]> = args.into();
     let op = operation(move || {
-        let image = image.clone();
+        let args = args.clone();
         async move {
             let output = tokio::process::Command::new("docker")
-                .args(["run", "--rm", &image, "python3", "-c", "print(1)"])
+                .args(args.iter())
                 // An interrupted bench does not leave the CLI running.
                 .kill_on_drop(true)
                 .output()

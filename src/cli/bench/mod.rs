@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// Transport of the server this command starts (default: the configuration's).
     #[arg(long, value_enum)]
     transport: Option<TransportArg>,
+    /// OCI runtime of the server's sandboxes and of the bare containers it is measured
+    /// against (e.g. crun, runsc; default: the configuration's `sandbox.runtime`).
+    #[arg(long)]
+    runtime: Option<String>,
     /// Where the JSON goes.
     #[arg(long, default_value = "bench-results/latest.json")]
     out: PathBuf,
@@ -118,6 +122,9 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let started_at = chrono::Utc::now().to_rfc3339();
     let load_before = load_average();
     let bench_instance = format!("bench-{}", baselines::short_id());
+    if let Some(runtime) = &args.runtime {
+        config.sandbox.runtime = runtime.trim().to_string();
+    }
     let config = Arc::new(config);
 
     let subject = start_subject(
@@ -160,6 +167,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         config: json!({
             "server": args.server.clone().unwrap_or_else(|| "in-process".into()),
             "transport": config.sandbox.transport,
+            "runtime": if config.sandbox.runtime.is_empty() { "default" } else { config.sandbox.runtime.as_str() },
             "pool_size": config.sandbox.pool.size,
             "refill_parallelism": config.sandbox.pool.refill_parallelism,
             "preload": config.sandbox.preload,
@@ -309,7 +317,13 @@ async fn measure(subject: &Subject, churn: &Churn<'_>, report: &mut Report, args
         churn.every_level(report, &args.concurrency, "after").await;
         if args.docker_run_requests > 0 {
             let bar = bar(args.docker_run_requests, "docker run --rm");
-            let figures = baselines::docker_run(churn.image, args.docker_run_requests, &bar).await;
+            let figures = baselines::docker_run(
+                churn.image,
+                &churn.config.sandbox.runtime,
+                args.docker_run_requests,
+                &bar,
+            )
+            .await;
             finish(&bar, &figures);
             report.docker_run = Some(figures);
         }
