@@ -54,7 +54,8 @@
 #     Where the cgroup2 mount of a hybrid cgroup host lists controllers (crun then refuses
 #     to run anything), that namespace sees an empty /sys/fs/cgroup/unified/cgroup.controllers.
 #   - registers crun and runsc (gVisor with --platform=ptrace --network=none, so its
-#     containers must run with --network none) when installed; start installs the Debian
+#     containers must run with --network none, and --oci-seccomp, so that a container's
+#     seccomp profile is applied inside the sandbox too) when installed; start installs the Debian
 #     packages crun and runsc when missing.
 #   - gets the images (default runbox-base:bookworm) from the host engine by
 #     `docker save | docker load`, only when missing or different there. Data roots are
@@ -403,7 +404,7 @@ write_daemon_json() {
     fi
     if command -v runsc >/dev/null; then
         [[ -n "$runtimes" ]] && runtimes+=", "
-        runtimes+="\"runsc\": {\"path\": \"$(command -v runsc)\", \"runtimeArgs\": [\"--platform=ptrace\", \"--network=none\"]}"
+        runtimes+="\"runsc\": {\"path\": \"$(command -v runsc)\", \"runtimeArgs\": [\"--platform=ptrace\", \"--network=none\", \"--oci-seccomp\"]}"
     fi
     if $E_TLS; then
         local d

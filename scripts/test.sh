@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 
 QUICK=false
 [[ "${1:-}" == "--quick" ]] && QUICK=true
+# The OCI runtimes the hostile suite runs under on the test engines.
+ISOLATION_RUNTIMES="${RUNBOX_TEST_ISOLATION_RUNTIMES:-runc crun}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
@@ -132,6 +134,27 @@ if ! $QUICK; then
 fi
 
 if ! $QUICK; then
+    step "test engines: two more Docker engines (crun, runsc; one with userns-remap)"
+    ENGINES_ENV="$(RUNBOX_TEST_ENGINE_USERNS=1 scripts/start-test-engines.sh start)" \
+        || die "the test engines did not start"
+    trap 'scripts/start-test-engines.sh stop >/dev/null 2>&1 || true' EXIT
+    ( set -a; . "$ENGINES_ENV"; set +a
+      for runtime in $ISOLATION_RUNTIMES; do
+          step "the hostile suite and the isolation tiers under $runtime (test engine 2)"
+          DOCKER_HOST="$RUNBOX_TEST_ENGINE_2_HOST" ./target/debug/runbox --config config.yaml image build >/dev/null
+          DOCKER_HOST="$RUNBOX_TEST_ENGINE_2_HOST" RUNBOX_TEST_RUNTIME="$runtime" \
+              RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT=stdio \
+              cargo test --locked --test api -- hostile_code isolation seccomp --test-threads 2
+      done
+      step "the hostile suite and the isolation tiers under userns-remap (test engine 1)"
+      DOCKER_HOST="$RUNBOX_TEST_ENGINE_1_HOST" ./target/debug/runbox --config config.yaml image build >/dev/null
+      DOCKER_HOST="$RUNBOX_TEST_ENGINE_1_HOST" RUNBOX_TEST_EXPECT_USERNS="$RUNBOX_TEST_ENGINE_1_USERNS_UID_BASE" \
+          RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT=stdio \
+          cargo test --locked --test api -- hostile_code isolation --test-threads 2
+    ) || die "a suite on the test engines failed"
+    scripts/start-test-engines.sh stop >/dev/null
+    trap - EXIT
+
     step "OpenAPI: the description validates and schemathesis finds no 5xx"
     scripts/check-openapi.py
 fi

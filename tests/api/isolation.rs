@@ -181,3 +181,45 @@ async fn strong_runs_under_gvisor(server: &Server) {
         .await;
     assert_eq!(body["value"].as_str(), Some(strong.as_str()), "{body}");
 }
+
+/// On an engine with `userns-remap` (RUNBOX_TEST_EXPECT_USERNS names the host uid of
+/// uid 0 inside): a sandbox's uid 1000 is an unprivileged host uid, and runs, sessions
+/// and images work as anywhere else.
+#[tokio::test(flavor = "multi_thread")]
+async fn under_userns_remap_a_sandbox_s_uids_are_unprivileged_host_uids() {
+    let Ok(base) = std::env::var("RUNBOX_TEST_EXPECT_USERNS") else {
+        // Not a remapped engine: the mapping is the identity; nothing to see here.
+        return;
+    };
+    let server = Server::start_with(Options {
+        pool_size: 1,
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = server
+        .post(
+            "/execute",
+            Some(TOKEN),
+            &json!({"code": "import os\nprint(os.getuid())\nopen('/proc/self/uid_map').read().split()"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stdout"], "1000\n", "{body}");
+    let map = body["value"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        map.get(1).and_then(|v| v.as_str()),
+        Some(base.as_str()),
+        "uid 0 inside is host uid {base}: {body}"
+    );
+    let (status, body) = server
+        .post(
+            "/execute",
+            Some(TOKEN),
+            &json!({"code": "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.savefig('p.png')\nplt.show()"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["images"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["outputs"].as_array().map(Vec::len), Some(1), "{body}");
+    server.stop().await;
+}
