@@ -223,8 +223,7 @@ database:
 data_dir: {dir:?}
 sandbox:
   transport: {transport}
-  runtime: "{runtime}"
-  instance: {instance}
+{runtime}  instance: {instance}
   port_range: {{start: {port_start}, end: {port_end}}}
   pool:
     size: {pool}
@@ -246,7 +245,12 @@ pip:
                 .map(str::to_string)
                 .unwrap_or_else(transport),
             pool = options.pool_size,
-            runtime = test_runtime(),
+            // A test that sets its own runtime keeps it.
+            runtime = if options.sandbox_yaml.contains("runtime:") {
+                String::new()
+            } else {
+                format!("  runtime: \"{}\"\n", test_runtime())
+            },
             sandbox_extra = indent(&options.sandbox_yaml),
             limits_extra = indent(&options.limits_yaml),
             max_runs = options.max_concurrent_runs,
