@@ -4,6 +4,8 @@
 //! which tier runs where. (On engines that offer runsc and crun, the hostile suite runs
 //! on each: scripts/test.sh.)
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::harness::{jwt, now, Options, Server, JWT_SECRET, TOKEN};
@@ -49,6 +51,7 @@ async fn tiers_run_where_offered_and_are_refused_elsewhere_never_downgraded() {
         "a missing optional tier is not degraded"
     );
 
+    server.wait_pool_ready(1, Duration::from_secs(60)).await;
     let before = server.containers().len();
     let (status, body) = server
         .post(
