@@ -8,7 +8,7 @@ use clap::Subcommand;
 use runbox_core::config::ALL_SCOPES;
 use runbox_core::units::parse_duration;
 use runbox_core::Config;
-use runbox_runtime::auth::{load_or_create_secret, JwtKeys};
+use runbox_runtime::auth::{jwt_secret, JwtKeys};
 use runbox_store::Store;
 
 /// How long a revocation of a bare token id is kept when its expiry is unknown.
@@ -37,7 +37,16 @@ pub enum TokenCommand {
 }
 
 pub async fn run(config: Config, command: TokenCommand) -> anyhow::Result<()> {
-    let secret = load_or_create_secret(&config.auth.jwt_secret, &config.data_dir)?;
+    // The secret the server uses: on PostgreSQL the one its replicas share.
+    let store = Store::connect(&config.database_url()).await?;
+    let secret = jwt_secret(&config.auth.jwt_secret, &config.data_dir, &store).await;
+    let secret = match secret {
+        Ok(secret) => secret,
+        Err(err) => {
+            store.close().await;
+            return Err(err.into());
+        }
+    };
     let keys = JwtKeys::new(&secret);
     match command {
         TokenCommand::Create {
@@ -83,11 +92,10 @@ pub async fn run(config: Config, command: TokenCommand) -> anyhow::Result<()> {
                     Utc::now() + chrono::Duration::from_std(UNKNOWN_EXPIRY)?,
                 ),
             };
-            let store = Store::connect(&config.database_url()).await?;
             store.revoke_token(&jti, expires_at).await?;
-            store.close().await;
             println!("revoked {jti}");
         }
     }
+    store.close().await;
     Ok(())
 }

@@ -341,7 +341,11 @@ async fn output_streams_as_it_happens() {
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
     // The figure was saved and left open: the file is an image, and the open figure is
     // shown as a notebook shows it (a display event, once, in order).
-    assert_eq!(names, ["stderr", "display", "image", "result"], "{events:?}");
+    assert_eq!(
+        names,
+        ["stderr", "display", "image", "result"],
+        "{events:?}"
+    );
     assert_eq!(events[0].data, json!({"data": "warn\n"}));
     assert_eq!(events[1].data, events[3].data["outputs"][0]);
     assert_eq!(events[2].data["name"], "p.png");

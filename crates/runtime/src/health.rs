@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::functions::EngineFailure;
+use crate::replica::ReplicaView;
 use crate::runtime::Runtime;
 
 /// How long the engine gets to list its runtimes.
@@ -40,6 +41,20 @@ pub struct HealthReport {
     pub builds: BuildsHealth,
     pub host_firewall: HostFirewallHealth,
     pub isolation: IsolationHealth,
+    pub cluster: ClusterHealth,
+}
+
+/// This replica and its peers, as the registry they share in the database knows them.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterHealth {
+    /// This replica's id.
+    pub replica: String,
+    /// Where its peers reach it.
+    pub address: String,
+    /// Every replica registered, this one included; empty when the database does not
+    /// answer.
+    pub replicas: Vec<ReplicaView>,
 }
 
 /// The isolation tiers and the OCI runtimes that serve them.
@@ -256,6 +271,25 @@ impl Runtime {
             },
             host_firewall,
             isolation: self.isolation_health().await,
+            cluster: self.cluster_health().await,
+        }
+    }
+
+    async fn cluster_health(&self) -> ClusterHealth {
+        let dead_after = self.runner.config.cluster.dead_after.get();
+        let replicas = self
+            .runner
+            .store
+            .replicas()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|record| ReplicaView::of(record, &self.replica.id, dead_after))
+            .collect();
+        ClusterHealth {
+            replica: self.replica.id.clone(),
+            address: self.replica.address.clone(),
+            replicas,
         }
     }
 

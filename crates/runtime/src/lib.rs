@@ -20,6 +20,7 @@ mod image_ref;
 mod instance;
 pub mod metrics;
 pub mod outputs;
+pub mod replica;
 pub mod result;
 mod run;
 mod run_event;
@@ -29,8 +30,8 @@ mod stored_images;
 
 pub use error::{Rejection, RuntimeError};
 pub use health::{
-    BuildsHealth, DatabaseHealth, DockerHealth, HealthReport, HostFirewallHealth, IsolationHealth,
-    PoolHealth, PoolState, RuntimeHealth, TierHealth,
+    BuildsHealth, ClusterHealth, DatabaseHealth, DockerHealth, HealthReport, HostFirewallHealth,
+    IsolationHealth, PoolHealth, PoolState, RuntimeHealth, TierHealth,
 };
 pub use instance::instance_name;
 pub use run::{Job, Run};

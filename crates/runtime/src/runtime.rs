@@ -12,11 +12,12 @@ use runbox_store::{spawn_retention_sweep, Retention, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
-use crate::auth::{load_or_create_secret, Authenticator, Principal, SecretError};
+use crate::auth::{jwt_secret, Authenticator, Principal, SecretError};
 use crate::error::RuntimeError;
 use crate::execution::Runner;
 use crate::functions::Functions;
 use crate::instance::instance_name;
+use crate::replica::{claim_sqlite, spawn_heartbeat, Replica, ReplicaError, SqliteClaim};
 use crate::sessions::{Session, SessionInfo, Sessions};
 
 const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -30,6 +31,8 @@ pub enum OpenError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
 }
 
 /// The domain every surface shares.
@@ -39,8 +42,14 @@ pub struct Runtime {
     pub(crate) sessions: Sessions,
     pub(crate) functions: Functions,
     auth: Arc<Authenticator>,
-    /// Background work that ends with the runtime (the retention sweep, the reaper).
+    /// Background work that ends with the runtime (the retention sweep, the reaper,
+    /// the heartbeat).
     background: CancellationToken,
+    pub(crate) replica: Arc<Replica>,
+    /// The heartbeat's task: shutdown waits for it to leave the registry.
+    heartbeat: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Held while this server runs on a SQLite file.
+    _sqlite_claim: Arc<Option<SqliteClaim>>,
 }
 
 impl Runtime {
@@ -55,7 +64,8 @@ impl Runtime {
         public_url: String,
     ) -> Result<Runtime, OpenError> {
         let store = Store::connect(&config.database_url()).await?;
-        let secret = load_or_create_secret(&config.auth.jwt_secret, &config.data_dir)?;
+        let sqlite_claim = claim_sqlite(store.sqlite_file().as_deref())?;
+        let secret = jwt_secret(&config.auth.jwt_secret, &config.data_dir, &store).await?;
         let auth = Arc::new(Authenticator::new(
             &config.auth,
             &secret,
@@ -63,7 +73,7 @@ impl Runtime {
         ));
         let instance = instance_name(&config);
         crate::functions::recover_interrupted(&store, &instance).await?;
-        let sandboxes = Sandboxes::start(config.clone(), engine, image, instance).await?;
+        let sandboxes = Sandboxes::start(config.clone(), engine, image, instance.clone()).await?;
         let background = CancellationToken::new();
         spawn_retention_sweep(
             store.clone(),
@@ -90,12 +100,27 @@ impl Runtime {
             public_url: public_url.into(),
         };
         let functions = Functions::new(runner.clone());
+        let replica = Arc::new(Replica::new(&config, &runner.public_url, &instance));
+        if sqlite_claim.is_some() {
+            runner.store.forget_replicas_except(&replica.id).await?;
+        }
+        let heartbeat = spawn_heartbeat(
+            replica.clone(),
+            config.clone(),
+            runner.store.clone(),
+            runner.sandboxes.clone(),
+            runner.admission.clone(),
+            background.clone(),
+        );
         Ok(Runtime {
             runner,
             sessions,
             functions,
             auth,
             background,
+            replica,
+            heartbeat: Arc::new(std::sync::Mutex::new(Some(heartbeat))),
+            _sqlite_claim: Arc::new(sqlite_claim),
         })
     }
 
@@ -170,6 +195,14 @@ impl Runtime {
         self.runner.admission.close();
         self.sessions.close_all().await;
         self.background.cancel();
+        let heartbeat = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(heartbeat) = heartbeat {
+            let _ = tokio::time::timeout(Duration::from_secs(5), heartbeat).await;
+        }
         self.runner.sandboxes.shutdown().await;
         self.runner.store.close().await;
     }

@@ -55,6 +55,18 @@ impl Store {
         })
     }
 
+    /// The SQLite database's file (`None` for PostgreSQL or an in-memory database).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let path = pool.connect_options().get_filename().to_path_buf();
+                (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:"))
+                    .then_some(path)
+            }
+            Pool::Postgres(_) => None,
+        }
+    }
+
     /// Cheap liveness check for health endpoints: `SELECT 1`, bounded to 2 s including
     /// the wait for a pooled connection.
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@
 //! and run against whichever pool [`Store::connect`] opened. Queries are checked by the
 //! tests against both backends, not at compile time: builds need no database.
 
+mod cluster;
 mod connect;
 mod environments;
 mod error;
@@ -16,6 +17,7 @@ mod sweep;
 mod tasks;
 mod text;
 
+pub use cluster::ReplicaRecord;
 pub use connect::redact_url;
 pub use environments::{EnvironmentRecord, EnvironmentStatus};
 pub use error::StoreError;

@@ -16,6 +16,7 @@ use crate::units::HumanDuration;
 
 mod admission;
 mod auth;
+mod cluster;
 mod compat;
 mod compat_fold;
 mod database;
@@ -36,6 +37,7 @@ mod validate;
 
 pub use admission::AdmissionConfig;
 pub use auth::{AuthConfig, StaticToken, StaticTokenEntry, ALL_SCOPES, DEFAULT_STATIC_SCOPES};
+pub use cluster::ClusterConfig;
 pub use database::DatabaseConfig;
 pub use env::ENV_PREFIX;
 pub use error::ConfigError;
@@ -87,6 +89,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     #[serde(default)]
     pub mcp: McpConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 
     // Keys of the original Flask "Code Interpreter API" (see compat.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -222,7 +226,7 @@ impl Config {
 
 /// The keys of [`Config`]: a `RUNBOX_…` variable whose first segment is none of them is
 /// not config. Checked against the struct by a test.
-const TOP_LEVEL_KEYS: [&str; 27] = [
+const TOP_LEVEL_KEYS: [&str; 28] = [
     "server",
     "auth",
     "database",
@@ -238,6 +242,7 @@ const TOP_LEVEL_KEYS: [&str; 27] = [
     "functions",
     "rate_limit",
     "mcp",
+    "cluster",
     "domain",
     "interpreter_image",
     "scheduler_port",

@@ -249,6 +249,11 @@ fn sections_of_the_defaults() -> Vec<(&'static str, Value, Value)> {
             value(RateLimitConfig::default()),
         ),
         ("mcp", value(&defaults.mcp), value(McpConfig::default())),
+        (
+            "cluster",
+            value(&defaults.cluster),
+            value(ClusterConfig::default()),
+        ),
     ]
 }
 
@@ -333,6 +338,7 @@ fn the_override_keys_are_the_keys_of_config() {
         functions: defaults.functions,
         rate_limit: defaults.rate_limit,
         mcp: defaults.mcp,
+        cluster: defaults.cluster,
         domain: Some(String::new()),
         interpreter_image: Some(String::new()),
         scheduler_port: Some(5000),

@@ -38,6 +38,14 @@ impl Config {
                 "must be a runtime's name",
             ));
         }
+        if self.cluster.heartbeat.get().is_zero()
+            || self.cluster.dead_after.get() < self.cluster.heartbeat.get() * 2
+        {
+            return Err(ConfigError::key(
+                "cluster.dead_after",
+                "must be at least twice cluster.heartbeat (which must be above zero)",
+            ));
+        }
         if self.limits.memory < ByteSize::mib(16) {
             return Err(ConfigError::key(
                 "limits.memory",

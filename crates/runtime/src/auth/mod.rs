@@ -15,7 +15,7 @@ use runbox_store::Store;
 use sha2::{Digest, Sha256};
 
 pub use jwt::{Claims, JwtError, JwtKeys};
-pub use secret::{load_or_create_secret, SecretError};
+pub use secret::{jwt_secret, load_or_create_secret, SecretError};
 
 use crate::error::RuntimeError;
 

@@ -1,5 +1,8 @@
-//! Where the JWT secret comes from: `auth.jwt_secret` (or `RUNBOX_JWT_SECRET`), else a
-//! random secret generated once into `<data_dir>/jwt-secret`, readable by the owner only.
+//! Where the JWT secret comes from: `auth.jwt_secret` (or `RUNBOX_JWT_SECRET`); else, on
+//! PostgreSQL, the secret the replicas share in the database (made once by the first of
+//! them, so that every replica accepts a token any of them, or `runbox token`, issued);
+//! else a random secret generated once into `<data_dir>/jwt-secret`, readable by the
+//! owner only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,27 @@ pub enum SecretError {
     },
     #[error("the JWT secret {} is empty", path.display())]
     Empty { path: PathBuf },
+    #[error("cannot read the replicas' shared JWT secret: {0}")]
+    Shared(#[from] runbox_store::StoreError),
+}
+
+/// The JWT secret of a server on `store` (see the module's docs for the order).
+pub async fn jwt_secret(
+    configured: &str,
+    data_dir: &Path,
+    store: &runbox_store::Store,
+) -> Result<Vec<u8>, SecretError> {
+    if configured.trim().is_empty() && store.backend() == runbox_store::Backend::Postgres {
+        let secret = store
+            .shared_setting("jwt_secret", || {
+                let mut bytes = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                hex::encode(bytes)
+            })
+            .await?;
+        return Ok(secret.into_bytes());
+    }
+    load_or_create_secret(configured, data_dir)
 }
 
 pub fn load_or_create_secret(configured: &str, data_dir: &Path) -> Result<Vec<u8>, SecretError> {

@@ -1,0 +1,201 @@
+//! This server as one replica of a service: its place in the registry the replicas share
+//! in the database (address, capacity, load, heartbeat), what it finds there about its
+//! peers, and the guard that keeps two servers off one SQLite file (SQLite is for one
+//! replica; several share PostgreSQL).
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use runbox_core::Config;
+use runbox_sandbox::Sandboxes;
+use runbox_store::{ReplicaRecord, Store};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+
+use crate::admission::Admission;
+
+/// Why this server cannot be a replica here.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error(
+        "another runbox server already runs on the SQLite database {path}: several replicas \
+         need PostgreSQL (database.url: postgres://…); a second server on SQLite needs a \
+         database of its own (data_dir)"
+    )]
+    SqliteTaken { path: PathBuf },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Held while the server runs on a SQLite file: a second server on it is refused.
+#[derive(Debug)]
+pub struct SqliteClaim {
+    _file: File,
+}
+
+/// Claims `database` for this server when it is a SQLite file.
+pub fn claim_sqlite(database: Option<&Path>) -> Result<Option<SqliteClaim>, ReplicaError> {
+    let Some(database) = database else {
+        return Ok(None);
+    };
+    let mut name = database.as_os_str().to_owned();
+    name.push(".runbox-lock");
+    let path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ReplicaError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(SqliteClaim { _file: file })),
+        Err(TryLockError::WouldBlock) => Err(ReplicaError::SqliteTaken {
+            path: database.to_path_buf(),
+        }),
+        Err(TryLockError::Error(source)) => Err(ReplicaError::Lock { path, source }),
+    }
+}
+
+/// This replica's identity.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    pub id: String,
+    pub address: String,
+    pub instance: String,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Replica {
+    pub fn new(config: &Config, public_url: &str, instance: &str) -> Self {
+        let advertised = config.cluster.advertise_url.trim().trim_end_matches('/');
+        Replica {
+            id: uuid::Uuid::new_v4().to_string(),
+            address: if advertised.is_empty() {
+                public_url.to_string()
+            } else {
+                advertised.to_string()
+            },
+            instance: instance.to_string(),
+            started_at: Utc::now(),
+        }
+    }
+}
+
+/// A replica as `/health` shows it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaView {
+    pub id: String,
+    pub address: String,
+    /// Runs it executes at once.
+    pub capacity: i64,
+    /// Runs executing at its last heartbeat.
+    pub running: i64,
+    /// `alive` (takes work), `unavailable` (its engine does not answer) or `dead` (no
+    /// heartbeat within `cluster.dead_after`).
+    #[schema(pattern = "^(alive|unavailable|dead)$")]
+    pub state: String,
+    /// Seconds since its last heartbeat.
+    pub heartbeat_age: f64,
+    /// This server.
+    pub this: bool,
+}
+
+impl ReplicaView {
+    pub(crate) fn of(record: &ReplicaRecord, this: &str, dead_after: Duration) -> Self {
+        let age = (Utc::now() - record.heartbeat_at)
+            .to_std()
+            .unwrap_or_default();
+        let state = if age > dead_after {
+            "dead"
+        } else if record.available {
+            "alive"
+        } else {
+            "unavailable"
+        };
+        ReplicaView {
+            id: record.id.clone(),
+            address: record.address.clone(),
+            capacity: record.capacity,
+            running: record.running,
+            state: state.to_string(),
+            heartbeat_age: age.as_secs_f64(),
+            this: record.id == this,
+        }
+    }
+}
+
+/// Records this replica's load every `cluster.heartbeat` until `stop`, then leaves the
+/// registry.
+pub(crate) fn spawn_heartbeat(
+    replica: Arc<Replica>,
+    config: Arc<Config>,
+    store: Store,
+    sandboxes: Sandboxes,
+    admission: Admission,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = config.cluster.heartbeat.get();
+        loop {
+            let available = sandboxes.docker_status().await.reachable;
+            let record = ReplicaRecord {
+                id: replica.id.clone(),
+                address: replica.address.clone(),
+                instance: replica.instance.clone(),
+                capacity: config.admission.max_concurrent_runs as i64,
+                running: admission.running() as i64,
+                available,
+                started_at: replica.started_at,
+                heartbeat_at: Utc::now(),
+            };
+            if let Err(err) = store.heartbeat(&record).await {
+                tracing::warn!(error = %err, "cannot record this replica's heartbeat");
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+        if let Err(err) = store.remove_replica(&replica.id).await {
+            tracing::debug!(error = %err, "this replica could not leave the registry");
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_server_on_one_sqlite_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database = dir.path().join("runbox.db");
+        let first = claim_sqlite(Some(&database)).expect("the first claims it");
+        assert!(first.is_some());
+        let second = claim_sqlite(Some(&database));
+        assert!(
+            matches!(&second, Err(ReplicaError::SqliteTaken { .. })),
+            "{second:?}"
+        );
+        drop(first);
+        assert!(
+            claim_sqlite(Some(&database)).is_ok(),
+            "free again once the first is gone"
+        );
+        assert!(
+            claim_sqlite(None).expect("PostgreSQL").is_none(),
+            "nothing to claim"
+        );
+    }
+}
