@@ -4,7 +4,7 @@ use runbox_core::config::Transport;
 use runbox_core::Config;
 use runbox_sandbox::host_firewall;
 use runbox_sandbox::image::{image_exists, plan, resolve_base, BOOTSTRAP_BASE, UPSTREAM_BASE};
-use runbox_sandbox::{connect_docker, docker_runtimes};
+use runbox_sandbox::{connect_docker, docker_runtimes, Seccomp};
 use runbox_store::{redact_url, Store};
 
 use crate::embedded::image_source;
@@ -38,6 +38,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             redact_url(&config.database_url())
         ),
     );
+
+    match Seccomp::from_config(&config) {
+        Ok(seccomp) => report.ok(
+            "seccomp",
+            format!("{} ({})", config.sandbox.seccomp.trim(), seccomp.describe()),
+        ),
+        Err(err) => report.fail(
+            "seccomp",
+            err,
+            "set sandbox.seccomp to runbox, docker or a readable profile in Docker's format",
+        ),
+    }
 
     match connect_docker().await {
         Err(err) => report.fail(

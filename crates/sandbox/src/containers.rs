@@ -124,7 +124,8 @@ mod tests {
 
     fn baseline_spec() -> ContainerSpec {
         let mut spec =
-            crate::stdio_sandbox_spec(&config(0, 1, &[]), IMAGE, INSTANCE, ContainerKind::Baseline);
+            crate::stdio_sandbox_spec(&config(0, 1, &[]), IMAGE, INSTANCE, ContainerKind::Baseline)
+                .expect("the profile");
         spec.open_stdin = Some(false);
         spec
     }

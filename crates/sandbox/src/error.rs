@@ -45,6 +45,8 @@ pub enum SandboxError {
         runtime: String,
         offered: Vec<String>,
     },
+    #[error("sandbox.seccomp: {0}")]
+    Seccomp(String),
     /// The http transport's sandboxes could reach the host's services, and the
     /// configuration does not accept that.
     #[error("the http transport would leave the host open to sandboxes: {why}. Fix: {fix}; or set sandbox.allow_host_network_access: true to accept it")]

@@ -15,6 +15,7 @@ use crate::labels::ContainerKind;
 use crate::placement::Placement;
 use crate::ports::PortLeases;
 use crate::protocol::{ExecMessage, OutputCaps};
+use crate::seccomp::Seccomp;
 use crate::spec::{uses_http, SandboxSpec};
 use crate::transport::{Connection, EventForwarder, ExecEnd, HttpConnection, StdioConnection};
 use crate::SandboxError;
@@ -36,6 +37,7 @@ pub(crate) struct Launcher {
     pub instance: String,
     pub ports: PortLeases,
     pub http_client: reqwest::Client,
+    pub seccomp: Seccomp,
 }
 
 impl Launcher {
@@ -101,6 +103,7 @@ impl Launcher {
             kind,
             preload,
             http: lease.as_ref().map(|l| (l.port(), key.as_str())),
+            seccomp: &self.seccomp,
         };
         let host_port = lease.as_ref().map(|l| l.port());
         let guard = self

@@ -8,6 +8,7 @@ use runbox_core::config::{Config, Transport};
 use crate::backend::ContainerSpec;
 use crate::labels::{self, ContainerKind};
 use crate::network::SANDBOX_NETWORK;
+use crate::seccomp::Seccomp;
 use crate::SandboxError;
 
 /// Where the agent listens inside the container on the http transport.
@@ -29,6 +30,7 @@ pub struct SandboxSpec<'a> {
     pub preload: &'a [String],
     /// The leased host port and the challenge key, for the http transport.
     pub http: Option<(u16, &'a str)>,
+    pub seccomp: &'a Seccomp,
 }
 
 impl SandboxSpec<'_> {
@@ -79,7 +81,7 @@ impl SandboxSpec<'_> {
             // (often 64 MiB, an operator may raise it) unless runbox sets it.
             shm_size: Some(i64::try_from(sandbox.tmp_size.bytes()).unwrap_or(i64::MAX)),
             cap_drop: Some(vec!["ALL".to_string()]),
-            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            security_opt: Some(self.seccomp.security_opt()),
             // No docker-init: the agent is pid 1. An init would hold the container's
             // stdio (the stdio transport's channel) in a process the code, running as
             // the same user, could open through /proc/1/fd; the agent, not dumpable,
@@ -164,8 +166,9 @@ pub fn stdio_sandbox_spec(
     image: &str,
     instance: &str,
     kind: ContainerKind,
-) -> ContainerSpec {
-    SandboxSpec {
+) -> Result<ContainerSpec, SandboxError> {
+    let seccomp = Seccomp::from_config(config)?;
+    Ok(SandboxSpec {
         config,
         image,
         runtime: &config.sandbox.runtime,
@@ -173,8 +176,9 @@ pub fn stdio_sandbox_spec(
         kind,
         preload: &[],
         http: None,
+        seccomp: &seccomp,
     }
-    .container_config()
+    .container_config())
 }
 
 /// The body runbox sends the engine to create a one-shot stdio sandbox of `image` (what
@@ -185,7 +189,7 @@ pub fn stdio_sandbox_body(
     image: &str,
     instance: &str,
 ) -> Result<serde_json::Value, SandboxError> {
-    let spec = stdio_sandbox_spec(config, image, instance, ContainerKind::OnDemand);
+    let spec = stdio_sandbox_spec(config, image, instance, ContainerKind::OnDemand)?;
     serde_json::to_value(spec)
         .map_err(|err| SandboxError::Protocol(format!("cannot encode the container spec: {err}")))
 }
@@ -200,7 +204,7 @@ mod tests {
     use super::*;
 
     /// The spec of a pooled stdio sandbox of image `img`.
-    fn pool_spec(config: &Config) -> SandboxSpec<'_> {
+    fn pool_spec<'a>(config: &'a Config, seccomp: &'a Seccomp) -> SandboxSpec<'a> {
         SandboxSpec {
             config,
             image: "img",
@@ -209,13 +213,19 @@ mod tests {
             kind: ContainerKind::Pool,
             preload: &[],
             http: None,
+            seccomp,
         }
+    }
+
+    fn seccomp(config: &Config) -> Seccomp {
+        Seccomp::from_config(config).expect("the profile")
     }
 
     #[test]
     fn sandboxes_run_the_command_the_image_names() {
         let config = Config::defaults();
-        let spec = pool_spec(&config);
+        let seccomp = seccomp(&config);
+        let spec = pool_spec(&config, &seccomp);
         let cmd = spec.container_config().cmd.expect("a command");
         assert_eq!(cmd, AGENT_COMMAND);
         // The image's own CMD is the same, so that a sandbox image started by hand runs
@@ -232,7 +242,8 @@ mod tests {
     #[test]
     fn every_sandbox_gets_the_documented_limits() {
         let config = Config::defaults();
-        let spec = pool_spec(&config);
+        let seccomp = seccomp(&config);
+        let spec = pool_spec(&config, &seccomp);
         let container = spec.container_config();
         assert_eq!(
             container.stdin_once,
@@ -252,10 +263,12 @@ mod tests {
         assert_eq!(host.runtime, None, "the engine's default runtime");
         let log = host.log_config.expect("log config");
         assert_eq!(log.typ.as_deref(), Some("none"), "no engine copy of output");
-        assert_eq!(
-            host.security_opt,
-            Some(vec!["no-new-privileges".to_string()])
-        );
+        let options = host.security_opt.expect("security options");
+        assert_eq!(options[0], "no-new-privileges");
+        let inline = options[1].strip_prefix("seccomp=").expect("a profile");
+        let sent: serde_json::Value = serde_json::from_str(inline).expect("JSON");
+        let own: serde_json::Value = serde_json::from_str(crate::RUNBOX_PROFILE).expect("JSON");
+        assert_eq!(sent, own, "runbox's own profile, inline");
         assert_eq!(container.user.as_deref(), Some("1000:1000"));
         let labels = container.labels.expect("labels");
         assert_eq!(
@@ -271,6 +284,7 @@ mod tests {
     #[test]
     fn http_sandboxes_publish_on_loopback_only() {
         let config = Config::defaults();
+        let seccomp = seccomp(&config);
         let spec = SandboxSpec {
             config: &config,
             image: "img",
@@ -279,6 +293,7 @@ mod tests {
             kind: ContainerKind::OnDemand,
             preload: &[],
             http: Some((18001, "key")),
+            seccomp: &seccomp,
         };
         let host = spec.container_config().host_config.expect("host config");
         let bindings = host.port_bindings.expect("bindings");
@@ -303,13 +318,16 @@ mod tests {
         assert_eq!(host["ReadonlyRootfs"], true);
         assert_eq!(host["CapDrop"][0], "ALL");
         assert_eq!(host["LogConfig"]["Type"], "none");
+        let profile = host["SecurityOpt"][1].as_str().expect("a profile");
+        assert!(profile.starts_with("seccomp={"), "{profile}");
     }
 
     #[test]
     fn a_configured_runtime_is_passed_through() {
         let mut config = Config::defaults();
         config.sandbox.runtime = " runsc ".into();
-        let spec = pool_spec(&config);
+        let seccomp = seccomp(&config);
+        let spec = pool_spec(&config, &seccomp);
         let host = spec.container_config().host_config.expect("host config");
         assert_eq!(host.runtime.as_deref(), Some("runsc"));
         // The other limits stay as they are under any runtime.

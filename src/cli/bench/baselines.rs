@@ -58,7 +58,7 @@ async fn churn_once(
     instance: &str,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let mut spec = stdio_sandbox_spec(config, image, instance, ContainerKind::Baseline);
+    let mut spec = stdio_sandbox_spec(config, image, instance, ContainerKind::Baseline)?;
     spec.cmd = Some(vec!["python3".into(), "-c".into(), "print(1)".into()]);
     spec.attach_stdin = Some(false);
     spec.attach_stdout = Some(false);

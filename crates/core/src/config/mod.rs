@@ -48,7 +48,9 @@ pub use logging::{LogFormat, LoggingConfig};
 pub use mcp::McpConfig;
 pub use pip::PipConfig;
 pub use rate_limit::RateLimitConfig;
-pub use sandbox::{PoolConfig, PortRange, SandboxConfig, Transport};
+pub use sandbox::{
+    PoolConfig, PortRange, SandboxConfig, Transport, SECCOMP_DOCKER, SECCOMP_RUNBOX,
+};
 pub use server::ServerConfig;
 pub use sessions::SessionsConfig;
 pub use tasks::TasksConfig;

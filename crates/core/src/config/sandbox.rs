@@ -12,6 +12,11 @@ pub enum Transport {
     Http,
 }
 
+/// `sandbox.seccomp` naming runbox's own profile.
+pub const SECCOMP_RUNBOX: &str = "runbox";
+/// `sandbox.seccomp` naming the engine's default profile.
+pub const SECCOMP_DOCKER: &str = "docker";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortRange {
@@ -49,6 +54,10 @@ pub struct SandboxConfig {
     /// OCI runtime of the `strong` isolation tier (gVisor's `runsc`); runs that ask for
     /// it are refused when the engine has no runtime of this name.
     pub strong_runtime: String,
+    /// The seccomp profile of sandboxes and environment builds: `runbox` (runbox's own,
+    /// stricter than the engine's), `docker` (the engine's default), or the path of a
+    /// profile in Docker's JSON format.
+    pub seccomp: String,
     pub pids_limit: i64,
     pub workdir_size: ByteSize,
     /// Size of /tmp, and of /dev/shm.
@@ -79,6 +88,7 @@ impl Default for SandboxConfig {
             preload: vec!["numpy".into(), "matplotlib".into()],
             runtime: String::new(),
             strong_runtime: "runsc".into(),
+            seccomp: SECCOMP_RUNBOX.into(),
             pids_limit: 128,
             workdir_size: ByteSize::mib(64),
             tmp_size: ByteSize::mib(64),

@@ -49,6 +49,11 @@ fn invalid_values_are_named() {
     assert!(err.to_string().contains("sandbox.port_range"), "{err}");
     let err = load("server:\n  client_timeout: 0s\n", &[]).expect_err("no client timeout");
     assert!(err.to_string().contains("server.client_timeout"), "{err}");
+    for unfiltered in ["\"\"", "unconfined"] {
+        let err = load(&format!("sandbox:\n  seccomp: {unfiltered}\n"), &[])
+            .expect_err("sandboxes always run under a filter");
+        assert!(err.to_string().contains("sandbox.seccomp"), "{err}");
+    }
 }
 
 #[test]

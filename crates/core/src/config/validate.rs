@@ -109,6 +109,21 @@ impl Config {
         if self.sandbox.pids_limit < 8 {
             return Err(ConfigError::key("sandbox.pids_limit", "must be at least 8"));
         }
+        let seccomp = self.sandbox.seccomp.trim();
+        if seccomp.is_empty() {
+            return Err(ConfigError::key(
+                "sandbox.seccomp",
+                "must be runbox, docker or the path of a profile",
+            ));
+        }
+        // Sandboxes always run under a filter; an operator who wants fewer denials
+        // writes a profile that says which.
+        if seccomp == "unconfined" {
+            return Err(ConfigError::key(
+                "sandbox.seccomp",
+                "sandboxes never run unconfined; use docker (the engine's default) or the path of a profile",
+            ));
+        }
         if self.sandbox.pool.refill_parallelism == 0 {
             return Err(ConfigError::key(
                 "sandbox.pool.refill_parallelism",

@@ -1,7 +1,9 @@
 //! One environment build: pip in a container of the sandbox image that has network,
 //! then a commit of what it changed. The build container runs as root (pip installs
 //! into the system site-packages, which the sandbox user can read but not change) with
-//! every capability dropped but the few file-ownership ones pip needs.
+//! every capability dropped but the few file-ownership ones pip needs, under the
+//! sandboxes' seccomp profile: pip runs the setup code of whatever it installs, which
+//! is as untrusted as the code that later imports it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use super::{DependencySet, EnvironmentPlan, ENV_LABEL, ENV_REPOSITORY, ENV_REQUI
 use crate::backend::{Backend, CommitSpec, ContainerSpec};
 use crate::labels::{self, ContainerKind};
 use crate::sandbox::Launcher;
+use crate::seccomp::Seccomp;
 use crate::SandboxError;
 
 /// Where the operator's CA bundle is mounted in a build container.
@@ -78,7 +81,13 @@ pub(crate) async fn build(
         .await
         .map_err(|e| BuildFailure::engine("inspecting the sandbox image", e))?;
 
-    let spec = build_container_config(config, base_image, deps, &launcher.instance);
+    let spec = build_container_config(
+        config,
+        &launcher.seccomp,
+        base_image,
+        deps,
+        &launcher.instance,
+    );
     let guard = launcher
         .containers
         .create(ContainerKind::Build, spec)
@@ -210,6 +219,7 @@ fn installed_anything(log: &str) -> bool {
 
 fn build_container_config(
     config: &Config,
+    seccomp: &Seccomp,
     base_image: &str,
     deps: &DependencySet,
     instance: &str,
@@ -269,7 +279,7 @@ fn build_container_config(
                 .map(String::from)
                 .to_vec(),
         ),
-        security_opt: Some(vec!["no-new-privileges".to_string()]),
+        security_opt: Some(seccomp.security_opt()),
         init: Some(true),
         network_mode: Some("bridge".to_string()),
         binds: (!binds.is_empty()).then_some(binds),
@@ -330,7 +340,8 @@ mod tests {
         config.pip.extra_ca_bundle = "/etc/ca.pem".into();
         config.pip.index_url = "https://mirror.invalid/simple".into();
         let deps = DependencySet::parse(&["tabulate==0.9.0"]).expect("valid");
-        let container = build_container_config(&config, "img", &deps, "inst");
+        let seccomp = Seccomp::from_config(&config).expect("the profile");
+        let container = build_container_config(&config, &seccomp, "img", &deps, "inst");
         assert_eq!(container.user.as_deref(), Some("0:0"));
         let cmd = container.cmd.expect("cmd");
         assert!(cmd.contains(&format!("PIP_CERT={CA_MOUNT}")));
@@ -343,6 +354,7 @@ mod tests {
         );
         let host = container.host_config.expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(host.security_opt, Some(seccomp.security_opt()));
         assert_eq!(host.binds, Some(vec![format!("/etc/ca.pem:{CA_MOUNT}:ro")]));
         let labels = container.labels.expect("labels");
         assert_eq!(labels.get(labels::KIND).map(String::as_str), Some("build"));

@@ -21,6 +21,7 @@ use crate::placement::Placement;
 use crate::pool::{Pool, PoolStatus};
 use crate::ports::PortLeases;
 use crate::sandbox::{Launcher, Sandbox};
+use crate::seccomp::Seccomp;
 use crate::session::SessionSandbox;
 use crate::spec::uses_http;
 use crate::sweep;
@@ -81,6 +82,8 @@ impl Sandboxes {
         image: String,
         instance: String,
     ) -> Result<Self, SandboxError> {
+        // A profile that cannot be read fails start-up, not every sandbox after it.
+        let seccomp = Seccomp::from_config(&config)?;
         sweep::sweep_instance(engine.as_ref(), &instance).await?;
         let firewall = if uses_http(&config) {
             ensure_sandbox_network(engine.as_ref()).await?;
@@ -111,6 +114,7 @@ impl Sandboxes {
             instance: instance.clone(),
             http_client,
             config: config.clone(),
+            seccomp,
         });
         let cancel = CancellationToken::new();
         let offered = crate::backend::docker_runtimes(engine.as_ref()).await;
