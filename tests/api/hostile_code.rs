@@ -15,14 +15,14 @@ use crate::harness::{transport, Options, Server, TOKEN};
 /// Growth of the server's resident memory over a whole test that counts as "grown".
 const RSS_SLACK_KIB: u64 = 16 * 1024;
 
-struct Hostile {
-    server: Server,
+pub(crate) struct Hostile {
+    pub(crate) server: Server,
     pool: usize,
     rss_baseline_kib: u64,
 }
 
 impl Hostile {
-    async fn start(options: Options) -> Hostile {
+    pub(crate) async fn start(options: Options) -> Hostile {
         let pool = options.pool_size;
         let server = Server::start_with(options).await;
         if pool > 0 {
@@ -48,26 +48,26 @@ impl Hostile {
     }
 
     /// `POST /execute`, expecting 200; the result and how long it took.
-    async fn execute(&self, body: Value) -> (Value, Duration) {
+    pub(crate) async fn execute(&self, body: Value) -> (Value, Duration) {
         let started = Instant::now();
         let (status, result) = self.server.post("/execute", Some(TOKEN), &body).await;
         assert_eq!(status, 200, "{body} → {result}");
         (result, started.elapsed())
     }
 
-    async fn python(&self, code: &str, timeout: f64) -> (Value, Duration) {
+    pub(crate) async fn python(&self, code: &str, timeout: f64) -> (Value, Duration) {
         self.execute(json!({"code": code, "timeout": timeout}))
             .await
     }
 
-    async fn bash(&self, code: &str, timeout: f64) -> (Value, Duration) {
+    pub(crate) async fn bash(&self, code: &str, timeout: f64) -> (Value, Duration) {
         self.execute(json!({"code": code, "language": "bash", "timeout": timeout}))
             .await
     }
 
     /// The server after a hostile case: healthy, serving, no leftover container, no
     /// memory kept.
-    async fn aftermath(&self, case: &str) {
+    pub(crate) async fn aftermath(&self, case: &str) {
         let (status, health) = self.server.get("/health", None).await;
         assert_eq!(status, 200, "{case}: /health after the case: {health}");
         assert_eq!(health["status"], "ok", "{case}: {health}");
@@ -97,7 +97,7 @@ impl Hostile {
         );
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         eprintln!(
             "server VmRSS: {} KiB after warm-up, {} KiB at the end",
             self.rss_baseline_kib,
@@ -107,11 +107,11 @@ impl Hostile {
     }
 }
 
-fn kind(result: &Value) -> &str {
+pub(crate) fn kind(result: &Value) -> &str {
     result["error"]["kind"].as_str().unwrap_or("(none)")
 }
 
-fn stdout(result: &Value) -> &str {
+pub(crate) fn stdout(result: &Value) -> &str {
     result["stdout"].as_str().unwrap_or_default()
 }
 

@@ -25,5 +25,6 @@ mod ops;
 mod outputs;
 mod playground;
 mod pool;
+mod seccomp;
 mod sessions;
 mod tasks;
