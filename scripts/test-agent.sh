@@ -4,8 +4,9 @@
 #   2. docker/tests/test_agent.py and test_outputs.py against agent processes started
 #      inside one container of that image (the tests run user code, which must never run
 #      on the host itself);
-#   3. docker/tests/test_container.py against containers under runbox's limits
-#      (matplotlib without stderr, fork bomb, OOM, preload, http, measured figures).
+#   3. docker/tests/test_container.py against containers under runbox's limits and
+#      seccomp profile (matplotlib without stderr, fork bomb, OOM, preload, http,
+#      measured figures).
 # Removes every container it started and the image it built. Exits non-zero on any
 # failure.
 #
@@ -57,9 +58,10 @@ log "built in $(( $(date +%s) - started )) s; label runbox.agent=$(docker image 
 [[ "$(docker image inspect -f '{{index .Config.Labels "runbox.agent"}}' "$TAG")" == "1" ]] \
     || { log "error: the image lacks the runbox.agent label"; status=1; }
 
-log "agent process tests (inside a container, under a pids and memory limit)"
+log "agent process tests (inside a container, under a pids and memory limit and runbox's seccomp profile)"
 docker run --rm -i --label "runbox-agent-test=$RUN_ID" --pids-limit 256 --memory 2g \
     --cap-drop ALL --security-opt no-new-privileges --network none \
+    --security-opt "seccomp=$ROOT/crates/sandbox/seccomp/runbox.json" \
     -v "$ROOT/docker:/src:ro" -w /src/tests -e PYTHONDONTWRITEBYTECODE=1 \
     "$TAG" python3 -m unittest test_agent test_outputs || status=1
 

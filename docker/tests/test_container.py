@@ -24,11 +24,17 @@ IMAGE = os.environ.get("RUNBOX_TEST_IMAGE", "")
 RUN_ID = os.environ.get("RUNBOX_TEST_RUN_ID", "manual")
 LABEL = "runbox-agent-test=%s" % RUN_ID
 
+# runbox's seccomp profile, as runbox sends it with every sandbox (the docker CLI reads
+# the file and sends it inline the same way).
+SECCOMP_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "..", "..", "crates", "sandbox", "seccomp", "runbox.json")
+
 SANDBOX_FLAGS = [
     "--read-only",
     "--tmpfs", "/workspace:rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0755",
     "--tmpfs", "/tmp:rw,nosuid,nodev,size=64m,mode=1777",
     "--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+    "--security-opt", "seccomp=" + SECCOMP_PROFILE,
     "--pids-limit", "128", "--memory", "512m", "--memory-swap", "512m",
     "--ulimit", "nofile=1024:1024", "--ulimit", "core=0",
 ]
