@@ -381,8 +381,9 @@ print('sockets', found)
     assert!(out.contains("sockets []\n"), "{result}");
     hostile.aftermath("reading host secrets").await;
 
-    // Defence: all capabilities dropped, no-new-privileges, the engine's seccomp
-    // profile, a non-root user: namespaces, mounts, raw sockets and setuid all fail.
+    // Defence: all capabilities dropped, no-new-privileges, runbox's seccomp profile
+    // (tests/api/seccomp.rs tries each of its denials), a non-root user: namespaces,
+    // mounts, raw sockets and setuid all fail.
     let code = r#"import ctypes, os, socket
 libc = ctypes.CDLL(None, use_errno=True)
 def attempt(name, call):
