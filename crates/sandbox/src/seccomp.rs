@@ -53,9 +53,10 @@ impl Seccomp {
     }
 }
 
-/// The profile as compact JSON (a tenth of its size, sent with every container). The
-/// engine runs a container unconfined when a profile names no default action and no
-/// syscalls, so a profile without a default action is refused rather than sent.
+/// The profile as one line of JSON: the engine takes it inside a security option, with
+/// every container. The engine runs a container unconfined when a profile names no
+/// default action and no syscalls, so a profile without a default action is refused
+/// rather than sent.
 fn parse(text: &str) -> Result<String, String> {
     let profile: Value = serde_json::from_str(text).map_err(|err| err.to_string())?;
     let default_action = profile.get("defaultAction").and_then(Value::as_str);
