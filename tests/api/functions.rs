@@ -667,3 +667,38 @@ async fn an_engine_failure_while_building_is_runbox_s_503_not_the_user_s_422() {
     proxy.fail_creates(false);
     server.stop().await;
 }
+
+/// pip installs a wheel with a compiled extension in a build container under the
+/// sandboxes' seccomp profile (SECURITY.md), and the function runs under it too. Named
+/// apart from tests/api/seccomp.rs, which also runs on engines that reach no index.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compiled_wheel_builds_and_runs_under_the_syscall_filter() {
+    let server = Server::start().await;
+    let code = r#"import msgpack
+
+def roundtrip(value):
+    seccomp = [l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')][0]
+    return {'value': msgpack.unpackb(msgpack.packb(value)), 'seccomp': seccomp, 'packer': msgpack.Packer.__module__}
+"#;
+    let (status, body) = register(
+        &server,
+        json!({"name": "roundtrip", "code": code, "dependencies": ["msgpack==1.0.8"], "args": {"value": "list"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["env"]["status"], "ready", "{body}");
+    let (status, body) = call(
+        &server,
+        "roundtrip",
+        json!({"value": [1, "two", {"3": 4.5}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The packer of the compiled extension, not msgpack's pure-Python fallback.
+    assert_eq!(
+        body["value"],
+        json!({"value": [1, "two", {"3": 4.5}], "seccomp": "2", "packer": "msgpack._cmsgpack"}),
+        "{body}"
+    );
+    server.stop().await;
+}
