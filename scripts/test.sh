@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 QUICK=false
 [[ "${1:-}" == "--quick" ]] && QUICK=true
 # The OCI runtimes the hostile suite runs under on the test engines.
-ISOLATION_RUNTIMES="${RUNBOX_TEST_ISOLATION_RUNTIMES:-runc crun}"
+ISOLATION_RUNTIMES="${RUNBOX_TEST_ISOLATION_RUNTIMES:-runc crun runsc}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }

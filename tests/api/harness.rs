@@ -162,6 +162,12 @@ pub fn test_runtime() -> String {
     std::env::var("RUNBOX_TEST_RUNTIME").unwrap_or_default()
 }
 
+/// Whether the test runtime gives sandboxes a kernel of their own (gVisor): some attacks
+/// then fail otherwise than under Linux (see SECURITY.md, "Tiers and attacks").
+pub fn test_runtime_has_own_kernel() -> bool {
+    test_runtime() == "runsc"
+}
+
 pub fn transport() -> String {
     std::env::var(TRANSPORT_VAR).unwrap_or_else(|_| "stdio".into())
 }

@@ -10,7 +10,7 @@
 
 use serde_json::json;
 
-use crate::harness::Options;
+use crate::harness::{self, Options};
 use crate::hostile_code::{kind, stdout, Hostile};
 
 /// Each attack prints `<name> <errno name>` (`ok` when the call succeeded).
@@ -66,7 +66,10 @@ attempt('ptrace-attach-child', 101, 16, victim, 0, 0)
 attempt('process_vm_readv', 310, victim, ctypes.addressof(iov_local), 1, ctypes.addressof(iov_remote), 1, 0)
 attempt('process_vm_writev', 311, victim, ctypes.addressof(iov_local), 1, ctypes.addressof(iov_remote), 1, 0)
 attempt('kcmp', 312, me, victim, 0, 0, 0)
-pidfd = os.pidfd_open(victim)
+try:
+    pidfd = os.pidfd_open(victim)
+except OSError:  # gVisor has no pidfd_open
+    pidfd = -1
 attempt('pidfd_getfd', 438, pidfd, 0, 0)
 # Programmable kernel interfaces.
 attempt('io_uring_setup', 425, 8, buf(120))
@@ -194,13 +197,18 @@ async fn what_the_profile_denies_fails_with_eperm() {
         80,
         "every attack says how it ended: {result}"
     );
+    // gVisor's kernel answers some calls itself (ENOSYS for what it does not
+    // implement, its own handling of the 32-bit ABIs): there an attack passes when it
+    // failed at all.
+    let own_kernel = harness::test_runtime_has_own_kernel();
     let mut wrong = Vec::new();
     for (name, outcome) in &attacks {
         let expected = NOT_EPERM
             .iter()
             .find(|(n, _)| n == name)
             .map_or("EPERM", |(_, e)| e);
-        if outcome != &expected {
+        let failed_anyway = own_kernel && !matches!(*outcome, "ok");
+        if outcome != &expected && !failed_anyway {
             wrong.push(format!("{name}: {outcome}, not {expected}"));
         }
     }

@@ -19,6 +19,13 @@ pub enum Isolation {
 /// Runtimes whose sandboxes have a kernel of their own: naming one asks for `strong`.
 const STRONG_RUNTIMES: [&str; 1] = ["runsc"];
 
+/// Whether `runtime` gives its containers a kernel of their own: one of the runtimes
+/// known to, or the one configured as `sandbox.strong_runtime`.
+pub fn has_own_kernel(runtime: &str, strong_runtime: &str) -> bool {
+    let runtime = runtime.trim();
+    !runtime.is_empty() && (runtime == strong_runtime.trim() || STRONG_RUNTIMES.contains(&runtime))
+}
+
 impl Isolation {
     /// `standard`, `strong` or a runtime's name (letters, digits, `-`, `_`, `.`).
     pub fn parse(text: &str) -> Option<Self> {
@@ -78,6 +85,14 @@ mod tests {
         );
         assert_eq!(Isolation::parse("run sc; rm -rf"), None);
         assert!(Isolation::parse("runsc").is_some_and(|i| i.is_strong()));
+    }
+
+    #[test]
+    fn the_configured_strong_runtime_has_its_own_kernel() {
+        assert!(has_own_kernel("runsc", ""));
+        assert!(has_own_kernel("gvisor", " gvisor "));
+        assert!(!has_own_kernel("crun", "runsc"));
+        assert!(!has_own_kernel("", ""));
     }
 
     #[test]

@@ -105,6 +105,21 @@ impl ContainerGuard {
         }
     }
 
+    /// Removes the container, waiting for the engine to be done with it for `bound` at
+    /// most; past that the removal goes on in the background (shutdown waits for it).
+    /// A sandbox under gVisor with many processes may take the engine tens of seconds
+    /// to tear down, which a client waiting for its answer should not pay.
+    pub async fn remove_within(mut self, bound: Duration) {
+        let (engine, id, held) = self.disarm();
+        let container = id.clone();
+        let removal = self
+            .tracker
+            .spawn(async move { remove_until_gone(engine.as_ref(), &id, held).await });
+        if tokio::time::timeout(bound, removal).await.is_err() {
+            tracing::debug!(%container, ?bound, "removal goes on in the background");
+        }
+    }
+
     /// Removes the container in the background once it has exited by itself, or after
     /// `grace` when it has not (then by force, as `remove_in_background`). Ending by
     /// itself costs the engine less CPU than a kill, which under sustained load is what

@@ -29,6 +29,11 @@ const PORT_ATTEMPTS: usize = 3;
 /// How long a finished stdio sandbox may take to exit by itself before it is killed.
 /// The agent exits as soon as its stdin closes; this covers a slow engine.
 const FINISH_GRACE: Duration = Duration::from_secs(1);
+/// How long a run that ended its sandbox (a timeout, a cancel) waits for the container
+/// to be gone before it answers: under runc a removal takes a fraction of a second, so
+/// the code has stopped before its client hears; a gVisor sandbox full of processes
+/// can take the engine far longer, and that part is left to the background.
+const REMOVAL_WAIT: Duration = Duration::from_secs(3);
 
 /// Creates sandboxes. Shared by the pools, the cold path and sessions.
 pub(crate) struct Launcher {
@@ -320,11 +325,12 @@ impl Sandbox {
         }
     }
 
-    /// Kills and removes the container and waits until it is gone.
+    /// Kills and removes the container and waits until it is gone, or for
+    /// `REMOVAL_WAIT` at most (then it goes in the background).
     pub async fn remove(self) {
         let Sandbox { guard, conn, .. } = self;
         drop(conn);
-        guard.remove().await;
+        guard.remove_within(REMOVAL_WAIT).await;
     }
 
     /// Ends a sandbox whose run is over, off the request's critical path. Over stdio

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use bollard::models::{HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits};
 use runbox_core::config::{Config, Transport};
+use runbox_core::isolation::has_own_kernel;
 
 use crate::backend::ContainerSpec;
 use crate::labels::{self, ContainerKind};
@@ -53,13 +54,48 @@ impl SandboxSpec<'_> {
             (labels::KIND.to_string(), self.kind.as_str().to_string()),
         ]);
 
+        // Under gVisor the host sees the sandbox's kernel, not its processes: its threads
+        // and per-process stubs count against the host's pids limit (about eight per
+        // process on the ptrace platform), and gVisor dies rather than fail a fork when
+        // they reach it. There the limit on processes is RLIMIT_NPROC, which gVisor's
+        // kernel enforces with EAGAIN, and the host's limit a backstop above what that
+        // allows (the memory limit comes first: a process costs gVisor megabytes).
+        let own_kernel = has_own_kernel(self.runtime, &sandbox.strong_runtime);
+        let (host_pids_limit, nproc) = if own_kernel {
+            (
+                sandbox.pids_limit.saturating_mul(16).saturating_add(64),
+                Some(sandbox.pids_limit),
+            )
+        } else {
+            (sandbox.pids_limit, None)
+        };
+        let mut ulimits = vec![
+            ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(1024),
+                hard: Some(1024),
+            },
+            ResourcesUlimits {
+                name: Some("core".into()),
+                soft: Some(0),
+                hard: Some(0),
+            },
+        ];
+        if let Some(nproc) = nproc {
+            ulimits.push(ResourcesUlimits {
+                name: Some("nproc".into()),
+                soft: Some(nproc),
+                hard: Some(nproc),
+            });
+        }
+
         let mut host_config = HostConfig {
             memory: Some(memory),
             // Swap equal to memory means no swap at all: an allocation past the limit is
             // an OOM kill, not a machine grinding on swap.
             memory_swap: Some(memory),
             nano_cpus: Some((limits.cpus * 1e9) as i64),
-            pids_limit: Some(sandbox.pids_limit),
+            pids_limit: Some(host_pids_limit),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([
                 (
@@ -81,25 +117,18 @@ impl SandboxSpec<'_> {
             // (often 64 MiB, an operator may raise it) unless runbox sets it.
             shm_size: Some(i64::try_from(sandbox.tmp_size.bytes()).unwrap_or(i64::MAX)),
             cap_drop: Some(vec!["ALL".to_string()]),
-            security_opt: Some(self.seccomp.security_opt()),
+            security_opt: Some(if own_kernel {
+                self.seccomp.security_opt_own_kernel()
+            } else {
+                self.seccomp.security_opt()
+            }),
             // No docker-init: the agent is pid 1. An init would hold the container's
             // stdio (the stdio transport's channel) in a process the code, running as
             // the same user, could open through /proc/1/fd; the agent, not dumpable,
             // closes its /proc to the code, reaps orphans itself, and as pid 1 cannot be
             // killed from inside the container.
             init: Some(false),
-            ulimits: Some(vec![
-                ResourcesUlimits {
-                    name: Some("nofile".into()),
-                    soft: Some(1024),
-                    hard: Some(1024),
-                },
-                ResourcesUlimits {
-                    name: Some("core".into()),
-                    soft: Some(0),
-                    hard: Some(0),
-                },
-            ]),
+            ulimits: Some(ulimits),
             network_mode: Some("none".to_string()),
             // Output reaches runbox over the attach stream or the agent's port, capped
             // there; the engine keeping its own copy would let untrusted code fill the
@@ -333,5 +362,45 @@ mod tests {
         // The other limits stay as they are under any runtime.
         assert_eq!(host.readonly_rootfs, Some(true));
         assert_eq!(host.network_mode.as_deref(), Some("none"));
+    }
+
+    /// The profile's rule for clone3, as sent.
+    fn clone3_action(host: &HostConfig) -> String {
+        let options = host.security_opt.clone().expect("security options");
+        let profile = options
+            .iter()
+            .find_map(|option| option.strip_prefix("seccomp="))
+            .expect("a profile");
+        let profile: serde_json::Value = serde_json::from_str(profile).expect("JSON");
+        let rules = profile["syscalls"].as_array().expect("syscalls");
+        let clone3 = rules
+            .iter()
+            .find(|rule| rule["names"] == serde_json::json!(["clone3"]))
+            .expect("a clone3 rule");
+        clone3["action"].as_str().expect("an action").to_string()
+    }
+
+    #[test]
+    fn under_gvisor_processes_are_limited_by_its_kernel() {
+        let mut config = Config::defaults();
+        config.sandbox.pids_limit = 64;
+        let seccomp = seccomp(&config);
+        for (runtime, host_pids, nproc, clone3) in [
+            ("", 64, None, "SCMP_ACT_ERRNO"),
+            ("crun", 64, None, "SCMP_ACT_ERRNO"),
+            ("runsc", 64 * 16 + 64, Some(64), "SCMP_ACT_ALLOW"),
+        ] {
+            let mut spec = pool_spec(&config, &seccomp);
+            spec.runtime = runtime;
+            let host = spec.container_config().host_config.expect("host config");
+            assert_eq!(host.pids_limit, Some(host_pids), "{runtime}");
+            let ulimits = host.ulimits.clone().expect("ulimits");
+            let found = ulimits
+                .iter()
+                .find(|limit| limit.name.as_deref() == Some("nproc"))
+                .map(|limit| (limit.soft, limit.hard));
+            assert_eq!(found, nproc.map(|n| (Some(n), Some(n))), "{runtime}");
+            assert_eq!(clone3_action(&host), clone3, "{runtime}");
+        }
     }
 }
