@@ -144,7 +144,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     if config.sandbox.transport == Transport::Http {
-        if host_firewall::is_closed().await {
+        if host_firewall::is_closed(Some(&runbox_runtime::instance_name(&config))).await {
             report.ok(
                 "host firewall",
                 "new connections from the http sandboxes' bridge are dropped (runbox's netfilter rules)",

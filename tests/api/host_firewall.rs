@@ -50,12 +50,39 @@ async fn a_host_service_on_every_interface_is_out_of_a_sandbox_s_reach() {
             let _ = stream.read(&mut [0; 16]);
         }
     });
-    let server = Server::start_with(http_options()).await;
+    // No warm pool: between runs this server has no sandbox on the network at all.
+    let server = Server::start_with(Options {
+        pool_size: 0,
+        ..http_options()
+    })
+    .await;
     let health = server.health().await;
     assert_eq!(health["host_firewall"]["state"], "closed", "{health}");
     assert_eq!(health["status"], "ok", "{health}");
     let gateway = sandbox_gateway();
     assert!(!gateway.is_empty(), "the sandbox network has a gateway");
+    reach_from_a_sandbox(&server, &gateway, port).await;
+    // A second server on the same host, stopping, takes its own rules and leaves the
+    // first server's: the first stays closed.
+    let other = Server::start_with(http_options()).await;
+    other.stop().await;
+    let health = server.health().await;
+    assert_eq!(health["host_firewall"]["state"], "closed", "{health}");
+    reach_from_a_sandbox(&server, &gateway, port).await;
+    // The same service answers the host itself: it was the sandbox that was kept out.
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the host reaches its service");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "only the host's own connection arrived"
+    );
+    server.stop().await;
+}
+
+/// Tries the host's service at `gateway:port` from a sandbox of `server`: the run works
+/// and the connection fails.
+async fn reach_from_a_sandbox(server: &Server, gateway: &str, port: u16) {
     let code = "import socket\ntry:\n    socket.create_connection((GATEWAY, PORT), 3).close()\n    print('connected')\nexcept OSError as e:\n    print('failed', type(e).__name__)";
     let (status, result) = server
         .post(
@@ -72,15 +99,6 @@ async fn a_host_service_on_every_interface_is_out_of_a_sandbox_s_reach() {
             .is_some_and(|out| out.starts_with("failed")),
         "{result}"
     );
-    // The same service answers the host itself: it was the sandbox that was kept out.
-    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the host reaches its service");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        1,
-        "only the host's own connection arrived"
-    );
-    server.stop().await;
 }
 
 /// A directory with nothing to run in it: runbox finds no iptables.

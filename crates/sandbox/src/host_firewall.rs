@@ -7,6 +7,11 @@
 //! sandbox (runbox reaching a published agent port) are unaffected: their packets from
 //! the sandbox are replies.
 //!
+//! Each server installs and removes a copy tagged with its instance's name, so that one
+//! server stopping never opens the host to another's sandboxes; duplicate DROP rules
+//! cost nothing. A rule added by hand (`manual_fix`) carries the plain tag and counts
+//! for every server.
+//!
 //! The rules only work where the bridge is: in this process's network namespace, i.e.
 //! a local engine. When they cannot be installed (no privilege, no iptables, a remote
 //! engine), runbox says so (`FirewallState::Open`), and `serve` refuses the transport
@@ -19,8 +24,17 @@ use tokio::process::Command;
 
 use crate::network::SANDBOX_BRIDGE;
 
-/// Marks runbox's rules, so that they are found and removed by it alone.
+/// Marks runbox's rules, so that they are found and removed by it alone: a rule added
+/// by hand has it as it is, a server's own has the server's instance before the colon.
 const TAG: &str = "runbox: no new connections from http sandboxes";
+
+/// The tag of `instance`'s rule (`None`: the one added by hand).
+fn tag(instance: Option<&str>) -> String {
+    match instance {
+        None => TAG.to_string(),
+        Some(instance) => TAG.replacen("runbox:", &format!("runbox {instance}:"), 1),
+    }
+}
 
 /// The netfilter tools, for IPv4 and IPv6; the second is best effort (the sandbox
 /// network has no IPv6, and some hosts have no ip6tables).
@@ -59,7 +73,7 @@ fn rule_text() -> String {
     )
 }
 
-fn rule_args() -> Vec<String> {
+fn rule_args(tag: &str) -> Vec<String> {
     [
         "-i",
         SANDBOX_BRIDGE,
@@ -70,7 +84,7 @@ fn rule_args() -> Vec<String> {
         "-m",
         "comment",
         "--comment",
-        TAG,
+        tag,
         "-j",
         "DROP",
     ]
@@ -107,9 +121,9 @@ async fn chains(tool: &str) -> [&'static str; 2] {
     }
 }
 
-fn with_rule(op: &str, chain: &str) -> Vec<String> {
+fn with_rule(op: &str, chain: &str, tag: &str) -> Vec<String> {
     let mut args = vec![op.to_string(), chain.to_string()];
-    args.extend(rule_args());
+    args.extend(rule_args(tag));
     args
 }
 
@@ -119,8 +133,9 @@ fn bridge_is_here() -> bool {
     Path::new("/sys/class/net").join(SANDBOX_BRIDGE).exists()
 }
 
-/// Installs the rules unless they are there (idempotent; several servers share them).
-pub async fn close() -> FirewallState {
+/// Installs `instance`'s rules unless they are there (idempotent).
+pub async fn close(instance: &str) -> FirewallState {
+    let tag = tag(Some(instance));
     if !bridge_is_here() {
         return FirewallState::Open {
             why: format!(
@@ -132,9 +147,9 @@ pub async fn close() -> FirewallState {
     }
     for (tool, required) in TOOLS {
         for chain in chains(tool).await {
-            let installed = match netfilter(tool, &with_rule("-C", chain)).await {
+            let installed = match netfilter(tool, &with_rule("-C", chain, &tag)).await {
                 Ok(true) => Ok(true),
-                Ok(false) => netfilter(tool, &with_rule("-I", chain)).await,
+                Ok(false) => netfilter(tool, &with_rule("-I", chain, &tag)).await,
                 Err(err) => Err(err),
             };
             match installed {
@@ -181,32 +196,49 @@ pub fn can_install() -> bool {
     net_admin && iptables
 }
 
-/// Whether runbox's IPv4 rules are (still) in place.
-pub async fn is_closed() -> bool {
+/// Whether the IPv4 rules of `instance` (`None`: the ones added by hand), or the ones
+/// added by hand, are (still) in every chain.
+pub async fn is_closed(instance: Option<&str>) -> bool {
     if !bridge_is_here() {
         return false;
     }
+    let tags: Vec<String> = [Some(tag(None)), instance.map(|i| tag(Some(i)))]
+        .into_iter()
+        .flatten()
+        .collect();
     for chain in chains("iptables").await {
-        if netfilter("iptables", &with_rule("-C", chain)).await != Ok(true) {
+        let mut found = false;
+        for tag in &tags {
+            if netfilter("iptables", &with_rule("-C", chain, tag)).await == Ok(true) {
+                found = true;
+                break;
+            }
+        }
+        if !found {
             return false;
         }
     }
     true
 }
 
-/// Removes runbox's rules (every copy; missing ones are fine). Only when no sandbox is
-/// on the network any more: another server may still use it.
-pub async fn reopen() {
+/// Removes `instance`'s rules (every copy; missing ones are fine). Another server's, and
+/// the ones added by hand, stay.
+pub async fn reopen(instance: &str) {
+    let tag = tag(Some(instance));
     for (tool, _) in TOOLS {
         for chain in ["INPUT", "DOCKER-USER", "FORWARD"] {
-            while netfilter(tool, &with_rule("-C", chain)).await == Ok(true) {
-                if netfilter(tool, &with_rule("-D", chain)).await != Ok(true) {
+            while netfilter(tool, &with_rule("-C", chain, &tag)).await == Ok(true) {
+                if netfilter(tool, &with_rule("-D", chain, &tag)).await != Ok(true) {
                     break;
                 }
             }
         }
     }
-    tracing::info!(bridge = SANDBOX_BRIDGE, "removed runbox's netfilter rules");
+    tracing::info!(
+        bridge = SANDBOX_BRIDGE,
+        instance,
+        "removed this server's netfilter rules"
+    );
 }
 
 #[cfg(test)]
@@ -215,12 +247,19 @@ mod tests {
 
     #[test]
     fn the_rule_drops_only_new_connections_from_the_bridge_and_is_tagged() {
-        let args = rule_args().join(" ");
+        let args = rule_args(&tag(Some("rb-1"))).join(" ");
         assert!(args.starts_with(&format!("-i {SANDBOX_BRIDGE} ")), "{args}");
         assert!(args.contains("--ctstate NEW,INVALID"), "{args}");
-        assert!(args.contains(TAG), "{args}");
+        assert!(
+            args.contains("runbox rb-1: no new connections from http sandboxes"),
+            "{args}"
+        );
         assert!(args.ends_with("-j DROP"), "{args}");
         assert!(manual_fix().contains("DOCKER-USER"));
+        assert!(
+            manual_fix().contains(TAG),
+            "a rule by hand has the plain tag"
+        );
     }
 
     #[test]

@@ -473,17 +473,6 @@ impl Backend for DockerBackend {
         })
     }
 
-    fn network_containers<'a>(&'a self, name: &'a str) -> EngineFuture<'a, usize> {
-        Box::pin(async move {
-            let network = self
-                .docker
-                .inspect_network::<String>(name, None)
-                .await
-                .map_err(engine_error)?;
-            Ok(network.containers.map_or(0, |containers| containers.len()))
-        })
-    }
-
     fn create_network(&self, network: NetworkSpec) -> EngineFuture<'_, ()> {
         Box::pin(async move {
             let options = CreateNetworkOptions {

@@ -75,8 +75,6 @@ pub trait Backend: Send + Sync {
     /// The driver options of network `name`.
     fn network_options<'a>(&'a self, name: &'a str) -> EngineFuture<'a, HashMap<String, String>>;
     fn create_network(&self, network: NetworkSpec) -> EngineFuture<'_, ()>;
-    /// How many containers are on the network now.
-    fn network_containers<'a>(&'a self, name: &'a str) -> EngineFuture<'a, usize>;
 }
 
 /// The OCI runtimes the engine knows; none when it does not answer.

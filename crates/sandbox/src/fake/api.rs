@@ -284,11 +284,6 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn network_containers<'a>(&'a self, _name: &'a str) -> EngineFuture<'a, usize> {
-        // The fake's containers are on no network.
-        Box::pin(async move { self.answering().map(|_| 0) })
-    }
-
     fn create_network(&self, network: NetworkSpec) -> EngineFuture<'_, ()> {
         Box::pin(async move {
             let mut state = self.answering()?;

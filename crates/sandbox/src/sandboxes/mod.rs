@@ -87,7 +87,7 @@ impl Sandboxes {
         sweep::sweep_instance(engine.as_ref(), &instance).await?;
         let firewall = if uses_http(&config) {
             ensure_sandbox_network(engine.as_ref()).await?;
-            let state = host_firewall::close().await;
+            let state = host_firewall::close(&instance).await;
             if let FirewallState::Open { why, fix } = &state {
                 if !config.sandbox.allow_host_network_access {
                     return Err(SandboxError::HostOpen {
@@ -438,16 +438,9 @@ impl Sandboxes {
         if let Err(err) = sweep::sweep_instance(launcher.engine(), &launcher.instance).await {
             tracing::warn!(error = %err, "final sweep failed");
         }
-        // The rules go with the last sandbox on the network: other servers on this
-        // engine may still have theirs there.
-        if self.inner.firewall == FirewallState::Closed
-            && launcher
-                .engine()
-                .network_containers(crate::network::SANDBOX_NETWORK)
-                .await
-                .is_ok_and(|count| count == 0)
-        {
-            host_firewall::reopen().await;
+        // This server's rules go with its sandboxes; another server's stay.
+        if self.inner.firewall == FirewallState::Closed {
+            host_firewall::reopen(&launcher.instance).await;
         }
     }
 
@@ -455,10 +448,14 @@ impl Sandboxes {
     /// flushed since start).
     pub async fn host_firewall(&self) -> FirewallState {
         match &self.inner.firewall {
-            FirewallState::Closed if !host_firewall::is_closed().await => FirewallState::Open {
-                why: "runbox's netfilter rules have been removed since it started".into(),
-                fix: host_firewall::manual_fix(),
-            },
+            FirewallState::Closed
+                if !host_firewall::is_closed(Some(&self.inner.launcher.instance)).await =>
+            {
+                FirewallState::Open {
+                    why: "runbox's netfilter rules have been removed since it started".into(),
+                    fix: host_firewall::manual_fix(),
+                }
+            }
             other => other.clone(),
         }
     }
