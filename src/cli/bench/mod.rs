@@ -7,6 +7,7 @@ mod churn;
 mod load;
 mod progress;
 mod report;
+mod runtimes;
 mod stats;
 mod subject;
 
@@ -86,8 +87,9 @@ pub struct BenchArgs {
     transport: Option<TransportArg>,
     /// OCI runtime of the server's sandboxes and of the bare containers it is measured
     /// against (e.g. crun, runsc; default: the configuration's `sandbox.runtime`).
-    #[arg(long)]
-    runtime: Option<String>,
+    /// Several (`runc,crun,runsc`): the bench runs under each in turn, and compares them.
+    #[arg(long, value_delimiter = ',')]
+    runtime: Vec<String>,
     /// Where the JSON goes.
     #[arg(long, default_value = "bench-results/latest.json")]
     out: PathBuf,
@@ -103,6 +105,75 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     // The server's own logs would tear the progress bars; warnings still show.
     config.logging.level = "warn".into();
     super::logging::init(&config.logging);
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: a debug build; figures of `cargo build --release` are the ones to quote"
+        );
+    }
+    let runtimes: Vec<String> = args
+        .runtime
+        .iter()
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if runtimes.len() <= 1 {
+        if let Some(runtime) = runtimes.first() {
+            config.sandbox.runtime = runtime.clone();
+        }
+        let report = measure_one(config, &args).await?;
+        println!("\n{}", report.table());
+        return write(&args.out, &report, &report.commit, report.dirty);
+    }
+    if args.server.is_some() {
+        anyhow::bail!("--server and several --runtime values: a server's runtime is its own");
+    }
+    let mut reports = Vec::new();
+    for runtime in runtimes {
+        eprintln!("\n== under {runtime}");
+        let mut config = config.clone();
+        config.sandbox.runtime = runtime.clone();
+        let report = measure_one(config, &args).await?;
+        println!("\n{runtime}:\n{}", report.table());
+        reports.push((runtime, report));
+    }
+    let comparison = runtimes::compare(&reports);
+    println!("\n{}", comparison.table());
+    let (commit, dirty) = reports
+        .first()
+        .map(|(_, r)| (r.commit.clone(), r.dirty))
+        .unwrap_or_default();
+    let combined = json!({
+        "commit": commit,
+        "dirty": dirty,
+        "comparison": comparison,
+        "runtimes": reports.iter().map(|(runtime, report)| json!({"runtime": runtime, "report": report})).collect::<Vec<_>>(),
+    });
+    write(&args.out, &combined, &commit, dirty)
+}
+
+/// Writes the JSON to `out` and says where it went.
+fn write(
+    out: &std::path::Path,
+    value: &impl serde::Serialize,
+    commit: &str,
+    dirty: bool,
+) -> anyhow::Result<()> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "commit {commit}{}; written to {}",
+        if dirty { " (dirty)" } else { "" },
+        out.display()
+    );
+    Ok(())
+}
+
+/// One bench run under the configuration's runtime: its report, ratios and targets in.
+async fn measure_one(mut config: Config, args: &BenchArgs) -> anyhow::Result<Report> {
     if let Some(transport) = args.transport {
         config.sandbox.transport = match transport {
             TransportArg::Stdio => Transport::Stdio,
@@ -112,19 +183,11 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     if let Some(size) = args.pool_size {
         config.sandbox.pool.size = size;
     }
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: a debug build; figures of `cargo build --release` are the ones to quote"
-        );
-    }
     let docker = connect_docker().await?;
     let image = ensure_sandbox_image(docker.as_ref(), &config, false).await?;
     let started_at = chrono::Utc::now().to_rfc3339();
     let load_before = load_average();
     let bench_instance = format!("bench-{}", baselines::short_id());
-    if let Some(runtime) = &args.runtime {
-        config.sandbox.runtime = runtime.trim().to_string();
-    }
     let config = Arc::new(config);
 
     let subject = start_subject(
@@ -199,7 +262,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let interrupted = CancellationToken::new();
     tokio::spawn(super::serve::stop_on_signal(interrupted.clone()));
     let measured = tokio::select! {
-        () = measure(&subject, &churn, &mut report, &args) => true,
+        () = measure(&subject, &churn, &mut report, args) => true,
         () = interrupted.cancelled() => false,
     };
     if !measured {
@@ -222,22 +285,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     });
     report.compute_ratios();
     report.judge();
-
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let text = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&args.out, text + "\n")
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!("\n{}", report.table());
-    println!(
-        "commit {}{}; written to {}",
-        report.commit,
-        if report.dirty { " (dirty)" } else { "" },
-        args.out.display()
-    );
-    Ok(())
+    Ok(report)
 }
 
 /// Everything the bench measures, in order, into `report`: what an interrupt cuts short.

@@ -154,7 +154,7 @@ impl Report {
         )
     }
 
-    fn run(&self, scenario: Scenario, concurrency: usize) -> Option<&ScenarioRun> {
+    pub fn level(&self, scenario: Scenario, concurrency: usize) -> Option<&ScenarioRun> {
         self.scenarios
             .iter()
             .find(|r| r.scenario == scenario && r.concurrency == concurrency)
@@ -162,8 +162,8 @@ impl Report {
 
     /// The targets of the warm-pool work, judged on this report's figures.
     pub fn judge(&mut self) {
-        let print1 = self.run(Scenario::Print, 1);
-        let plot1 = self.run(Scenario::Plot, 1);
+        let print1 = self.level(Scenario::Print, 1);
+        let plot1 = self.level(Scenario::Plot, 1);
         let clean = |r: &ScenarioRun| r.figures.errors == 0 && r.figures.ok > 0;
         let mut targets = vec![
             max(
@@ -188,7 +188,7 @@ impl Report {
             ),
         ];
         for concurrency in [4, 16] {
-            let run = self.run(Scenario::Print, concurrency);
+            let run = self.level(Scenario::Print, concurrency);
             let name = if concurrency == 4 {
                 "sustained print(1) c=4 throughput / churn (0 errors)"
             } else {
