@@ -1,6 +1,6 @@
 //! Isolation tiers (the isolation issue, part 1) on an engine without gVisor: a run, a
-//! session, a function or a token that asks for the `strong` tier is refused with 503
-//! naming what is missing, never run at less; an unknown name is a 400; `/health` says
+//! session, a function or a token that asks for the `strong` tier is refused with 400
+//! naming the field and what is missing, never run at less; an unknown name is a 400; `/health` says
 //! which tier runs where. (On engines that offer runsc and crun, the hostile suite runs
 //! on each: scripts/test.sh.)
 
@@ -60,7 +60,11 @@ async fn tiers_run_where_offered_and_are_refused_elsewhere_never_downgraded() {
             &json!({"code": "print(1)", "isolation": "strong"}),
         )
         .await;
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        (status, &body["field"]),
+        (400, &json!("isolation")),
+        "{body}"
+    );
     let message = body["error"].as_str().unwrap_or_default();
     assert!(
         message.contains("strong") && message.contains("runsc"),
@@ -81,7 +85,7 @@ async fn tiers_run_where_offered_and_are_refused_elsewhere_never_downgraded() {
     let (status, body) = server
         .post("/sessions", Some(TOKEN), &json!({"isolation": "strong"}))
         .await;
-    assert_eq!(status, 503, "a strong session is refused too: {body}");
+    assert_eq!(status, 400, "a strong session is refused too: {body}");
     let (status, body) = server
         .post(
             "/functions",
@@ -90,7 +94,7 @@ async fn tiers_run_where_offered_and_are_refused_elsewhere_never_downgraded() {
         )
         .await;
     assert_eq!(
-        status, 503,
+        status, 400,
         "its code is checked under its own tier: {body}"
     );
 
@@ -106,7 +110,7 @@ async fn tiers_run_where_offered_and_are_refused_elsewhere_never_downgraded() {
             &json!({"code": "print(1)", "isolation": "standard"}),
         )
         .await;
-    assert_eq!(status, 503, "the token's floor holds: {body}");
+    assert_eq!(status, 400, "the token's floor holds: {body}");
     let odd_token = jwt(
         JWT_SECRET,
         &json!({"sub": "odd", "exp": now() + 600, "jti": "iso-2", "scope": "run", "isolation": "no such; thing"}),

@@ -259,6 +259,12 @@ async def bad_input() -> None:
     async with httpx2.AsyncClient(timeout=30) as http:
         ended = await http.delete(URL, headers={"Authorization": f"Bearer {TOKEN}", **in_session})
         check(ended.status_code in (200, 204), f"DELETE ends the session ({ended.status_code})")
+    ping = json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"})
+    for accept in ("application/json", "text/plain"):
+        unacceptable = await raw(ping, {"Accept": accept})
+        body = unacceptable.json() if unacceptable.headers.get("content-type", "").startswith("application/json") else {}
+        check(unacceptable.status_code == 406 and "Accept" in str(body.get("error", "")),
+              f"Accept: {accept}: 406 in the API's error shape ({unacceptable.status_code} {unacceptable.text[:200]})")
     huge = await raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "x": "a" * (20 << 20)}))
     check(huge.status_code == 413, f"a huge request: 413 ({huge.status_code})")
     async with connect("auto") as client:

@@ -281,6 +281,9 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::OverConcurrency { limit } => ApiError::OverConcurrency { limit },
             RuntimeError::Rejected(rejection) => ApiError::Rejected(rejection),
             RuntimeError::InvalidInput(message) => ApiError::bad_request(message),
+            RuntimeError::IsolationNotOffered(message) => {
+                ApiError::invalid_field("isolation", message)
+            }
             RuntimeError::Unavailable(message) => ApiError::Unavailable(message),
             RuntimeError::Internal(message) => ApiError::Internal(message),
         }

@@ -49,7 +49,7 @@ pub struct ExecBody {
     #[serde(default)]
     pub session_id: Option<String>,
     /// `standard` (default), `strong` (a kernel of its own: gVisor), or an OCI runtime
-    /// the engine has; refused (503) when no engine offers it, never downgraded. A
+    /// the engine has; refused (400) when no engine offers it, never downgraded. A
     /// token's own isolation is the least a run gets; a session's is fixed when it opens.
     #[serde(default)]
     #[schema(example = "strong")]

@@ -47,6 +47,10 @@ pub enum RuntimeError {
     /// A value the store refuses (too large, malformed).
     #[error("{0}")]
     InvalidInput(String),
+    /// An isolation tier or OCI runtime no engine offers: refused, never run at less.
+    /// The caller's to change (or the operator's to install), so not "try later".
+    #[error("{0}")]
+    IsolationNotOffered(String),
     /// The engine, a host port, a dependency build or the database cannot serve now;
     /// asking again later may work.
     #[error("{0}")]
@@ -105,7 +109,9 @@ impl From<SandboxError> for RuntimeError {
             err if err.is_unavailable() => {
                 RuntimeError::Unavailable(format!("sandbox unavailable: {err}"))
             }
-            SandboxError::IsolationUnavailable { .. } => RuntimeError::Unavailable(err.to_string()),
+            SandboxError::IsolationUnavailable { .. } => {
+                RuntimeError::IsolationNotOffered(err.to_string())
+            }
             SandboxError::ImageMissing(_) | SandboxError::ImageWithoutAgent(_) => {
                 RuntimeError::Unavailable(err.to_string())
             }

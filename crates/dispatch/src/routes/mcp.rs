@@ -36,6 +36,7 @@ use crate::state::AppState;
         (status = 400, description = "Not a JSON-RPC message, or an unsupported protocol version."),
         (status = 403, description = "The token has no scope that serves MCP."),
         (status = 404, description = "An unknown or ended MCP session."),
+        (status = 406, description = "The client accepts neither `application/json` nor `text/event-stream` (both are needed)."),
     ),
 )]
 pub async fn message(
@@ -90,6 +91,7 @@ fn not_json_rpc(body: &[u8]) -> Option<Response> {
         (status = 403, description = "The token has no scope that serves MCP."),
         (status = 404, description = "An unknown or ended MCP session."),
         (status = 405, description = "The sessionless protocol has no stream to open."),
+        (status = 406, description = "The client does not accept `text/event-stream`."),
     ),
 )]
 pub async fn stream(
@@ -140,7 +142,48 @@ async fn endpoint(state: AppState, principal: Principal, request: Request) -> Re
     if ending && response.status() == StatusCode::ACCEPTED {
         *response.status_mut() = StatusCode::NO_CONTENT;
     }
+    if response.status().is_client_error() && is_plain_text(&response) {
+        return as_error_body(response).await;
+    }
     response
+}
+
+/// The most of a refusal's text that is kept; the transport's are one line.
+const REFUSAL_TEXT_LIMIT: usize = 64 * 1024;
+
+fn is_plain_text(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"))
+}
+
+/// A refusal of the MCP transport (406 for a client that does not accept its media
+/// types, 404 for an unknown session, …) in the API's error shape, so that every 4xx of
+/// runbox has the same body.
+async fn as_error_body(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, REFUSAL_TEXT_LIMIT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let text = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Refused")
+            .to_string()
+    } else {
+        text
+    };
+    let mut refusal = (parts.status, Json(json!({ "error": text }))).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            refusal.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    refusal
 }
 
 /// 403 as the MCP authorization rules put it: a bearer challenge naming the scope.

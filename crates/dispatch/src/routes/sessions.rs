@@ -58,7 +58,7 @@ pub(crate) struct CreateSessionBody {
     #[schema(example = 600, exclusive_minimum = 0)]
     idle_timeout: Option<f64>,
     /// `standard` (default), `strong` (a kernel of its own: gVisor), or an OCI runtime
-    /// the engine has; refused (503) when no engine offers it, never downgraded. A
+    /// the engine has; refused (400) when no engine offers it, never downgraded. A
     /// token's own isolation is the least a session gets.
     #[serde(default)]
     #[schema(example = "strong")]
