@@ -151,12 +151,14 @@ async fn endpoint(state: AppState, principal: Principal, request: Request) -> Re
 /// The most of a refusal's text that is kept; the transport's are one line.
 const REFUSAL_TEXT_LIMIT: usize = 64 * 1024;
 
+/// The transport's refusals carry no content type, or `text/plain`.
 fn is_plain_text(response: &Response) -> bool {
-    response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/plain"))
+    match response.headers().get(header::CONTENT_TYPE) {
+        None => true,
+        Some(value) => value
+            .to_str()
+            .is_ok_and(|value| value.starts_with("text/plain")),
+    }
 }
 
 /// A refusal of the MCP transport (406 for a client that does not accept its media
