@@ -210,16 +210,21 @@ impl Store {
         if !storable(name) {
             return Ok(0);
         }
-        const COUNT: &str = "SELECT COUNT(*) FROM function_versions WHERE name = $1";
         const DELETE_VERSIONS: &str = "DELETE FROM function_versions WHERE name = $1";
         const DELETE: &str = "DELETE FROM functions WHERE name = $1";
+        // The transaction's first statement writes: one that read first would be refused
+        // at once by SQLite when another writer got in between (its busy timeout does not
+        // cover a read lock's upgrade), and the rows deleted are the count anyway.
         with_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
-            let (count,): (i64,) = sqlx::query_as(COUNT).bind(name).fetch_one(&mut *tx).await?;
-            sqlx::query(DELETE_VERSIONS).bind(name).execute(&mut *tx).await?;
+            let count = sqlx::query(DELETE_VERSIONS)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             sqlx::query(DELETE).bind(name).execute(&mut *tx).await?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(u64::try_from(count).unwrap_or(0))
+            Ok::<_, sqlx::Error>(count)
         }.await)
         .map_err(StoreError::db("deleting a function"))
     }
