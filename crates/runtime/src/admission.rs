@@ -50,13 +50,11 @@ impl Admission {
         }
     }
 
-    /// Waits for a slot for as long as it takes (async tasks, which stay QUEUED
-    /// meanwhile and can be cancelled by dropping this future).
-    pub async fn admit_queued(&self) -> Result<Admitted, RuntimeError> {
-        match self.slots.clone().acquire_owned().await {
-            Ok(permit) => Ok(Admitted { _permit: permit }),
-            Err(_closed) => Err(RuntimeError::ShuttingDown),
-        }
+    /// A slot when one is free right now, without waiting: a replica claims a queued
+    /// task only with one in hand, so it never takes more than it can run.
+    pub fn try_admit(&self) -> Option<Admitted> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        Some(Admitted { _permit: permit })
     }
 
     /// Runs executing right now.
@@ -85,7 +83,16 @@ mod tests {
             Err(RuntimeError::Overloaded)
         ));
         assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(admission.try_admit().is_none(), "no slot to claim with");
         drop(first);
+        let claimed = admission.try_admit().expect("a free slot");
+        assert_eq!(admission.running(), 1);
+        drop(claimed);
         assert!(admission.admit().await.is_ok());
+        admission.close();
+        assert!(
+            admission.try_admit().is_none(),
+            "closed: nothing is claimed"
+        );
     }
 }
