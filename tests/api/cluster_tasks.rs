@@ -174,6 +174,16 @@ async fn a_killed_replica_is_taken_over_within_30_s() {
     for id in &queued {
         assert_eq!(task(&survivor, id).await["status"], "QUEUED");
     }
+    // A queued task is nobody's: any replica cancels it at once.
+    let unwanted = submit(&doomed, 1).await;
+    let (status, body) = survivor
+        .delete(&format!("/tasks/{unwanted}"), Some(TOKEN))
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("CANCELLED")),
+        "{body}"
+    );
 
     doomed.kill9();
     let killed = Instant::now();
