@@ -13,6 +13,7 @@ mod takeover;
 mod tasks;
 mod views;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,10 @@ struct Queue {
     signals: TaskSignals,
     /// Rung when the queue is worth a look (a task queued, a run ended).
     wake: Notify,
+    /// Whether a task may be waiting: set by every wake, cleared when a claim finds
+    /// none. A slot given back here looks at the queue only while it is set, so that
+    /// the end of every run is not a query.
+    maybe_queued: AtomicBool,
 }
 
 impl Functions {
@@ -84,6 +89,7 @@ impl Functions {
                 replica_id,
                 signals,
                 wake: Notify::new(),
+                maybe_queued: AtomicBool::new(true),
             }),
         }
     }

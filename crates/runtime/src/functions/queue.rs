@@ -4,11 +4,13 @@
 //! safety poll for signals lost on the way. Cancel requests for the tasks it runs reach
 //! it the same ways.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use runbox_core::{ErrorKind, ExecError, Isolation};
 use runbox_store::{TaskListener, TaskRecord, TaskSignal, TaskStatus};
 use serde_json::Value;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::tasks::task_result_of;
@@ -35,6 +37,7 @@ impl Functions {
 
     /// Looks at the queue soon (a task was queued, or a run of this replica ended).
     pub(crate) fn wake_queue(&self) {
+        self.queue.maybe_queued.store(true, Ordering::SeqCst);
         self.queue.wake.notify_one();
     }
 
@@ -44,13 +47,27 @@ impl Functions {
     }
 
     async fn claim_loop(&self, stop: CancellationToken) {
+        // An interval rather than a sleep per turn: wakes must not keep postponing it.
+        let mut poll = tokio::time::interval(SAFETY_POLL);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut look = true;
         loop {
-            self.claim_while_room().await;
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.queue.wake.notified() => {}
-                () = tokio::time::sleep(SAFETY_POLL) => self.act_on_cancel_requests().await,
+            if look {
+                self.claim_while_room().await;
             }
+            look = tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.queue.wake.notified() => true,
+                // A sync run or a session exec gave its slot back: a task that waits for
+                // room here can have it now.
+                () = self.runner.admission.slot_freed() => {
+                    self.queue.maybe_queued.load(Ordering::SeqCst)
+                }
+                _ = poll.tick() => {
+                    self.act_on_cancel_requests().await;
+                    true
+                }
+            };
         }
     }
 
@@ -117,8 +134,14 @@ impl Functions {
                 .await
             {
                 Ok(Some(task)) => self.start_claimed(task, admitted).await,
-                Ok(None) => return,
+                Ok(None) => {
+                    self.queue.maybe_queued.store(false, Ordering::SeqCst);
+                    return;
+                }
                 Err(err) => {
+                    // The slot given back must not start another try at once: the
+                    // safety poll tries again.
+                    self.queue.maybe_queued.store(false, Ordering::SeqCst);
                     tracing::warn!(error = %err, "cannot claim a queued task");
                     return;
                 }
