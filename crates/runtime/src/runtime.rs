@@ -53,11 +53,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Opens the store, starts the sandboxes (sweep, pools), registers this replica,
-    /// marks what a dead run of this instance left unfinished, and starts the
-    /// background work (heartbeat, the task queue, watching for dead replicas). `image` is the sandbox
-    /// image, already made sure of by the caller; `public_url` is where stored images
-    /// are served from (no trailing slash).
+    /// Opens the store, marks what a dead run of this instance left unfinished, starts
+    /// the sandboxes (sweep, pools), registers this replica and starts the background
+    /// work (heartbeat, the task queue, watching for dead replicas). `image` is the
+    /// sandbox image, already made sure of by the caller; `public_url` is where stored
+    /// images are served from (no trailing slash).
     pub async fn open(
         config: Arc<Config>,
         engine: Arc<dyn Backend>,
@@ -73,6 +73,8 @@ impl Runtime {
             Arc::new(store.clone()),
         ));
         let instance = instance_name(&config);
+        let replica = Arc::new(Replica::new(&config, &public_url, &instance));
+        recover_interrupted(&store, &replica).await?;
         let sandboxes = Sandboxes::start(config.clone(), engine, image, instance.clone()).await?;
         let background = CancellationToken::new();
         spawn_retention_sweep(
@@ -99,7 +101,6 @@ impl Runtime {
             store,
             public_url: public_url.into(),
         };
-        let replica = Arc::new(Replica::new(&config, &runner.public_url, &instance));
         // Registered before it claims anything: a peer fails the tasks of runners the
         // registry does not know.
         beat(
@@ -110,7 +111,6 @@ impl Runtime {
             &runner.admission,
         )
         .await?;
-        recover_interrupted(&runner.store, &replica).await?;
         let signals = runner.store.task_signals().await?;
         let listener = signals.listen().await?;
         let functions = Functions::new(runner.clone(), replica.id.clone(), signals);
