@@ -55,6 +55,9 @@ pub struct Options {
     /// PostgreSQL only: reach the database on this local port instead of its own (a
     /// proxy the test can cut).
     pub database_port: Option<u16>,
+    /// The database URL of a [`SharedDatabase`] instead of a fresh database of its own:
+    /// servers started with the same one are replicas of one service.
+    pub shared_database: Option<String>,
 }
 
 impl Default for Options {
@@ -72,6 +75,7 @@ impl Default for Options {
             port_count: None,
             env: Vec::new(),
             database_port: None,
+            shared_database: None,
         }
     }
 }
@@ -202,7 +206,10 @@ impl Server {
         let tempdir = tempfile::tempdir().expect("tempdir");
         let dir = tempdir.path().to_path_buf();
         let instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let (mut database_url, pg_schema) = database_for_test(&dir).await;
+        let (mut database_url, pg_schema) = match &options.shared_database {
+            Some(url) => (url.clone(), None),
+            None => database_for_test(&dir).await,
+        };
         if let (Some(port), Some(_)) = (options.database_port, &pg_schema) {
             let mut url = reqwest::Url::parse(&database_url).expect("database url");
             url.set_port(Some(port)).expect("set port");
@@ -679,6 +686,45 @@ async fn database_for_test(dir: &Path) -> (String, Option<String>) {
             format!("sqlite://{}", dir.join("runbox.db").display()),
             None,
         ),
+    }
+}
+
+/// One PostgreSQL database (a fresh schema) for several servers: replicas of one
+/// service. The test drops it once its servers have stopped.
+pub struct SharedDatabase {
+    pub url: String,
+    schema: String,
+}
+
+impl SharedDatabase {
+    /// A fresh schema of RUNBOX_TEST_POSTGRES_URL's server. Unset, the test fails (it
+    /// needs PostgreSQL); set but empty (the SQLite pass of the suite), `None`: the test
+    /// is skipped and says so.
+    pub async fn create(test: &str) -> Option<SharedDatabase> {
+        match std::env::var(POSTGRES_URL_VAR) {
+            Ok(url) if url.trim().is_empty() => {
+                eprintln!(
+                    "skipped {test}: replicas share PostgreSQL, and {POSTGRES_URL_VAR} is empty \
+                     (the SQLite pass)"
+                );
+                return None;
+            }
+            Ok(_) => {}
+            Err(_) => panic!(
+                "{test} needs PostgreSQL: export {POSTGRES_URL_VAR}=\"$(scripts/start-test-postgres.sh)\" \
+                 (set it empty to skip the tests that need it)"
+            ),
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, schema) = database_for_test(dir.path()).await;
+        Some(SharedDatabase {
+            url,
+            schema: schema.expect("a PostgreSQL schema"),
+        })
+    }
+
+    pub async fn remove(self) {
+        drop_schema(&self.schema).await;
     }
 }
 

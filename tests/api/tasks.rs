@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{Server, OTHER_TOKEN, TOKEN};
+use crate::harness::{Options, Server, OTHER_TOKEN, TOKEN};
 
 const SLEEPER: &str =
     "import time\n\ndef sleeper(seconds=2):\n    time.sleep(seconds)\n    return seconds\n";
@@ -321,5 +321,42 @@ async fn terminate_ends_every_running_call_of_a_function() {
         .post("/functions/nothing/terminate", Some(TOKEN), &json!({}))
         .await;
     assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_waiting_for_room_starts_when_a_sync_run_ends() {
+    let server = Server::start_with(Options {
+        max_concurrent_runs: 1,
+        ..Options::default()
+    })
+    .await;
+    register_sleeper(&server, json!({})).await;
+    let sync_call =
+        server.post_in_background("/functions/sleeper/call", &json!({"args": {"seconds": 3}}));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.containers().is_empty() {
+        assert!(Instant::now() < deadline, "the sync call never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = start_task(&server, json!({"seconds": 0})).await;
+    assert_eq!(task(&server, &id).await["status"], "QUEUED", "no room yet");
+    let (status, body) = sync_call.await.expect("sync call");
+    assert_eq!(status, 200, "{body}");
+    let sync_ended = chrono::Utc::now();
+    let (status, result) = server
+        .get(&format!("/tasks/{id}/result?wait=30"), Some(TOKEN))
+        .await;
+    assert_eq!(status, 200, "{result}");
+    let record = task(&server, &id).await;
+    let started =
+        chrono::DateTime::parse_from_rfc3339(record["started_at"].as_str().expect("started"))
+            .expect("a time");
+    let after =
+        (started.with_timezone(&chrono::Utc) - sync_ended).num_milliseconds() as f64 / 1000.0;
+    eprintln!("a queued task started {after:.2} s after the run it waited for ended");
+    // Its slot is claimed as soon as it is free (the container start is the rest), not
+    // at the queue's 5 s safety poll.
+    assert!(after < 2.5, "started {after} s after the slot was free");
     server.stop().await;
 }

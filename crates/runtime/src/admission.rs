@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::RuntimeError;
 
@@ -14,11 +14,22 @@ pub struct Admission {
     slots: Arc<Semaphore>,
     capacity: usize,
     max_wait: Duration,
+    /// Rung each time a slot is given back: the task queue may claim with it.
+    freed: Arc<Notify>,
 }
 
 /// Held while a run executes; the slot is free again when it is dropped.
 pub struct Admitted {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        // The slot is back before anyone is told so.
+        drop(self.permit.take());
+        self.freed.notify_one();
+    }
 }
 
 impl Admission {
@@ -27,7 +38,20 @@ impl Admission {
             slots: Arc::new(Semaphore::new(capacity)),
             capacity,
             max_wait,
+            freed: Arc::new(Notify::new()),
         }
+    }
+
+    fn admitted(&self, permit: OwnedSemaphorePermit) -> Admitted {
+        Admitted {
+            permit: Some(permit),
+            freed: self.freed.clone(),
+        }
+    }
+
+    /// Completes once a slot has been given back since the last time it did.
+    pub async fn slot_freed(&self) {
+        self.freed.notified().await;
     }
 
     pub async fn admit(&self) -> Result<Admitted, RuntimeError> {
@@ -35,7 +59,7 @@ impl Admission {
         match tokio::time::timeout(self.max_wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => {
                 crate::metrics::record_admission_wait(started.elapsed());
-                Ok(Admitted { _permit: permit })
+                Ok(self.admitted(permit))
             }
             Ok(Err(_closed)) => Err(RuntimeError::ShuttingDown),
             Err(_elapsed) => {
@@ -50,13 +74,11 @@ impl Admission {
         }
     }
 
-    /// Waits for a slot for as long as it takes (async tasks, which stay QUEUED
-    /// meanwhile and can be cancelled by dropping this future).
-    pub async fn admit_queued(&self) -> Result<Admitted, RuntimeError> {
-        match self.slots.clone().acquire_owned().await {
-            Ok(permit) => Ok(Admitted { _permit: permit }),
-            Err(_closed) => Err(RuntimeError::ShuttingDown),
-        }
+    /// A slot when one is free right now, without waiting: a replica claims a queued
+    /// task only with one in hand, so it never takes more than it can run.
+    pub fn try_admit(&self) -> Option<Admitted> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        Some(self.admitted(permit))
     }
 
     /// Runs executing right now.
@@ -85,7 +107,36 @@ mod tests {
             Err(RuntimeError::Overloaded)
         ));
         assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(admission.try_admit().is_none(), "no slot to claim with");
         drop(first);
+        let claimed = admission.try_admit().expect("a free slot");
+        assert_eq!(admission.running(), 1);
+        drop(claimed);
         assert!(admission.admit().await.is_ok());
+        admission.close();
+        assert!(
+            admission.try_admit().is_none(),
+            "closed: nothing is claimed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slot_given_back_is_announced_once_it_is_free() {
+        let admission = Admission::new(1, Duration::from_millis(50));
+        let held = admission.try_admit().expect("a slot");
+        let waiter = {
+            let admission = admission.clone();
+            tokio::spawn(async move {
+                admission.slot_freed().await;
+                admission.try_admit().is_some()
+            })
+        };
+        tokio::task::yield_now().await;
+        drop(held);
+        let claimed = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("told within 5 s")
+            .expect("the waiter ran");
+        assert!(claimed, "the slot was free when it was announced");
     }
 }

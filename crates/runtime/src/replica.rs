@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use runbox_core::Config;
 use runbox_sandbox::Sandboxes;
-use runbox_store::{ReplicaRecord, Store};
+use runbox_store::{ReplicaRecord, Store, StoreError};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -135,6 +135,28 @@ impl ReplicaView {
     }
 }
 
+/// Records this replica's load and that it is alive, once.
+pub(crate) async fn beat(
+    replica: &Replica,
+    config: &Config,
+    store: &Store,
+    sandboxes: &Sandboxes,
+    admission: &Admission,
+) -> Result<(), StoreError> {
+    let available = sandboxes.docker_status().await.reachable;
+    let record = ReplicaRecord {
+        id: replica.id.clone(),
+        address: replica.address.clone(),
+        instance: replica.instance.clone(),
+        capacity: config.admission.max_concurrent_runs as i64,
+        running: admission.running() as i64,
+        available,
+        started_at: replica.started_at,
+        heartbeat_at: Utc::now(),
+    };
+    store.heartbeat(&record).await
+}
+
 /// Records this replica's load every `cluster.heartbeat` until `stop`, then leaves the
 /// registry.
 pub(crate) fn spawn_heartbeat(
@@ -148,18 +170,7 @@ pub(crate) fn spawn_heartbeat(
     tokio::spawn(async move {
         let every = config.cluster.heartbeat.get();
         loop {
-            let available = sandboxes.docker_status().await.reachable;
-            let record = ReplicaRecord {
-                id: replica.id.clone(),
-                address: replica.address.clone(),
-                instance: replica.instance.clone(),
-                capacity: config.admission.max_concurrent_runs as i64,
-                running: admission.running() as i64,
-                available,
-                started_at: replica.started_at,
-                heartbeat_at: Utc::now(),
-            };
-            if let Err(err) = store.heartbeat(&record).await {
+            if let Err(err) = beat(&replica, &config, &store, &sandboxes, &admission).await {
                 tracing::warn!(error = %err, "cannot record this replica's heartbeat");
             }
             tokio::select! {

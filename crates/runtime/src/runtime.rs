@@ -15,9 +15,9 @@ use crate::admission::Admission;
 use crate::auth::{jwt_secret, Authenticator, Principal, SecretError};
 use crate::error::RuntimeError;
 use crate::execution::Runner;
-use crate::functions::Functions;
+use crate::functions::{recover_interrupted, spawn_takeover, Functions};
 use crate::instance::instance_name;
-use crate::replica::{claim_sqlite, spawn_heartbeat, Replica, ReplicaError, SqliteClaim};
+use crate::replica::{beat, claim_sqlite, spawn_heartbeat, Replica, ReplicaError, SqliteClaim};
 use crate::sessions::{Session, SessionInfo, Sessions};
 
 const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -54,9 +54,10 @@ pub struct Runtime {
 
 impl Runtime {
     /// Opens the store, marks what a dead run of this instance left unfinished, starts
-    /// the sandboxes (sweep, pools) and the background work. `image` is the sandbox
-    /// image, already made sure of by the caller; `public_url` is where stored images
-    /// are served from (no trailing slash).
+    /// the sandboxes (sweep, pools), registers this replica and starts the background
+    /// work (heartbeat, the task queue, watching for dead replicas). `image` is the
+    /// sandbox image, already made sure of by the caller; `public_url` is where stored
+    /// images are served from (no trailing slash).
     pub async fn open(
         config: Arc<Config>,
         engine: Arc<dyn Backend>,
@@ -72,7 +73,8 @@ impl Runtime {
             Arc::new(store.clone()),
         ));
         let instance = instance_name(&config);
-        crate::functions::recover_interrupted(&store, &instance).await?;
+        let replica = Arc::new(Replica::new(&config, &public_url, &instance));
+        recover_interrupted(&store, &replica).await?;
         let sandboxes = Sandboxes::start(config.clone(), engine, image, instance.clone()).await?;
         let background = CancellationToken::new();
         spawn_retention_sweep(
@@ -99,17 +101,33 @@ impl Runtime {
             store,
             public_url: public_url.into(),
         };
-        let functions = Functions::new(runner.clone());
-        let replica = Arc::new(Replica::new(&config, &runner.public_url, &instance));
-        if sqlite_claim.is_some() {
-            runner.store.forget_replicas_except(&replica.id).await?;
-        }
+        // Registered before it claims anything: a peer fails the tasks of runners the
+        // registry does not know.
+        beat(
+            &replica,
+            &config,
+            &runner.store,
+            &runner.sandboxes,
+            &runner.admission,
+        )
+        .await?;
+        let signals = runner.store.task_signals().await?;
+        let listener = signals.listen().await?;
+        let functions = Functions::new(runner.clone(), replica.id.clone(), signals);
         let heartbeat = spawn_heartbeat(
             replica.clone(),
             config.clone(),
             runner.store.clone(),
             runner.sandboxes.clone(),
             runner.admission.clone(),
+            background.clone(),
+        );
+        functions.spawn_queue(listener, background.clone());
+        spawn_takeover(
+            runner.store.clone(),
+            replica.id.clone(),
+            config.cluster.heartbeat.get(),
+            config.cluster.dead_after.get(),
             background.clone(),
         );
         Ok(Runtime {

@@ -14,6 +14,7 @@ mod functions;
 mod images;
 mod revocations;
 mod sweep;
+mod task_queue;
 mod tasks;
 mod text;
 
@@ -24,6 +25,7 @@ pub use error::StoreError;
 pub use functions::{FunctionVersion, NewFunctionVersion};
 pub use images::StoredImage;
 pub use sweep::{spawn_retention_sweep, Retention};
+pub use task_queue::{TaskListener, TaskSignal, TaskSignals};
 pub use tasks::{NewTask, TaskFilter, TaskRecord, TaskStatus};
 
 use sqlx::{PgPool, SqlitePool};

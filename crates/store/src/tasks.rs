@@ -1,7 +1,7 @@
-//! Async function calls. A task is QUEUED when accepted, RUNNING once it has a sandbox,
-//! and ends DONE, FAILED, TIMEOUT or CANCELLED exactly once: every transition is a
-//! conditional update, so a cancel and a finishing run can race without one
-//! overwriting the other.
+//! Async function calls. A task is QUEUED when accepted (with no runner), RUNNING once a
+//! replica has claimed it (see `task_queue`), and ends DONE, FAILED, TIMEOUT or
+//! CANCELLED exactly once: every transition is a conditional update, so a cancel and a
+//! finishing run can race without one overwriting the other.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -66,8 +66,9 @@ pub struct NewTask {
     pub args: Value,
     /// Who asked for it; only they (or an admin) see it.
     pub subject: String,
-    /// The server instance that runs it.
-    pub runner: String,
+    /// The isolation its run asks for (the function's, raised to the caller's floor),
+    /// as the API spells it.
+    pub isolation: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +83,11 @@ pub struct TaskRecord {
     /// Why a task did not end DONE (`interrupted`, an error kind, …).
     pub reason: Option<String>,
     pub subject: String,
+    /// The replica that claimed it (empty while it is queued).
     pub runner: String,
+    pub isolation: String,
+    /// Someone asked to cancel it; the replica running it acts on that.
+    pub cancel_requested: bool,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -99,7 +104,7 @@ pub struct TaskFilter {
 }
 
 #[derive(sqlx::FromRow)]
-struct TaskRow {
+pub(crate) struct TaskRow {
     id: String,
     function_name: String,
     function_version: i64,
@@ -109,22 +114,27 @@ struct TaskRow {
     reason: Option<String>,
     subject: String,
     runner: String,
+    isolation: String,
+    cancel_requested: bool,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
 }
 
-const TASK_COLUMNS: &str = "id, function_name, function_version, status, args, result, reason, \
-                            subject, runner, created_at, started_at, finished_at";
-const UNFINISHED: &str = "('QUEUED', 'RUNNING')";
+pub(crate) const TASK_COLUMNS: &str =
+    "id, function_name, function_version, status, args, result, reason, subject, runner, \
+     isolation, cancel_requested, created_at, started_at, finished_at";
+pub(crate) const UNFINISHED: &str = "('QUEUED', 'RUNNING')";
 
 impl Store {
     pub async fn insert_task(&self, task: &NewTask) -> Result<TaskRecord, StoreError> {
         refuse_nul("a task id", &task.id)?;
         refuse_nul("a function name", &task.function_name)?;
         refuse_nul("a subject", &task.subject)?;
+        refuse_nul("an isolation", &task.isolation)?;
         const SQL: &str = "INSERT INTO tasks (id, function_name, function_version, status, args, \
-                           subject, runner, created_at) VALUES ($1, $2, $3, 'QUEUED', $4, $5, $6, $7)";
+                           subject, runner, isolation, created_at) \
+                           VALUES ($1, $2, $3, 'QUEUED', $4, $5, '', $6, $7)";
         let at = now();
         with_pool!(self, pool => sqlx::query(SQL)
             .bind(&task.id)
@@ -132,7 +142,7 @@ impl Store {
             .bind(task.function_version)
             .bind(task.args.to_string())
             .bind(&task.subject)
-            .bind(&task.runner)
+            .bind(&task.isolation)
             .bind(at)
             .execute(pool)
             .await
@@ -147,20 +157,22 @@ impl Store {
             result: None,
             reason: None,
             subject: task.subject.clone(),
-            runner: task.runner.clone(),
+            runner: String::new(),
+            isolation: task.isolation.clone(),
+            cancel_requested: false,
             created_at: at,
             started_at: None,
             finished_at: None,
         })
     }
 
-    /// QUEUED → RUNNING; false when the task is no longer queued (cancelled meanwhile).
-    pub async fn mark_task_running(&self, id: &str) -> Result<bool, StoreError> {
+    /// The claimed task's code has a sandbox now: `started_at` says when its code
+    /// started rather than when it was claimed. False when it is no longer running.
+    pub async fn mark_task_started(&self, id: &str) -> Result<bool, StoreError> {
         if !storable(id) {
             return Ok(false);
         }
-        const SQL: &str = "UPDATE tasks SET status = 'RUNNING', started_at = $2 \
-                           WHERE id = $1 AND status = 'QUEUED'";
+        const SQL: &str = "UPDATE tasks SET started_at = $2 WHERE id = $1 AND status = 'RUNNING'";
         with_pool!(self, pool => sqlx::query(SQL)
             .bind(id)
             .bind(now())
@@ -245,7 +257,8 @@ impl Store {
     }
 
     /// At start-up: the tasks `runner` had queued or running when it died are FAILED with
-    /// reason `interrupted`. Returns how many.
+    /// reason `interrupted` (the records of servers that ran their own tasks, before
+    /// tasks were a queue: their runner is the instance name). Returns how many.
     pub async fn fail_interrupted_tasks(&self, runner: &str) -> Result<u64, StoreError> {
         let sql = format!(
             "UPDATE tasks SET status = 'FAILED', reason = 'interrupted', finished_at = $2 \
@@ -293,7 +306,7 @@ impl Store {
     }
 }
 
-fn decode_task(row: TaskRow) -> Result<TaskRecord, StoreError> {
+pub(crate) fn decode_task(row: TaskRow) -> Result<TaskRecord, StoreError> {
     let corrupt = |reason: String| StoreError::CorruptRow {
         table: "tasks",
         key: row.id.clone(),
@@ -319,6 +332,8 @@ fn decode_task(row: TaskRow) -> Result<TaskRecord, StoreError> {
         reason: row.reason,
         subject: row.subject,
         runner: row.runner,
+        isolation: row.isolation,
+        cancel_requested: row.cancel_requested,
         created_at: row.created_at,
         started_at: row.started_at,
         finished_at: row.finished_at,

@@ -21,7 +21,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             advertise_url: String::new(),
             heartbeat: HumanDuration::secs(5),
-            dead_after: HumanDuration::secs(30),
+            dead_after: HumanDuration::secs(15),
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::running::CallSlot;
 use super::{args, function_not_found, invalid_args, json_kind, Environment, Functions, Need};
+use crate::admission::Admitted;
 use crate::error::RuntimeError;
 use crate::metrics::Surface;
 use crate::result::Executed;
@@ -110,13 +111,16 @@ pub(crate) struct Prepared {
     pub slot: CallSlot,
 }
 
-/// How a call waits for a free run slot.
+/// How a call gets its run slot.
 pub(crate) enum Admit<'a> {
-    /// A sync call: at most `admission.max_wait`, then 504.
+    /// A sync call: waits at most `admission.max_wait`, then 504.
     Bounded,
-    /// A task: QUEUED for as long as it takes (it can be cancelled meanwhile); marked
-    /// RUNNING once its sandbox is there.
-    Queued { task_id: &'a str },
+    /// A task this replica claimed with a slot in hand (a task waits in the queue, not
+    /// here); its `started_at` is set once its sandbox is there.
+    Claimed {
+        task_id: &'a str,
+        admitted: Admitted,
+    },
 }
 
 /// How a run ended, when it did not fail in runbox itself.
@@ -198,13 +202,9 @@ impl Functions {
                 )))
             }
         };
-        let admission = &self.runner.admission;
-        let _admitted = match admit {
-            Admit::Bounded => admission.admit().await?,
-            Admit::Queued { .. } => tokio::select! {
-                admitted = admission.admit_queued() => admitted?,
-                () = cancel.cancelled() => return Ok(Ran::Cancelled),
-            },
+        let (_admitted, task_id) = match admit {
+            Admit::Bounded => (self.runner.admission.admit().await?, None),
+            Admit::Claimed { task_id, admitted } => (admitted, Some(task_id)),
         };
         let mut request =
             ExecRequest::new(Language::Python, function.code.clone(), prepared.timeout);
@@ -222,19 +222,19 @@ impl Functions {
             started: Some(started),
             ..RunOptions::default()
         };
-        // A task is RUNNING from the moment its code has a sandbox: queueing, the
-        // environment and the container start are QUEUED time.
-        let mark_running = async {
-            if let (Admit::Queued { task_id }, Ok(())) = (&admit, sandbox_ready.await) {
-                if let Err(err) = self.runner.store.mark_task_running(task_id).await {
-                    tracing::warn!(task = %task_id, error = %err, "cannot record that a task runs");
+        // A task's `started_at` is when its code got a sandbox: the environment and the
+        // container start are not run time.
+        let mark_started = async {
+            if let (Some(task_id), Ok(())) = (task_id, sandbox_ready.await) {
+                if let Err(err) = self.runner.store.mark_task_started(task_id).await {
+                    tracing::warn!(task = %task_id, error = %err, "cannot record that a task started");
                 }
             }
         };
         let (executed, ()) = tokio::join!(
             self.runner
                 .run_admitted(Surface::Function, &request, options),
-            mark_running
+            mark_started
         );
         Ok(Ran::Finished(Box::new(executed?)))
     }

@@ -6,15 +6,20 @@ pub mod args;
 mod call;
 mod definition;
 mod environments;
+mod queue;
 mod registry;
 mod running;
+mod takeover;
 mod tasks;
 mod views;
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
+use runbox_store::TaskSignals;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,7 +32,8 @@ pub use definition::Registration;
 pub use environments::{EngineFailure, EnvironmentState, EnvironmentView};
 pub(crate) use environments::{Environment, Environments, Need};
 pub use running::{CallSlot, RunningCalls};
-pub use tasks::{recover_interrupted, TaskQuery, TaskResult, MAX_RESULT_WAIT};
+pub(crate) use takeover::{recover_interrupted, spawn_takeover};
+pub use tasks::{TaskQuery, TaskResult, MAX_RESULT_WAIT};
 pub use views::{
     FunctionDeleted, FunctionVersionSummary, FunctionView, Registered, TaskAccepted, TaskStatus,
     TaskView, Terminated,
@@ -48,10 +54,26 @@ pub struct Functions {
     /// Bumped whenever a function is stored or deleted here, so that surfaces listing
     /// functions (MCP's tool list) can say their list changed.
     changed: watch::Sender<u64>,
+    queue: Arc<Queue>,
+}
+
+/// This replica's place at the task queue.
+struct Queue {
+    /// The runner of the tasks it claims.
+    replica_id: String,
+    signals: TaskSignals,
+    /// Rung when the queue is worth a look (a task queued, a run ended).
+    wake: Notify,
+    /// Whether a task may be waiting: set by every wake, cleared when a claim finds
+    /// none. A slot given back here looks at the queue only while it is set, so that
+    /// the end of every run is not a query.
+    maybe_queued: AtomicBool,
 }
 
 impl Functions {
-    pub(crate) fn new(runner: Runner) -> Self {
+    /// `replica_id` is the runner of the tasks this replica claims; `signals` tell the
+    /// other replicas about queued tasks and cancel requests.
+    pub(crate) fn new(runner: Runner, replica_id: String, signals: TaskSignals) -> Self {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let parallel_builds = runner.config.functions.max_parallel_builds;
@@ -63,6 +85,12 @@ impl Functions {
             shutdown,
             finished: watch::Sender::new(0),
             changed: watch::Sender::new(0),
+            queue: Arc::new(Queue {
+                replica_id,
+                signals,
+                wake: Notify::new(),
+                maybe_queued: AtomicBool::new(true),
+            }),
         }
     }
 

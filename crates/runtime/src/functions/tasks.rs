@@ -1,19 +1,20 @@
-//! Tasks: async calls run in background tokio tasks of this server and recorded in the
-//! database, where they outlive the server as records. Each task ends exactly once (the
-//! store's conditional updates): DONE, FAILED, TIMEOUT or CANCELLED; tasks a dead server
-//! left QUEUED or RUNNING are FAILED with reason `interrupted` at the next start.
+//! Tasks: async calls recorded in the database, where the replicas share them as a queue
+//! (`queue`) and where they outlive every server as records. The replica that accepts a
+//! task runs it at once when it has room; otherwise the first replica with room claims
+//! it. Each task ends exactly once (the store's conditional updates): DONE, FAILED,
+//! TIMEOUT or CANCELLED; the tasks of a replica that died are FAILED with reason
+//! `interrupted` (`takeover`).
 
 use std::time::{Duration, Instant};
 
 use runbox_core::{ErrorKind, ExecError};
-use runbox_store::{NewTask, Store, StoreError, TaskFilter, TaskRecord};
+use runbox_store::{NewTask, TaskFilter, TaskRecord, TaskSignal};
 use serde_json::Value;
 
 use super::views::{TaskAccepted, TaskStatus, TaskView, Terminated};
 use super::{function_not_found, Admit, CallRequest, Functions, Prepared, Ran};
 use crate::auth::Principal;
 use crate::error::RuntimeError;
-use crate::instance::instance_name;
 use crate::result::{Executed, ResultObject};
 
 /// Long-polls wait at most this long, whatever `wait` asks.
@@ -21,8 +22,10 @@ pub const MAX_RESULT_WAIT: Duration = Duration::from_secs(60);
 /// How often a long-poll looks at the database for tasks another server runs.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How long cancelling a task and terminating a function wait for a killed sandbox
-/// to be gone.
+/// to be gone (or for the replica that runs the task to record its end).
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
+/// How often a cancel looks at the record of a task another replica stops.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
 const DEFAULT_LIST_LIMIT: i64 = 100;
 const MAX_LIST_LIMIT: i64 = 1000;
 
@@ -44,8 +47,9 @@ pub enum TaskResult {
 }
 
 impl Functions {
-    /// An async call: checked like a sync one (404, 422, 429), recorded QUEUED and
-    /// started in the background.
+    /// An async call: checked like a sync one (404, 422, 429), recorded QUEUED, and
+    /// started here at once when this replica has room, else left to the first replica
+    /// that has.
     pub async fn enqueue(
         &self,
         principal: &Principal,
@@ -63,14 +67,10 @@ impl Functions {
             function_version: prepared.function.version,
             args: Value::Object(prepared.args.clone()),
             subject: principal.subject.clone(),
-            runner: instance_name(&self.runner.config),
+            isolation: prepared.isolation.name().to_string(),
         };
         self.runner.store.insert_task(&new).await?;
-        let functions = self.clone();
-        let id = task_id.clone();
-        self.tracker.spawn(async move {
-            functions.run_task(prepared, &id).await;
-        });
+        self.start_here_or_queue(prepared, &task_id).await;
         Ok(TaskAccepted {
             success: true,
             message: String::new(),
@@ -78,8 +78,36 @@ impl Functions {
         })
     }
 
-    async fn run_task(&self, prepared: Prepared, task_id: &str) {
-        let ran = self.run(&prepared, Admit::Queued { task_id }).await;
+    /// Claims the task just accepted when a run slot is free here (an idle replica
+    /// starts its own task without a round of signals); else tells every replica that
+    /// a task waits.
+    async fn start_here_or_queue(&self, prepared: Prepared, task_id: &str) {
+        if self.claims() {
+            if let Some(admitted) = self.runner.admission.try_admit() {
+                let store = &self.runner.store;
+                match store.claim_task(task_id, &self.queue.replica_id).await {
+                    Ok(Some(_)) => {
+                        self.spawn_task(prepared, admitted, task_id.to_string());
+                        return;
+                    }
+                    // Cancelled already: nothing is left to run.
+                    Ok(None) => return,
+                    Err(err) => {
+                        tracing::warn!(task = %task_id, error = %err, "cannot claim a task just accepted");
+                    }
+                }
+            }
+        }
+        // A queued task holds no slot of the function: whoever claims it takes one.
+        drop(prepared);
+        if let Err(err) = self.queue.signals.send(&TaskSignal::Queued).await {
+            tracing::warn!(error = %err, "cannot tell the other replicas that a task waits");
+        }
+        self.wake_queue();
+    }
+
+    pub(super) async fn run_task(&self, prepared: Prepared, admit: Admit<'_>, task_id: &str) {
+        let ran = self.run(&prepared, admit).await;
         let cancelled = prepared.slot.cancel.is_cancelled();
         let shutting_down = self.shutdown.is_cancelled();
         let (status, result, reason) = match ran {
@@ -130,6 +158,8 @@ impl Functions {
         // The slot goes (and with it the `done` signal fires) only after the record is final.
         drop(prepared);
         self.task_finished();
+        // Its run slot is free again: the next queued task may have it.
+        self.wake_queue();
     }
 
     /// The task, when it exists and `principal` may see it (its subject, or an
@@ -204,7 +234,7 @@ impl Functions {
     }
 
     /// Ends a queued or running task as CANCELLED; its sandbox is gone when this
-    /// returns. A finished task is a conflict.
+    /// returns, whichever replica runs it. A finished task is a conflict.
     pub async fn cancel_task(
         &self,
         principal: &Principal,
@@ -219,27 +249,66 @@ impl Functions {
         }
         let result = task_result_of(Executed::cancelled("the task was cancelled"), id);
         let result = serde_json::to_value(result).unwrap_or(Value::Null);
-        self.runner
-            .store
-            .finish_task(
-                id,
-                runbox_store::TaskStatus::Cancelled,
-                Some(&result),
-                Some("cancelled"),
-            )
-            .await?;
-        if let Some(done) = self.running.cancel_task(id) {
-            if tokio::time::timeout(CANCEL_WAIT, done.cancelled())
-                .await
-                .is_err()
-            {
-                tracing::warn!(task = %id, "a cancelled task is still stopping");
+        let store = &self.runner.store;
+        if !store.cancel_queued_task(id, &result).await? {
+            // Claimed: by this replica, or by another one that is told to stop it.
+            store.request_task_cancel(id).await?;
+            if let Some(done) = self.running.cancel_task(id) {
+                store
+                    .finish_task(
+                        id,
+                        runbox_store::TaskStatus::Cancelled,
+                        Some(&result),
+                        Some("cancelled"),
+                    )
+                    .await?;
+                if tokio::time::timeout(CANCEL_WAIT, done.cancelled())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(task = %id, "a cancelled task is still stopping");
+                }
+            } else {
+                self.cancel_elsewhere(id, &result).await?;
             }
         }
         self.task_finished();
         let task = self.visible_task(principal, id).await?;
         tracing::info!(task = %id, status = %task.status, subject = %principal.subject, "task cancelled");
         Ok(TaskView::with_result(&task))
+    }
+
+    /// Asks the replica that runs task `id` to stop it and waits until it has recorded
+    /// the end; a runner that does not answer within [`CANCEL_WAIT`] (dead, or cut off)
+    /// finds the task CANCELLED with `result` when it comes to record its own end.
+    async fn cancel_elsewhere(&self, id: &str, result: &Value) -> Result<(), RuntimeError> {
+        let store = &self.runner.store;
+        if let Err(err) = self
+            .queue
+            .signals
+            .send(&TaskSignal::Cancel(id.to_string()))
+            .await
+        {
+            tracing::warn!(task = %id, error = %err, "cannot signal a cancel; its runner will find the request");
+        }
+        let deadline = Instant::now() + CANCEL_WAIT;
+        while Instant::now() < deadline {
+            let ended = store.task(id).await?.is_none_or(|t| t.status.is_finished());
+            if ended {
+                return Ok(());
+            }
+            tokio::time::sleep(CANCEL_POLL).await;
+        }
+        tracing::warn!(task = %id, "the replica running a cancelled task did not stop it in time");
+        store
+            .finish_task(
+                id,
+                runbox_store::TaskStatus::Cancelled,
+                Some(result),
+                Some("cancelled"),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Ends every call of the function running in this server (sync calls answer a
@@ -262,26 +331,7 @@ impl Functions {
     }
 }
 
-/// At start-up: what a dead run of this instance left unfinished.
-pub async fn recover_interrupted(store: &Store, instance: &str) -> Result<(), StoreError> {
-    let tasks = store.fail_interrupted_tasks(instance).await?;
-    if tasks > 0 {
-        tracing::warn!(
-            tasks,
-            "tasks of an earlier run were interrupted; marked FAILED"
-        );
-    }
-    let builds = store.fail_interrupted_builds(instance).await?;
-    if builds > 0 {
-        tracing::warn!(
-            builds,
-            "environment builds of an earlier run were interrupted"
-        );
-    }
-    Ok(())
-}
-
-fn task_result_of(executed: Executed, task_id: &str) -> ResultObject {
+pub(super) fn task_result_of(executed: Executed, task_id: &str) -> ResultObject {
     let mut result = ResultObject::from_executed(executed);
     result.task_id = Some(task_id.to_string());
     result

@@ -17,5 +17,6 @@ mod functions;
 mod images;
 mod revocations;
 mod sweep;
+mod task_queue;
 mod tasks;
 mod text;

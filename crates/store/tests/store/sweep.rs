@@ -42,7 +42,7 @@ async fn sweep_deletes_old_data_and_stops_on_cancel(db: &TestDb) {
             function_version: 1,
             args: serde_json::json!({}),
             subject: "s".into(),
-            runner: "r".into(),
+            isolation: String::new(),
         };
         store.insert_task(&task).await.unwrap();
         store

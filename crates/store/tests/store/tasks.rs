@@ -12,28 +12,33 @@ on_both_backends!(
     finished_tasks_are_deleted_after_retention,
 );
 
-fn task(function: &str, subject: &str, runner: &str) -> NewTask {
+pub(crate) fn task(function: &str, subject: &str) -> NewTask {
     NewTask {
         id: unique("task"),
         function_name: function.to_string(),
         function_version: 1,
         args: json!({"count": 3}),
         subject: subject.to_string(),
-        runner: runner.to_string(),
+        isolation: "standard".to_string(),
     }
 }
 
 async fn a_task_runs_and_finishes_once(db: &TestDb) {
     let store = &db.store;
-    let new = task("f", "alice", "r");
+    let new = task("f", "alice");
     let inserted = store.insert_task(&new).await.unwrap();
     assert_eq!(inserted.status, TaskStatus::Queued);
     assert_eq!(store.task(&new.id).await.unwrap().unwrap(), inserted);
-    assert!(store.mark_task_running(&new.id).await.unwrap());
-    assert!(!store.mark_task_running(&new.id).await.unwrap());
+    assert_eq!(inserted.runner, "", "nobody's until claimed");
+    let claimed = store.claim_task(&new.id, "r").await.unwrap().unwrap();
+    assert!(store.claim_task(&new.id, "r2").await.unwrap().is_none());
+    assert_eq!(claimed.status, TaskStatus::Running);
+    assert_eq!(claimed.runner, "r");
+    assert_eq!(claimed.isolation, "standard");
+    assert!(store.mark_task_started(&new.id).await.unwrap());
     let running = store.task(&new.id).await.unwrap().unwrap();
     assert_eq!(running.status, TaskStatus::Running);
-    assert!(running.started_at.is_some());
+    assert!(running.started_at.unwrap() >= claimed.started_at.unwrap());
     let result = json!({"success": true, "value": 42.5});
     assert!(store
         .finish_task(&new.id, TaskStatus::Done, Some(&result), None)
@@ -58,13 +63,14 @@ async fn a_task_runs_and_finishes_once(db: &TestDb) {
 
 async fn a_cancel_wins_over_a_late_finish(db: &TestDb) {
     let store = &db.store;
-    let new = task("f", "alice", "r");
+    let new = task("f", "alice");
     store.insert_task(&new).await.unwrap();
     assert!(store
         .finish_task(&new.id, TaskStatus::Cancelled, None, Some("cancelled"))
         .await
         .unwrap());
-    assert!(!store.mark_task_running(&new.id).await.unwrap());
+    assert!(store.claim_task(&new.id, "r").await.unwrap().is_none());
+    assert!(!store.mark_task_started(&new.id).await.unwrap());
     assert!(!store
         .finish_task(&new.id, TaskStatus::Done, Some(&json!({})), None)
         .await
@@ -78,9 +84,9 @@ async fn tasks_are_filtered_and_newest_first(db: &TestDb) {
     let store = &db.store;
     let f = unique("f");
     let g = unique("g");
-    let first = task(&f, "alice", "r");
-    let second = task(&f, "bob", "r");
-    let third = task(&g, "alice", "r");
+    let first = task(&f, "alice");
+    let second = task(&f, "bob");
+    let third = task(&g, "alice");
     for new in [&first, &second, &third] {
         store.insert_task(new).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -134,29 +140,37 @@ async fn tasks_are_filtered_and_newest_first(db: &TestDb) {
 async fn interrupted_tasks_fail_at_start_up(db: &TestDb) {
     let store = &db.store;
     let me = unique("runner");
-    let queued = task("f", "a", &me);
-    let running = task("f", "a", &me);
-    let done = task("f", "a", &me);
-    let elsewhere = task("f", "a", "another-runner");
+    let queued = task("f", "a");
+    let running = task("f", "a");
+    let done = task("f", "a");
+    let elsewhere = task("f", "a");
     for new in [&queued, &running, &done, &elsewhere] {
         store.insert_task(new).await.unwrap();
     }
-    store.mark_task_running(&running.id).await.unwrap();
-    store.mark_task_running(&elsewhere.id).await.unwrap();
+    store.claim_task(&running.id, &me).await.unwrap().unwrap();
+    store.claim_task(&done.id, &me).await.unwrap().unwrap();
+    store
+        .claim_task(&elsewhere.id, "another-runner")
+        .await
+        .unwrap()
+        .unwrap();
     store
         .finish_task(&done.id, TaskStatus::Done, None, None)
         .await
         .unwrap();
-    assert_eq!(store.fail_interrupted_tasks(&me).await.unwrap(), 2);
-    for id in [&queued.id, &running.id] {
-        let record = store.task(id).await.unwrap().unwrap();
-        assert_eq!(record.status, TaskStatus::Failed);
-        assert_eq!(record.reason.as_deref(), Some("interrupted"));
-        assert!(record.finished_at.is_some());
-    }
+    assert_eq!(store.fail_interrupted_tasks(&me).await.unwrap(), 1);
+    let record = store.task(&running.id).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Failed);
+    assert_eq!(record.reason.as_deref(), Some("interrupted"));
+    assert!(record.finished_at.is_some());
     assert_eq!(
         store.task(&done.id).await.unwrap().unwrap().status,
         TaskStatus::Done
+    );
+    assert_eq!(
+        store.task(&queued.id).await.unwrap().unwrap().status,
+        TaskStatus::Queued,
+        "a queued task was nobody's: it stays in the queue"
     );
     assert_eq!(
         store.task(&elsewhere.id).await.unwrap().unwrap().status,
@@ -167,11 +181,11 @@ async fn interrupted_tasks_fail_at_start_up(db: &TestDb) {
 
 async fn finished_tasks_are_deleted_after_retention(db: &TestDb) {
     let store = &db.store;
-    let finished = task("f", "a", "r");
-    let running = task("f", "a", "r");
+    let finished = task("f", "a");
+    let running = task("f", "a");
     store.insert_task(&finished).await.unwrap();
     store.insert_task(&running).await.unwrap();
-    store.mark_task_running(&running.id).await.unwrap();
+    store.claim_task(&running.id, "r").await.unwrap().unwrap();
     store
         .finish_task(&finished.id, TaskStatus::Done, None, None)
         .await

@@ -15,7 +15,9 @@ const NUL_KEY: &str = "a\0b";
 async fn keys_with_nul_name_nothing(db: &TestDb) {
     let store = &db.store;
     assert!(store.task(NUL_KEY).await.unwrap().is_none());
-    assert!(!store.mark_task_running(NUL_KEY).await.unwrap());
+    assert!(!store.mark_task_started(NUL_KEY).await.unwrap());
+    assert!(store.claim_task(NUL_KEY, "r").await.unwrap().is_none());
+    assert!(!store.request_task_cancel(NUL_KEY).await.unwrap());
     assert!(!store
         .finish_task(NUL_KEY, TaskStatus::Done, None, None)
         .await
@@ -80,7 +82,7 @@ async fn values_with_nul_are_refused(db: &TestDb) {
         function_version: 1,
         args: json!({"text": "a\0b"}),
         subject: "sub\0ject".into(),
-        runner: "r".into(),
+        isolation: String::new(),
     };
     assert!(matches!(
         store.insert_task(&task).await,
