@@ -12,7 +12,9 @@ mod environments;
 mod error;
 mod functions;
 mod images;
+mod leases;
 mod revocations;
+mod session_records;
 mod sweep;
 mod tasks;
 mod text;
@@ -23,6 +25,7 @@ pub use environments::{EnvironmentRecord, EnvironmentStatus};
 pub use error::StoreError;
 pub use functions::{FunctionVersion, NewFunctionVersion};
 pub use images::StoredImage;
+pub use session_records::SessionRecord;
 pub use sweep::{spawn_retention_sweep, Retention};
 pub use tasks::{NewTask, TaskFilter, TaskRecord, TaskStatus};
 
