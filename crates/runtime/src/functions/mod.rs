@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::leases::ClusterLeases;
 use crate::error::{Rejection, RuntimeError};
 use crate::execution::Runner;
 
@@ -39,6 +40,8 @@ pub use views::{
 pub struct Functions {
     runner: Runner,
     running: RunningCalls,
+    /// `max_concurrency` across the replicas.
+    leases: ClusterLeases,
     environments: Environments,
     tracker: TaskTracker,
     /// Fires at shutdown: running calls are killed, waiting builds give up.
@@ -51,7 +54,7 @@ pub struct Functions {
 }
 
 impl Functions {
-    pub(crate) fn new(runner: Runner) -> Self {
+    pub(crate) fn new(runner: Runner, leases: ClusterLeases) -> Self {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let parallel_builds = runner.config.functions.max_parallel_builds;
@@ -59,6 +62,7 @@ impl Functions {
             environments: Environments::new(parallel_builds, tracker.clone(), shutdown.clone()),
             runner,
             running: RunningCalls::default(),
+            leases,
             tracker,
             shutdown,
             finished: watch::Sender::new(0),
