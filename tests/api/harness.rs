@@ -55,6 +55,9 @@ pub struct Options {
     /// PostgreSQL only: reach the database on this local port instead of its own (a
     /// proxy the test can cut).
     pub database_port: Option<u16>,
+    /// Use this database (another server's `database_url`) instead of a fresh one: the
+    /// servers are replicas of one service. The first server owns it (and drops it).
+    pub shared_database: Option<String>,
 }
 
 impl Default for Options {
@@ -72,6 +75,7 @@ impl Default for Options {
             port_count: None,
             env: Vec::new(),
             database_port: None,
+            shared_database: None,
         }
     }
 }
@@ -202,7 +206,10 @@ impl Server {
         let tempdir = tempfile::tempdir().expect("tempdir");
         let dir = tempdir.path().to_path_buf();
         let instance = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let (mut database_url, pg_schema) = database_for_test(&dir).await;
+        let (mut database_url, pg_schema) = match &options.shared_database {
+            Some(url) => (url.clone(), None),
+            None => database_for_test(&dir).await,
+        };
         if let (Some(port), Some(_)) = (options.database_port, &pg_schema) {
             let mut url = reqwest::Url::parse(&database_url).expect("database url");
             url.set_port(Some(port)).expect("set port");
