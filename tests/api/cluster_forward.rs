@@ -210,6 +210,50 @@ async fn a_burst_beyond_one_replica_is_served_by_its_peer_without_a_504() {
     stop_all(servers).await;
 }
 
+#[tokio::test]
+async fn a_peer_that_died_unnoticed_fails_over_or_fails_clearly_never_hangs() {
+    if !postgres_configured("a_peer_that_died_unnoticed_fails_over_or_fails_clearly_never_hangs") {
+        return;
+    }
+    // dead_after is long: A still takes B for alive when it sends it work.
+    let slow_death = |runs, wait| Options {
+        extra_yaml: "cluster:\n  heartbeat: 1s\n  dead_after: 60s\n".into(),
+        ..replica(runs, wait, 0)
+    };
+    let mut servers = cluster(slow_death(1, "20s"), vec![slow_death(4, "20s")]).await;
+    let (status, session) = servers[1].post("/sessions", Some(TOKEN), &json!({})).await;
+    assert_eq!(status, 201, "{session}");
+    let on_b = session["id"].as_str().expect("id").to_string();
+    let left_on_b = servers[1].containers();
+    servers[1].kill9();
+    let a = &servers[0];
+    let busy = occupy(a, 2).await;
+    let started = Instant::now();
+    let (status, served_by, body) =
+        post(a, "/execute", &json!({"code": "print('here')"}), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stdout"], "here\n");
+    assert_eq!(
+        served_by, None,
+        "served here after the peer could not be reached"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(busy.await.expect("join").0, 200);
+    let started = Instant::now();
+    let (status, body) = a.get(&format!("/sessions/{on_b}"), Some(TOKEN)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not answer"),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "never hangs");
+    remove_containers(&left_on_b);
+    stop_all(servers).await;
+}
+
 async fn events_of(server: &Server, body: &Value) -> (Option<String>, Vec<(String, Value)>) {
     let started = Instant::now();
     let response = server
@@ -426,7 +470,7 @@ async fn hop_latency() {
     let servers = cluster(replica(1, "1s", 0), vec![replica(2, "20s", 2)]).await;
     let (a, b) = (&servers[0], &servers[1]);
     b.wait_pool_ready(2, Duration::from_secs(60)).await;
-    let busy = occupy(a, 3600).await;
+    let busy = occupy(a, 200).await;
     let body = json!({"code": "print(1)"});
     let (mut hop, mut direct) = (Vec::new(), Vec::new());
     for i in 0..runs * 2 {

@@ -84,6 +84,11 @@ pub async fn forward(
         Wants::Here => by_body(&parts.method, parts.uri.path(), &body),
         wants => wants,
     };
+    let kind = if wants == Wants::Run {
+        "run"
+    } else {
+        "session"
+    };
     let is_run = wants == Wants::Run;
     let peer = match wants {
         Wants::Here => None,
@@ -123,14 +128,19 @@ pub async fn forward(
     )
     .await
     {
-        Ok(response) => Ok(relay(response, peer)),
+        Ok(response) => {
+            metrics::counter!("runbox_forwarded_total", "kind" => kind).increment(1);
+            Ok(relay(response, peer))
+        }
         Err(err) if err.is_connect() && is_run => {
+            metrics::counter!("runbox_forward_failures_total", "kind" => kind).increment(1);
             tracing::warn!(peer = %peer.id, address = %peer.address, error = %err,
                 "the peer a run was sent to cannot be reached; running it here");
             drop(peer);
             Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
         }
         Err(err) => {
+            metrics::counter!("runbox_forward_failures_total", "kind" => kind).increment(1);
             tracing::warn!(peer = %peer.id, address = %peer.address, error = %err,
                 "a request sent to a peer failed");
             Err(ApiError::Unavailable(format!(
