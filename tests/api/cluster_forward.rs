@@ -411,6 +411,40 @@ async fn a_session_is_served_by_its_replica_wherever_it_is_asked_and_is_gone_wit
     stop_all(servers).await;
 }
 
+#[tokio::test]
+async fn the_session_cap_holds_across_replicas() {
+    if !postgres_configured("the_session_cap_holds_across_replicas") {
+        return;
+    }
+    let capped = || Options {
+        extra_yaml: format!("{CLUSTER_YAML}sessions:\n  max_per_subject: 2\n"),
+        ..replica(4, "20s", 0)
+    };
+    let servers = cluster(capped(), vec![capped()]).await;
+    let (a, b) = (&servers[0], &servers[1]);
+    let (status, first) = a.post("/sessions", Some(TOKEN), &json!({})).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, second) = b.post("/sessions", Some(TOKEN), &json!({})).await;
+    assert_eq!(status, 201, "{second}");
+    for server in [a, b] {
+        let (status, body) = server.post("/sessions", Some(TOKEN), &json!({})).await;
+        assert_eq!(status, 429, "{body}");
+    }
+    let (status, other) = b
+        .post("/sessions", Some(crate::harness::OTHER_TOKEN), &json!({}))
+        .await;
+    assert_eq!(status, 201, "per subject: {other}");
+    let first = first["id"].as_str().expect("id");
+    let (status, _) = b.delete(&format!("/sessions/{first}"), Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    let (status, body) = b.post("/sessions", Some(TOKEN), &json!({})).await;
+    assert_eq!(
+        status, 201,
+        "the ended session's place is free again: {body}"
+    );
+    stop_all(servers).await;
+}
+
 async fn register_sleeper(server: &Server, name: &str) {
     let (status, body) = server
         .post(

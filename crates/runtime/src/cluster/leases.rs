@@ -25,6 +25,17 @@ pub struct Lease {
     held: Option<(Store, String)>,
 }
 
+impl Lease {
+    /// Gives the lease back now (dropping it gives it back soon after).
+    pub async fn release(mut self) {
+        if let Some((store, id)) = self.held.take() {
+            if let Err(err) = store.release_lease(&id).await {
+                tracing::warn!(lease = %id, error = %err, "cannot give a lease back");
+            }
+        }
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some((store, id)) = self.held.take() else {

@@ -122,10 +122,13 @@ impl SessionDirectory {
 
     /// Session `id` was deleted: nobody finds it any more.
     pub(crate) async fn deleted(&self, id: &str) {
-        {
+        let lease = {
             let mut held = self.held();
-            held.leases.remove(id);
             held.recorded_use.remove(id);
+            held.leases.remove(id)
+        };
+        if let Some(lease) = lease {
+            lease.release().await;
         }
         if let Err(err) = self.store.forget_session(id).await {
             tracing::warn!(session = %id, error = %err, "cannot forget a deleted session");
