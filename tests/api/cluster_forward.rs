@@ -102,10 +102,23 @@ async fn post(
 
 /// Occupies `server`'s one run slot for `seconds`; returns once the run holds it.
 async fn occupy(server: &Server, seconds: u64) -> tokio::task::JoinHandle<(u16, Value)> {
-    let busy = server.post_in_background(
-        "/execute",
+    // A client of its own: the harness's gives up after two minutes.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(seconds + 60))
+        .build()
+        .expect("client");
+    let request = client.post(server.url("/execute")).bearer_auth(TOKEN).json(
         &json!({"code": format!("import time; time.sleep({seconds})"), "timeout": seconds + 10}),
     );
+    let busy = tokio::spawn(async move {
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.health().await["running"] != 1 {
         assert!(Instant::now() < deadline, "the slot was never taken");
@@ -501,10 +514,14 @@ async fn hop_latency() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
-    let servers = cluster(replica(1, "1s", 0), vec![replica(2, "20s", 2)]).await;
+    let full = Options {
+        limits_yaml: "max_timeout: 3600s".into(),
+        ..replica(1, "1s", 0)
+    };
+    let servers = cluster(full, vec![replica(2, "20s", 2)]).await;
     let (a, b) = (&servers[0], &servers[1]);
     b.wait_pool_ready(2, Duration::from_secs(60)).await;
-    let busy = occupy(a, 200).await;
+    let busy = occupy(a, 3000).await;
     let body = json!({"code": "print(1)"});
     let (mut hop, mut direct) = (Vec::new(), Vec::new());
     for i in 0..runs * 2 {
