@@ -55,8 +55,9 @@ pub struct Options {
     /// PostgreSQL only: reach the database on this local port instead of its own (a
     /// proxy the test can cut).
     pub database_port: Option<u16>,
-    /// The database URL of a [`SharedDatabase`] instead of a fresh database of its own:
-    /// servers started with the same one are replicas of one service.
+    /// Use this database instead of a fresh one of its own: servers started with the
+    /// same one are replicas of one service. Its owner drops it: a [`SharedDatabase`],
+    /// or the first server when it is that server's `database_url`.
     pub shared_database: Option<String>,
 }
 

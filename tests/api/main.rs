@@ -8,6 +8,7 @@ mod sse;
 
 mod auth;
 mod bench;
+mod cluster_forward;
 mod cluster_tasks;
 mod compat;
 mod exactness;

@@ -60,7 +60,15 @@ impl Application {
         let public_url = public_url(&config, local);
         let runtime = Runtime::open(config.clone(), engine, image, public_url).await?;
         let mcp_stop = CancellationToken::new();
+        let peers = match crate::peer_client::PeerClient::new(&config) {
+            Ok(peers) => Some(peers),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot make the client for peers; this replica will not forward");
+                None
+            }
+        };
         let state = AppState {
+            peers,
             mcp: crate::mcp::service(runtime.clone(), mcp_stop.clone()),
             runtime,
             config,

@@ -11,6 +11,7 @@ mod listen;
 mod mcp;
 pub mod metrics;
 mod openapi;
+pub mod peer_client;
 pub mod rate_limit;
 mod routes;
 pub mod state;

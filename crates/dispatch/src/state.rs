@@ -16,6 +16,9 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// The MCP endpoint's transport and its sessions.
     pub mcp: Arc<McpService>,
+    /// The client requests are forwarded to peers with (None: this replica cannot
+    /// forward and serves everything itself).
+    pub peers: Option<crate::peer_client::PeerClient>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Authenticator> {

@@ -2,6 +2,8 @@
 //! request that cannot start within `admission.max_wait` is answered 504 instead of
 //! waiting forever.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,41 @@ pub struct Admission {
     max_wait: Duration,
     /// Rung each time a slot is given back: the task queue may claim with it.
     freed: Arc<Notify>,
+    /// Requests placed here because a slot was free, not admitted yet: they count as
+    /// taking a slot, so that a burst is not all placed on the same free one.
+    reserved: Arc<AtomicUsize>,
+}
+
+/// A free slot promised to one request until it is admitted (or ends without).
+pub struct Reserved {
+    reserved: Arc<AtomicUsize>,
+    held: AtomicBool,
+}
+
+tokio::task_local! {
+    /// The reservation of the request this task serves.
+    static RESERVED: Arc<Reserved>;
+}
+
+impl Reserved {
+    fn release(&self) {
+        if self.held.swap(false, Ordering::AcqRel) {
+            self.reserved.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Runs `serve`, the request this slot was reserved for: its admission takes the
+    /// reservation's place; if it never gets there, the reservation ends with `serve`.
+    pub async fn during<F: Future>(self, serve: F) -> F::Output {
+        let reserved = Arc::new(self);
+        RESERVED.scope(reserved.clone(), serve).await
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// Held while a run executes; the slot is free again when it is dropped.
@@ -39,6 +76,32 @@ impl Admission {
             capacity,
             max_wait,
             freed: Arc::new(Notify::new()),
+            reserved: Arc::default(),
+        }
+    }
+
+    /// A slot for a request about to be admitted, when one is free and not promised to
+    /// another request already.
+    pub fn reserve(&self) -> Option<Reserved> {
+        let mut reserved = self.reserved.load(Ordering::Acquire);
+        loop {
+            if self.slots.available_permits() <= reserved {
+                return None;
+            }
+            match self.reserved.compare_exchange(
+                reserved,
+                reserved + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(Reserved {
+                        reserved: self.reserved.clone(),
+                        held: AtomicBool::new(true),
+                    })
+                }
+                Err(now) => reserved = now,
+            }
         }
     }
 
@@ -55,6 +118,7 @@ impl Admission {
     }
 
     pub async fn admit(&self) -> Result<Admitted, RuntimeError> {
+        let _ = RESERVED.try_with(|reserved| reserved.release());
         let started = Instant::now();
         match tokio::time::timeout(self.max_wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => {
@@ -76,7 +140,11 @@ impl Admission {
 
     /// A slot when one is free right now, without waiting: a replica claims a queued
     /// task only with one in hand, so it never takes more than it can run.
+    /// A slot promised to a request placed here is not free for the queue.
     pub fn try_admit(&self) -> Option<Admitted> {
+        if self.slots.available_permits() <= self.reserved.load(Ordering::Acquire) {
+            return None;
+        }
         let permit = self.slots.clone().try_acquire_owned().ok()?;
         Some(self.admitted(permit))
     }
@@ -138,5 +206,25 @@ mod tests {
             .expect("told within 5 s")
             .expect("the waiter ran");
         assert!(claimed, "the slot was free when it was announced");
+    }
+
+    #[tokio::test]
+    async fn a_free_slot_is_promised_once_until_its_request_is_admitted() {
+        let admission = Admission::new(2, Duration::from_millis(50));
+        let first = admission.reserve().expect("a slot is free");
+        let second = admission.reserve().expect("another is free");
+        assert!(admission.reserve().is_none(), "both are promised");
+        drop(second);
+        let second = admission.reserve().expect("given back when dropped");
+        let admitted = first
+            .during(async { admission.admit().await.expect("admitted") })
+            .await;
+        assert!(
+            admission.reserve().is_none(),
+            "one running, one promised: nothing free"
+        );
+        drop(second);
+        assert!(admission.reserve().is_some());
+        drop(admitted);
     }
 }

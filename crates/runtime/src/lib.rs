@@ -6,11 +6,12 @@
 //!
 //! Modules depend one way: `error`, `metrics`, `admission`, `result`, `auth` at the
 //! bottom; `execution` (the run pipeline), `sessions` and `functions` on those;
-//! `runtime` (what a surface holds) on them; `run`, `health`, `gauges` and
+//! `runtime` (what a surface holds) on them; `run`, `health`, `gauges`, `placing` and
 //! `stored_images` add the surface's ways in to `Runtime`.
 
 mod admission;
 pub mod auth;
+pub mod cluster;
 mod error;
 mod execution;
 pub mod functions;
@@ -20,6 +21,7 @@ mod image_ref;
 mod instance;
 pub mod metrics;
 pub mod outputs;
+mod placing;
 pub mod replica;
 pub mod result;
 mod run;

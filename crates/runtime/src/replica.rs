@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,12 +68,15 @@ pub fn claim_sqlite(database: Option<&Path>) -> Result<Option<SqliteClaim>, Repl
 }
 
 /// This replica's identity.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Replica {
     pub id: String,
     pub address: String,
     pub instance: String,
     pub started_at: DateTime<Utc>,
+    /// Whether its engine answered at the last heartbeat: while it does not, this
+    /// replica sends its runs to peers.
+    pub engine_answers: AtomicBool,
 }
 
 impl Replica {
@@ -87,6 +91,7 @@ impl Replica {
             },
             instance: instance.to_string(),
             started_at: Utc::now(),
+            engine_answers: AtomicBool::new(true),
         }
     }
 }
@@ -144,6 +149,7 @@ pub(crate) async fn beat(
     admission: &Admission,
 ) -> Result<(), StoreError> {
     let available = sandboxes.docker_status().await.reachable;
+    replica.engine_answers.store(available, Ordering::Relaxed);
     let record = ReplicaRecord {
         id: replica.id.clone(),
         address: replica.address.clone(),

@@ -13,6 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
 use crate::auth::{jwt_secret, Authenticator, Principal, SecretError};
+use crate::cluster::leases::ClusterLeases;
+use crate::cluster::placement::Placement;
+use crate::cluster::proof::{self, ForwardProof};
+use crate::cluster::session_directory::SessionDirectory;
+use crate::cluster::upkeep::Upkeep;
 use crate::error::RuntimeError;
 use crate::execution::Runner;
 use crate::functions::{recover_interrupted, spawn_takeover, Functions};
@@ -46,6 +51,11 @@ pub struct Runtime {
     /// the heartbeat).
     background: CancellationToken,
     pub(crate) replica: Arc<Replica>,
+    /// Where requests are served: here or at a peer.
+    pub(crate) placement: Placement,
+    pub(crate) forward_proof: ForwardProof,
+    /// This replica's sessions as the cluster sees them.
+    pub(crate) session_directory: SessionDirectory,
     /// The heartbeat's task: shutdown waits for it to leave the registry.
     heartbeat: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Held while this server runs on a SQLite file.
@@ -111,9 +121,32 @@ impl Runtime {
             &runner.admission,
         )
         .await?;
+        if sqlite_claim.is_some() {
+            runner.store.forget_replicas_except(&replica.id).await?;
+        }
         let signals = runner.store.task_signals().await?;
         let listener = signals.listen().await?;
-        let functions = Functions::new(runner.clone(), replica.id.clone(), signals);
+        let dead_after = config.cluster.dead_after.get();
+        let leases = ClusterLeases::new(runner.store.clone(), &replica.id, dead_after);
+        let functions = Functions::new(runner.clone(), replica.id.clone(), signals, leases.clone());
+        let forward_proof = ForwardProof::new(
+            runner
+                .store
+                .shared_setting(proof::SECRET_SETTING, random_secret)
+                .await?,
+        );
+        let placement = Placement::new(
+            runner.store.clone(),
+            replica.clone(),
+            dead_after,
+            runner.admission.clone(),
+        );
+        let session_directory = SessionDirectory::new(
+            runner.store.clone(),
+            &replica.id,
+            leases,
+            config.sessions.max_per_subject,
+        );
         let heartbeat = spawn_heartbeat(
             replica.clone(),
             config.clone(),
@@ -127,19 +160,30 @@ impl Runtime {
             runner.store.clone(),
             replica.id.clone(),
             config.cluster.heartbeat.get(),
-            config.cluster.dead_after.get(),
+            dead_after,
             background.clone(),
         );
-        Ok(Runtime {
+        let runtime = Runtime {
             runner,
             sessions,
             functions,
             auth,
-            background,
+            background: background.clone(),
             replica,
+            placement,
+            forward_proof,
+            session_directory,
             heartbeat: Arc::new(std::sync::Mutex::new(Some(heartbeat))),
             _sqlite_claim: Arc::new(sqlite_claim),
-        })
+        };
+        Upkeep {
+            config: config.clone(),
+            store: runtime.runner.store.clone(),
+            sessions: runtime.sessions.clone(),
+            directory: runtime.session_directory.clone(),
+        }
+        .spawn(background);
+        Ok(runtime)
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -169,10 +213,43 @@ impl Runtime {
         isolation: Isolation,
     ) -> Result<SessionInfo, RuntimeError> {
         let isolation = isolation.at_least(&principal.isolation);
-        let session = self
+        let id = uuid::Uuid::new_v4().to_string();
+        let clustered = self.clustered();
+        if clustered {
+            self.session_directory
+                .admit(&self.sessions, &principal.subject, &id)
+                .await?;
+        }
+        let opened = self
             .sessions
-            .open(&principal.subject, language, idle_timeout, isolation)
-            .await?;
+            .open(
+                id.clone(),
+                &principal.subject,
+                language,
+                idle_timeout,
+                isolation,
+            )
+            .await;
+        let session = match opened {
+            Ok(session) => session,
+            Err(err) => {
+                self.session_directory.abandon(&id);
+                return Err(err.into());
+            }
+        };
+        if clustered {
+            if let Err(err) = self
+                .session_directory
+                .opened(&id, &principal.subject, session.created_at)
+                .await
+            {
+                // Unrecorded, the other replicas could not find it: end it rather than
+                // hand out a session that works only here.
+                let _ = self.sessions.delete(&principal.subject, &id).await;
+                self.session_directory.abandon(&id);
+                return Err(err);
+            }
+        }
         Ok(session.info())
     }
 
@@ -192,7 +269,11 @@ impl Runtime {
 
     /// Ends `principal`'s session `id`; its container is gone when this returns.
     pub async fn end_session(&self, principal: &Principal, id: &str) -> Result<(), RuntimeError> {
-        Ok(self.sessions.delete(&principal.subject, id).await?)
+        self.sessions.delete(&principal.subject, id).await?;
+        if self.clustered() {
+            self.session_directory.deleted(id).await;
+        }
+        Ok(())
     }
 
     /// For a shutdown whose grace has expired: refuses new runs and kills the ones
@@ -221,7 +302,18 @@ impl Runtime {
         if let Some(heartbeat) = heartbeat {
             let _ = tokio::time::timeout(Duration::from_secs(5), heartbeat).await;
         }
+        if self.clustered() {
+            self.session_directory.leave().await;
+        }
         self.runner.sandboxes.shutdown().await;
         self.runner.store.close().await;
     }
+}
+
+/// A fresh shared secret (hex of 32 random bytes).
+fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }

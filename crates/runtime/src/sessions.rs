@@ -150,9 +150,10 @@ impl Sessions {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Opens a session for `subject`: starts its sandbox and registers it.
+    /// Opens session `id` for `subject`: starts its sandbox and registers it.
     pub async fn open(
         &self,
+        id: String,
         subject: &str,
         language: Language,
         idle_timeout: Option<Duration>,
@@ -192,7 +193,7 @@ impl Sessions {
             .min(self.inner.config.idle_timeout.get());
         let now = Instant::now();
         let session = Arc::new(Session {
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             subject: subject.to_string(),
             language,
             isolation,
@@ -230,6 +231,11 @@ impl Sessions {
             .filter(|s| s.subject == subject)
             .cloned()
             .ok_or(SessionError::NotFound)
+    }
+
+    /// Every session this server remembers, ended ones included.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.table().sessions.values().cloned().collect()
     }
 
     /// `subject`'s sessions, oldest first.

@@ -69,7 +69,7 @@ async fn description(images_need_auth: bool) -> OpenApi {
             per_minute: 60,
             burst: 0,
         });
-    let (_, api) = described_routes(&auth, limiter, images_need_auth).split_for_parts();
+    let (_, api) = described_routes(None, &auth, limiter, images_need_auth).split_for_parts();
     api
 }
 

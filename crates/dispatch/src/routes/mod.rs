@@ -9,6 +9,7 @@
 mod body_guard;
 mod docs;
 mod execute;
+mod forward;
 mod functions;
 mod health;
 mod image;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         idle: state.config.server.client_timeout.get(),
     };
     let (router, description) = described_routes(
+        Some(&state),
         state.runtime.auth(),
         RateLimiter::from_config(&state.config.rate_limit),
         state.config.images.require_auth,
@@ -72,9 +74,11 @@ pub fn router(state: AppState) -> Router {
         ))
 }
 
-/// Every route with its description. `rate_limiter`: from `rate_limit` (None when it is
-/// off); `images_need_auth`: `images.require_auth`.
+/// Every route with its description. `serving`: the state requests are forwarded to
+/// peers with (None: the description only); `rate_limiter`: from `rate_limit` (None when
+/// it is off); `images_need_auth`: `images.require_auth`.
 pub(crate) fn described_routes(
+    serving: Option<&AppState>,
     auth: &Arc<Authenticator>,
     rate_limiter: Option<Arc<RateLimiter>>,
     images_need_auth: bool,
@@ -100,7 +104,15 @@ pub(crate) fn described_routes(
         .routes(routes!(tasks::result))
         .routes(routes!(mcp::message, mcp::stream, mcp::end));
     // Route layers run last-added first: authentication, then the rate limit (it counts
-    // a subject's requests), then the scope the route's description names.
+    // a subject's requests), then the scope the route's description names, then
+    // forwarding to the replica that serves the request.
+    let protected = match serving {
+        Some(state) => protected.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward,
+        )),
+        None => protected,
+    };
     let scopes = Arc::new(scopes::RouteScopes::from_description(
         protected.get_openapi(),
     ));

@@ -154,6 +154,8 @@ pub async fn list_sessions(
         (status = 200, body = SessionInfo, description = "Also for an ended session (`alive: false`) while it is remembered."),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn get_session(
@@ -178,6 +180,8 @@ pub async fn get_session(
         (status = 200, body = SessionDeleted),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn delete_session(

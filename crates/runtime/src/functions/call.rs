@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use super::running::CallSlot;
 use super::{args, function_not_found, invalid_args, json_kind, Environment, Functions, Need};
 use crate::admission::Admitted;
+use crate::cluster::leases::{ClusterLeases, Lease};
 use crate::error::RuntimeError;
 use crate::metrics::Surface;
 use crate::result::Executed;
@@ -109,6 +110,8 @@ pub(crate) struct Prepared {
     /// The function's isolation, raised to the caller's floor.
     pub isolation: Isolation,
     pub slot: CallSlot,
+    /// The call's place under `max_concurrency` across the replicas.
+    pub _lease: Option<Lease>,
 }
 
 /// How a call gets its run slot.
@@ -160,6 +163,19 @@ impl Functions {
             .running
             .try_enter(name, limit, task_id, &self.shutdown)
             .map_err(|limit| RuntimeError::OverConcurrency { limit })?;
+        let lease = match limit {
+            Some(limit) => Some(
+                self.leases
+                    .acquire(
+                        &uuid::Uuid::new_v4().to_string(),
+                        &ClusterLeases::function(name),
+                        limit,
+                    )
+                    .await?
+                    .ok_or(RuntimeError::OverConcurrency { limit })?,
+            ),
+            None => None,
+        };
         let timeout = self.runner.config.function_timeout(function.timeout_ms);
         // Stored by this server's own parse; a value it cannot read asks for the most.
         let isolation = Isolation::parse(&function.isolation).unwrap_or(Isolation::Strong);
@@ -169,6 +185,7 @@ impl Functions {
             timeout,
             isolation,
             slot,
+            _lease: lease,
         })
     }
 

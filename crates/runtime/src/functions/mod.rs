@@ -23,6 +23,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::leases::ClusterLeases;
 use crate::error::{Rejection, RuntimeError};
 use crate::execution::Runner;
 
@@ -45,6 +46,8 @@ pub use views::{
 pub struct Functions {
     runner: Runner,
     running: RunningCalls,
+    /// `max_concurrency` across the replicas.
+    leases: ClusterLeases,
     environments: Environments,
     tracker: TaskTracker,
     /// Fires at shutdown: running calls are killed, waiting builds give up.
@@ -72,8 +75,14 @@ struct Queue {
 
 impl Functions {
     /// `replica_id` is the runner of the tasks this replica claims; `signals` tell the
-    /// other replicas about queued tasks and cancel requests.
-    pub(crate) fn new(runner: Runner, replica_id: String, signals: TaskSignals) -> Self {
+    /// other replicas about queued tasks and cancel requests; `leases` hold
+    /// `max_concurrency` across the replicas.
+    pub(crate) fn new(
+        runner: Runner,
+        replica_id: String,
+        signals: TaskSignals,
+        leases: ClusterLeases,
+    ) -> Self {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let parallel_builds = runner.config.functions.max_parallel_builds;
@@ -81,6 +90,7 @@ impl Functions {
             environments: Environments::new(parallel_builds, tracker.clone(), shutdown.clone()),
             runner,
             running: RunningCalls::default(),
+            leases,
             tracker,
             shutdown,
             finished: watch::Sender::new(0),

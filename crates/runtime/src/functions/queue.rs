@@ -213,6 +213,7 @@ impl Functions {
             args,
             isolation,
             slot,
+            _lease: None,
         })
     }
 

@@ -1,0 +1,331 @@
+//! Sending a request to the replica that should serve it, and its answer back unchanged.
+//! The runtime decides where a request goes ([`Runtime::place_run`],
+//! [`Runtime::place_session`]); this middleware does the HTTP: the request goes to the
+//! peer with the caller's own bearer token (the peer authenticates it itself) and a
+//! proof that a replica sent it, and the peer's status, headers and body — a stream of
+//! events included — come back as they arrive.
+//!
+//! One hop at most: a request that carries a valid proof is served where it arrives.
+//! Headers a client sets under the same names without the cluster's secret change
+//! nothing. A synchronous run whose peer cannot be reached is served here after all
+//! (it waits for a slot, as it would have without peers).
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::{self, HeaderName};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use runbox_runtime::cluster::{ForwardedRequest, Peer, RunPlace, SessionPlace};
+use runbox_runtime::Runtime;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::peer_client::PeerClient;
+use crate::routes::json::body_rejection;
+use crate::state::AppState;
+
+/// The replica that forwarded a request.
+pub const FORWARDED_BY: HeaderName = HeaderName::from_static("runbox-forwarded-by");
+/// `<unix seconds>:<hex HMAC>` over the request, made with the cluster's secret.
+pub const FORWARD_PROOF: HeaderName = HeaderName::from_static("runbox-forward-proof");
+/// On an answer that came from a peer: the replica that served it.
+pub const FORWARDED_TO: HeaderName = HeaderName::from_static("runbox-forwarded-to");
+
+/// What a request asks for, as far as where it is served goes.
+#[derive(Debug, PartialEq)]
+enum Wants {
+    /// A synchronous run: one-shot code or a sync function call.
+    Run,
+    /// Something of session `id`.
+    Session(String),
+    /// Anything else: served here.
+    Here,
+}
+
+/// Middleware (after authentication) on the routes that run code or touch a session.
+pub async fn forward(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let runtime = &state.runtime;
+    let Some(peers) = state.peers.as_ref().filter(|_| runtime.clustered()) else {
+        return Ok(next.run(request).await);
+    };
+    if !wants_body(request.method(), request.uri().path())
+        && by_path(request.method(), request.uri().path()) == Wants::Here
+    {
+        return Ok(next.run(request).await);
+    }
+    let (parts, body) = request.into_parts();
+    let body = Bytes::from_request(Request::from_parts(parts.clone(), body), &())
+        .await
+        .map_err(body_rejection)?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let method = parts.method.as_str().to_string();
+    let forwarded = ForwardedRequest {
+        method: &method,
+        path_and_query: &path_and_query,
+        body: &body,
+    };
+    let mut parts = parts;
+    if is_forwarded(runtime, &parts.headers, &forwarded) {
+        return Ok(next.run(Request::from_parts(parts, Body::from(body))).await);
+    }
+    // A client's own copies of the headers mean nothing here and must not reach a peer.
+    parts.headers.remove(&FORWARDED_BY);
+    parts.headers.remove(&FORWARD_PROOF);
+    let wants = match by_path(&parts.method, parts.uri.path()) {
+        Wants::Here => by_body(&parts.method, parts.uri.path(), &body),
+        wants => wants,
+    };
+    let kind = if wants == Wants::Run {
+        "run"
+    } else {
+        "session"
+    };
+    let is_run = wants == Wants::Run;
+    let peer = match wants {
+        Wants::Here => None,
+        Wants::Run => match runtime.place_run().await {
+            RunPlace::Here(Some(reserved)) => {
+                let request = Request::from_parts(parts, Body::from(body));
+                return Ok(reserved.during(next.run(request)).await);
+            }
+            RunPlace::Here(None) => None,
+            RunPlace::Peer(peer) => Some(peer),
+        },
+        Wants::Session(id) => {
+            let principal = parts
+                .extensions
+                .get::<Principal>()
+                .ok_or_else(|| ApiError::Internal("forwarding before authentication".into()))?;
+            match runtime.place_session(principal, &id).await? {
+                SessionPlace::Here => None,
+                SessionPlace::Owner(peer) => Some(peer),
+            }
+        }
+    };
+    let Some(peer) = peer else {
+        return Ok(next.run(Request::from_parts(parts, Body::from(body))).await);
+    };
+    let proof = runtime
+        .forward_proof()
+        .sign(runtime.replica_id(), &forwarded);
+    match send(
+        peers,
+        runtime,
+        &peer,
+        &parts,
+        &path_and_query,
+        body.clone(),
+        proof,
+    )
+    .await
+    {
+        Ok(response) => {
+            metrics::counter!("runbox_forwarded_total", "kind" => kind).increment(1);
+            Ok(relay(response, peer))
+        }
+        Err(err) if err.is_connect() && is_run => {
+            metrics::counter!("runbox_forward_failures_total", "kind" => kind).increment(1);
+            tracing::warn!(peer = %peer.id, address = %peer.address, error = %err,
+                "the peer a run was sent to cannot be reached; running it here");
+            drop(peer);
+            Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+        }
+        Err(err) => {
+            metrics::counter!("runbox_forward_failures_total", "kind" => kind).increment(1);
+            tracing::warn!(peer = %peer.id, address = %peer.address, error = %err,
+                "a request sent to a peer failed");
+            Err(ApiError::Unavailable(format!(
+                "replica {} ({}), which serves this request, did not answer: {}",
+                peer.id,
+                peer.address,
+                without_url(&err)
+            )))
+        }
+    }
+}
+
+/// Whether the request carries a proof this cluster made for it.
+fn is_forwarded(runtime: &Runtime, headers: &HeaderMap, request: &ForwardedRequest<'_>) -> bool {
+    let (Some(by), Some(proof)) = (
+        headers.get(&FORWARDED_BY).and_then(|v| v.to_str().ok()),
+        headers.get(&FORWARD_PROOF).and_then(|v| v.to_str().ok()),
+    ) else {
+        return false;
+    };
+    let valid = by != runtime.replica_id() && runtime.forward_proof().verify(by, proof, request);
+    if !valid {
+        tracing::info!(claimed_by = %by, "a request claims to be forwarded without a valid proof; treated as a client's");
+    }
+    valid
+}
+
+/// The routes whose body says where they are served.
+fn wants_body(method: &Method, path: &str) -> bool {
+    *method == Method::POST
+        && (path == "/execute" || (path.starts_with("/functions/") && path.ends_with("/call")))
+}
+
+fn by_path(method: &Method, path: &str) -> Wants {
+    if path == "/runcode" && (*method == Method::POST || *method == Method::GET) {
+        return Wants::Run;
+    }
+    if let Some(rest) = path.strip_prefix("/sessions/") {
+        let id = rest.strip_suffix("/execute").unwrap_or(rest);
+        if !id.is_empty() && !id.contains('/') {
+            return Wants::Session(id.to_string());
+        }
+    }
+    Wants::Here
+}
+
+/// `/execute` with a `session_id` goes where the session is; other code, and a function
+/// called synchronously, is a run.
+fn by_body(method: &Method, path: &str, body: &[u8]) -> Wants {
+    if !wants_body(method, path) {
+        return Wants::Here;
+    }
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+        // Served here, where it is answered 400.
+        return Wants::Here;
+    };
+    if path == "/execute" {
+        if let Some(serde_json::Value::String(id)) = fields.get("session_id") {
+            return Wants::Session(id.clone());
+        }
+        return Wants::Run;
+    }
+    match fields.get("async") {
+        Some(serde_json::Value::Bool(true)) => Wants::Here,
+        _ => Wants::Run,
+    }
+}
+
+/// The request headers a peer needs: who asks, what the body is, what answer is wanted.
+const PASSED_ON: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    HeaderName::from_static("x-request-id"),
+];
+
+async fn send(
+    peers: &PeerClient,
+    runtime: &Runtime,
+    peer: &Peer,
+    parts: &axum::http::request::Parts,
+    path_and_query: &str,
+    body: Bytes,
+    proof: String,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut request = peers
+        .client
+        .request(
+            parts.method.clone(),
+            format!("{}{path_and_query}", peer.address),
+        )
+        .header(FORWARDED_BY, runtime.replica_id())
+        .header(FORWARD_PROOF, proof)
+        .body(body);
+    for name in &PASSED_ON {
+        for value in parts.headers.get_all(name) {
+            request = request.header(name, value);
+        }
+    }
+    request.send().await
+}
+
+/// Headers of one connection, not of the answer.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// The peer's answer as this replica's: its status, headers and body as they arrive.
+/// `peer` counts against the peer's room until the body has been passed on.
+fn relay(response: reqwest::Response, peer: Peer) -> Response {
+    let status = response.status();
+    let mut headers = response.headers().clone();
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Ok(id) = HeaderValue::from_str(&peer.id) {
+        headers.insert(FORWARDED_TO, id);
+    }
+    let body = response.bytes_stream().map(move |chunk| {
+        let _held = &peer;
+        chunk.map_err(std::io::Error::other)
+    });
+    let mut answer = Body::from_stream(body).into_response();
+    *answer.status_mut() = status;
+    *answer.headers_mut() = headers;
+    answer
+}
+
+/// The error without the peer's URL twice.
+fn without_url(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(&format!(" ({url})"), "");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_and_sessions_are_told_apart_by_path_and_body() {
+        assert_eq!(by_path(&Method::POST, "/runcode"), Wants::Run);
+        assert_eq!(by_path(&Method::GET, "/runcode"), Wants::Run);
+        assert_eq!(
+            by_path(&Method::GET, "/sessions/abc"),
+            Wants::Session("abc".into())
+        );
+        assert_eq!(
+            by_path(&Method::POST, "/sessions/abc/execute"),
+            Wants::Session("abc".into())
+        );
+        assert_eq!(by_path(&Method::POST, "/sessions"), Wants::Here);
+        assert_eq!(by_path(&Method::GET, "/sessions/"), Wants::Here);
+        assert_eq!(by_path(&Method::GET, "/tasks/abc"), Wants::Here);
+        assert_eq!(
+            by_body(&Method::POST, "/execute", br#"{"code":"1"}"#),
+            Wants::Run
+        );
+        assert_eq!(
+            by_body(
+                &Method::POST,
+                "/execute",
+                br#"{"code":"1","session_id":"s"}"#
+            ),
+            Wants::Session("s".into())
+        );
+        assert_eq!(
+            by_body(&Method::POST, "/execute", br#"{"name":"f"}"#),
+            Wants::Run
+        );
+        assert_eq!(by_body(&Method::POST, "/execute", b"not json"), Wants::Here);
+        assert_eq!(
+            by_body(&Method::POST, "/functions/f/call", br#"{"args":{}}"#),
+            Wants::Run
+        );
+        assert_eq!(
+            by_body(&Method::POST, "/functions/f/call", br#"{"async":true}"#),
+            Wants::Here
+        );
+        assert_eq!(by_body(&Method::POST, "/functions", b"{}"), Wants::Here);
+    }
+}

@@ -1,0 +1,51 @@
+//! The cluster's ways in to [`Runtime`]: where a request is served (here or at a peer),
+//! and what proves a forwarded request.
+
+use crate::auth::Principal;
+use crate::cluster::{ForwardProof, RunPlace, SessionPlace};
+use crate::error::RuntimeError;
+use crate::runtime::Runtime;
+
+impl Runtime {
+    /// This replica's id in the registry.
+    pub fn replica_id(&self) -> &str {
+        &self.replica.id
+    }
+
+    /// Whether this replica may have peers (PostgreSQL).
+    pub fn clustered(&self) -> bool {
+        self.placement.clustered()
+    }
+
+    /// What proves to a peer that a request was forwarded by a replica.
+    pub fn forward_proof(&self) -> &ForwardProof {
+        &self.forward_proof
+    }
+
+    /// Where a synchronous run is served: here, unless every slot is taken and a live
+    /// peer has room.
+    pub async fn place_run(&self) -> RunPlace {
+        self.placement.place_run().await
+    }
+
+    /// Where a request of `principal` for session `id` is served: at the replica that
+    /// holds it; here when this replica does or nobody does (404 as ever). A session
+    /// whose replica is gone is 410, saying so.
+    pub async fn place_session(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<SessionPlace, RuntimeError> {
+        if !self.clustered() || self.sessions.find(&principal.subject, id).is_ok() {
+            return Ok(SessionPlace::Here);
+        }
+        match self.session_directory.find(id).await? {
+            Some(record) if record.subject == principal.subject => self
+                .placement
+                .place_session(&record.owner, id)
+                .await
+                .map_err(RuntimeError::Gone),
+            _ => Ok(SessionPlace::Here),
+        }
+    }
+}
