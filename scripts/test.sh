@@ -139,20 +139,29 @@ if ! $QUICK; then
     ENGINES_ENV="$(RUNBOX_TEST_ENGINE_USERNS=1 scripts/start-test-engines.sh start)" \
         || die "the test engines did not start"
     trap 'scripts/start-test-engines.sh stop >/dev/null 2>&1 || true' EXIT
-    ( set -a; . "$ENGINES_ENV"; set +a
-      for runtime in $ISOLATION_RUNTIMES; do
-          step "the hostile suite and the isolation tiers under $runtime (test engine 2)"
-          DOCKER_HOST="$RUNBOX_TEST_ENGINE_2_HOST" ./target/debug/runbox --config config.yaml image build >/dev/null
-          DOCKER_HOST="$RUNBOX_TEST_ENGINE_2_HOST" RUNBOX_TEST_RUNTIME="$runtime" \
-              RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT=stdio \
-              cargo test --locked --test api -- hostile_code isolation seccomp --test-threads 2
-      done
-      step "the hostile suite and the isolation tiers under userns-remap (test engine 1)"
-      DOCKER_HOST="$RUNBOX_TEST_ENGINE_1_HOST" ./target/debug/runbox --config config.yaml image build >/dev/null
-      DOCKER_HOST="$RUNBOX_TEST_ENGINE_1_HOST" RUNBOX_TEST_EXPECT_USERNS="$RUNBOX_TEST_ENGINE_1_USERNS_UID_BASE" \
-          RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT=stdio \
-          cargo test --locked --test api -- hostile_code isolation --test-threads 2
-    ) || die "a suite on the test engines failed"
+    # Each command says `|| return 1`: errexit does not hold inside a function (or a
+    # subshell) whose status is tested, so a failing suite would otherwise go unseen.
+    engine_suites() {
+        set -a; . "$ENGINES_ENV" || return 1; set +a
+        local runtime
+        for runtime in $ISOLATION_RUNTIMES; do
+            step "the hostile suite and the isolation tiers under $runtime (test engine 2)"
+            DOCKER_HOST="$RUNBOX_TEST_ENGINE_2_HOST" ./target/debug/runbox --config config.yaml image build >/dev/null \
+                || return 1
+            DOCKER_HOST="$RUNBOX_TEST_ENGINE_2_HOST" RUNBOX_TEST_RUNTIME="$runtime" \
+                RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT=stdio \
+                cargo test --locked --test api -- hostile_code isolation seccomp --test-threads 2 \
+                || { printf 'the suite under %s failed\n' "$runtime" >&2; return 1; }
+        done
+        step "the hostile suite and the isolation tiers under userns-remap (test engine 1)"
+        DOCKER_HOST="$RUNBOX_TEST_ENGINE_1_HOST" ./target/debug/runbox --config config.yaml image build >/dev/null \
+            || return 1
+        DOCKER_HOST="$RUNBOX_TEST_ENGINE_1_HOST" RUNBOX_TEST_EXPECT_USERNS="$RUNBOX_TEST_ENGINE_1_USERNS_UID_BASE" \
+            RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT=stdio \
+            cargo test --locked --test api -- hostile_code isolation --test-threads 2 \
+            || { printf 'the suite under userns-remap failed\n' >&2; return 1; }
+    }
+    ( engine_suites ) || die "a suite on the test engines failed"
     scripts/start-test-engines.sh stop >/dev/null
     trap - EXIT
 
