@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::harness::{remove_containers, Options, Server, SharedDatabase, TOKEN};
+use crate::tasks::{register_sleeper, start_task, task, wait_status};
 
-const SLEEPER: &str =
-    "import time\n\ndef sleeper(seconds=1):\n    time.sleep(seconds)\n    return seconds\n";
 /// Fast enough that a test sees a kill within seconds.
 const QUICK_CLUSTER: &str = "cluster:\n  heartbeat: 1s\n  dead_after: 4s\n";
 
@@ -26,44 +25,8 @@ async fn replica(db: &SharedDatabase, max_concurrent_runs: usize, cluster_yaml: 
     .await
 }
 
-async fn register_sleeper(server: &Server) {
-    let definition = json!({"name": "sleeper", "code": SLEEPER, "timeout": 90});
-    let (status, body) = server.post("/functions", Some(TOKEN), &definition).await;
-    assert_eq!(status, 201, "{body}");
-}
-
 async fn submit(server: &Server, seconds: u64) -> String {
-    let (status, body) = server
-        .post(
-            "/functions/sleeper/call",
-            Some(TOKEN),
-            &json!({"args": {"seconds": seconds}, "async": true}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    body["task_id"].as_str().expect("task id").to_string()
-}
-
-async fn task(server: &Server, id: &str) -> Value {
-    let (status, body) = server.get(&format!("/tasks/{id}"), Some(TOKEN)).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// Polls `server` until task `id` has `status`, for at most `within`.
-async fn wait_status(server: &Server, id: &str, status: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let body = task(server, id).await;
-        if body["status"] == status {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} is not {status} after {within:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    start_task(server, json!({ "seconds": seconds })).await
 }
 
 async fn result(server: &Server, id: &str) -> Value {
@@ -83,7 +46,7 @@ async fn tasks_spread_over_replicas_and_a_cancel_reaches_the_runner() {
     for _ in 0..3 {
         replicas.push(replica(&db, 2, QUICK_CLUSTER).await);
     }
-    register_sleeper(&replicas[0]).await;
+    register_sleeper(&replicas[0], json!({"timeout": 90})).await;
 
     // Six tasks at the first replica, which runs two at once: the others claim the rest.
     let started = Instant::now();
@@ -158,7 +121,7 @@ async fn a_killed_replica_is_taken_over_within_30_s() {
     // The default heartbeat and dead_after: what a user gets.
     let mut doomed = replica(&db, 1, "").await;
     let survivor = replica(&db, 1, "").await;
-    register_sleeper(&doomed).await;
+    register_sleeper(&doomed, json!({"timeout": 90})).await;
 
     // The survivor is busy for a while; the doomed replica runs a long task; two more
     // wait in the queue, since neither has room.

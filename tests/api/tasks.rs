@@ -10,7 +10,7 @@ use crate::harness::{Options, Server, OTHER_TOKEN, TOKEN};
 const SLEEPER: &str =
     "import time\n\ndef sleeper(seconds=2):\n    time.sleep(seconds)\n    return seconds\n";
 
-async fn register_sleeper(server: &Server, extra: Value) {
+pub(crate) async fn register_sleeper(server: &Server, extra: Value) {
     let mut definition = json!({"name": "sleeper", "code": SLEEPER});
     if let (Some(target), Some(fields)) = (definition.as_object_mut(), extra.as_object()) {
         target.extend(fields.clone());
@@ -19,7 +19,7 @@ async fn register_sleeper(server: &Server, extra: Value) {
     assert_eq!(status, 201, "{body}");
 }
 
-async fn start_task(server: &Server, args: Value) -> String {
+pub(crate) async fn start_task(server: &Server, args: Value) -> String {
     let (status, body) = server
         .post(
             "/functions/sleeper/call",
@@ -33,14 +33,19 @@ async fn start_task(server: &Server, args: Value) -> String {
     body["task_id"].as_str().expect("task id").to_string()
 }
 
-async fn task(server: &Server, id: &str) -> Value {
+pub(crate) async fn task(server: &Server, id: &str) -> Value {
     let (status, body) = server.get(&format!("/tasks/{id}"), Some(TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     body
 }
 
 /// Polls until the task has `status`, for at most `within`.
-async fn wait_status(server: &Server, id: &str, status: &str, within: Duration) -> Value {
+pub(crate) async fn wait_status(
+    server: &Server,
+    id: &str,
+    status: &str,
+    within: Duration,
+) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let body = task(server, id).await;
