@@ -8,18 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{remove_containers, Options, Server, POSTGRES_URL_VAR, TOKEN};
+use crate::harness::{remove_containers, replicas_can_share_a_database, Options, Server, TOKEN};
 use crate::sse::SseReader;
 
 const FORWARDED_TO: &str = "runbox-forwarded-to";
-
-fn postgres_configured(test: &str) -> bool {
-    let configured = std::env::var(POSTGRES_URL_VAR).is_ok_and(|url| !url.trim().is_empty());
-    if !configured {
-        eprintln!("skipping {test}: replicas share PostgreSQL and {POSTGRES_URL_VAR} is not set");
-    }
-    configured
-}
 
 /// Heartbeats every second; a replica silent for 3 s is dead.
 const CLUSTER_YAML: &str = "cluster:\n  heartbeat: 1s\n  dead_after: 3s\n";
@@ -136,7 +128,9 @@ async fn stop_all(servers: Vec<Server>) {
 
 #[tokio::test]
 async fn a_burst_beyond_one_replica_is_served_by_its_peer_without_a_504() {
-    if !postgres_configured("a_burst_beyond_one_replica_is_served_by_its_peer_without_a_504") {
+    if !replicas_can_share_a_database(
+        "a_burst_beyond_one_replica_is_served_by_its_peer_without_a_504",
+    ) {
         return;
     }
     // Alone, A would answer three of these four 504 after its 1 s wait.
@@ -225,7 +219,9 @@ async fn a_burst_beyond_one_replica_is_served_by_its_peer_without_a_504() {
 
 #[tokio::test]
 async fn a_peer_that_died_unnoticed_fails_over_or_fails_clearly_never_hangs() {
-    if !postgres_configured("a_peer_that_died_unnoticed_fails_over_or_fails_clearly_never_hangs") {
+    if !replicas_can_share_a_database(
+        "a_peer_that_died_unnoticed_fails_over_or_fails_clearly_never_hangs",
+    ) {
         return;
     }
     // dead_after is long: A still takes B for alive when it sends it work.
@@ -305,7 +301,7 @@ async fn events_of(server: &Server, body: &Value) -> (Option<String>, Vec<(Strin
 
 #[tokio::test]
 async fn a_stream_through_a_forward_is_the_stream_the_peer_sends() {
-    if !postgres_configured("a_stream_through_a_forward_is_the_stream_the_peer_sends") {
+    if !replicas_can_share_a_database("a_stream_through_a_forward_is_the_stream_the_peer_sends") {
         return;
     }
     let servers = cluster(replica(1, "1s", 0), vec![replica(2, "20s", 0)]).await;
@@ -332,7 +328,7 @@ async fn a_stream_through_a_forward_is_the_stream_the_peer_sends() {
 
 #[tokio::test]
 async fn a_session_is_served_by_its_replica_wherever_it_is_asked_and_is_gone_with_it() {
-    if !postgres_configured(
+    if !replicas_can_share_a_database(
         "a_session_is_served_by_its_replica_wherever_it_is_asked_and_is_gone_with_it",
     ) {
         return;
@@ -426,7 +422,7 @@ async fn a_session_is_served_by_its_replica_wherever_it_is_asked_and_is_gone_wit
 
 #[tokio::test]
 async fn the_session_cap_holds_across_replicas() {
-    if !postgres_configured("the_session_cap_holds_across_replicas") {
+    if !replicas_can_share_a_database("the_session_cap_holds_across_replicas") {
         return;
     }
     let capped = || Options {
@@ -475,7 +471,7 @@ async fn register_sleeper(server: &Server, name: &str) {
 
 #[tokio::test]
 async fn max_concurrency_holds_across_replicas() {
-    if !postgres_configured("max_concurrency_holds_across_replicas") {
+    if !replicas_can_share_a_database("max_concurrency_holds_across_replicas") {
         return;
     }
     let servers = cluster(replica(4, "20s", 0), vec![replica(4, "20s", 0)]).await;
@@ -507,7 +503,7 @@ async fn max_concurrency_holds_across_replicas() {
 #[tokio::test]
 #[ignore = "a measurement, not a check"]
 async fn hop_latency() {
-    if !postgres_configured("hop_latency") {
+    if !replicas_can_share_a_database("hop_latency") {
         return;
     }
     let runs: usize = std::env::var("RUNBOX_HOP_RUNS")

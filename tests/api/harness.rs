@@ -692,29 +692,37 @@ async fn database_for_test(dir: &Path) -> (String, Option<String>) {
 
 /// One PostgreSQL database (a fresh schema) for several servers: replicas of one
 /// service. The test drops it once its servers have stopped.
+/// Whether a test of replicas can run: they share PostgreSQL. RUNBOX_TEST_POSTGRES_URL
+/// unset, the test fails (it needs PostgreSQL); set but empty (the SQLite pass of the
+/// suite), it is skipped and says so.
+pub fn replicas_can_share_a_database(test: &str) -> bool {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if url.trim().is_empty() => {
+            eprintln!(
+                "skipped {test}: replicas share PostgreSQL, and {POSTGRES_URL_VAR} is empty \
+                 (the SQLite pass)"
+            );
+            false
+        }
+        Ok(_) => true,
+        Err(_) => panic!(
+            "{test} needs PostgreSQL: export {POSTGRES_URL_VAR}=\"$(scripts/start-test-postgres.sh)\" \
+             (set it empty to skip the tests that need it)"
+        ),
+    }
+}
+
 pub struct SharedDatabase {
     pub url: String,
     schema: String,
 }
 
 impl SharedDatabase {
-    /// A fresh schema of RUNBOX_TEST_POSTGRES_URL's server. Unset, the test fails (it
-    /// needs PostgreSQL); set but empty (the SQLite pass of the suite), `None`: the test
-    /// is skipped and says so.
+    /// A fresh schema of RUNBOX_TEST_POSTGRES_URL's server, or `None` when the test is
+    /// skipped ([`replicas_can_share_a_database`]).
     pub async fn create(test: &str) -> Option<SharedDatabase> {
-        match std::env::var(POSTGRES_URL_VAR) {
-            Ok(url) if url.trim().is_empty() => {
-                eprintln!(
-                    "skipped {test}: replicas share PostgreSQL, and {POSTGRES_URL_VAR} is empty \
-                     (the SQLite pass)"
-                );
-                return None;
-            }
-            Ok(_) => {}
-            Err(_) => panic!(
-                "{test} needs PostgreSQL: export {POSTGRES_URL_VAR}=\"$(scripts/start-test-postgres.sh)\" \
-                 (set it empty to skip the tests that need it)"
-            ),
+        if !replicas_can_share_a_database(test) {
+            return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let (url, schema) = database_for_test(dir.path()).await;
