@@ -164,7 +164,8 @@ pub(crate) async fn beat(
 }
 
 /// Records this replica's load every `cluster.heartbeat` until `stop`, then leaves the
-/// registry.
+/// registry. The first heartbeat is the caller's (`beat`, before the replica claims
+/// any work), so this one waits a period first.
 pub(crate) fn spawn_heartbeat(
     replica: Arc<Replica>,
     config: Arc<Config>,
@@ -176,12 +177,12 @@ pub(crate) fn spawn_heartbeat(
     tokio::spawn(async move {
         let every = config.cluster.heartbeat.get();
         loop {
-            if let Err(err) = beat(&replica, &config, &store, &sandboxes, &admission).await {
-                tracing::warn!(error = %err, "cannot record this replica's heartbeat");
-            }
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
+            }
+            if let Err(err) = beat(&replica, &config, &store, &sandboxes, &admission).await {
+                tracing::warn!(error = %err, "cannot record this replica's heartbeat");
             }
         }
         if let Err(err) = store.remove_replica(&replica.id).await {
