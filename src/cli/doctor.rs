@@ -51,74 +51,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
     }
 
-    match connect_docker().await {
-        Err(err) => report.fail(
-            "docker",
-            err,
-            "start the Docker engine, make sure this user may use it (docker group), or set DOCKER_HOST",
-        ),
-        Ok(docker) => {
-            report.ok("docker", "the engine answers");
-            let source = image_source();
-            let mut quiet = |_: &str| {};
-            match resolve_base(docker.as_ref(), &config, &source, false, &mut quiet).await {
-                Ok(base) => {
-                    let base_present = image_exists(docker.as_ref(), &base).await.unwrap_or(false);
-                    if base_present {
-                        report.ok("base image", &base);
-                    } else {
-                        report.fail(
-                            "base image",
-                            format!("neither {UPSTREAM_BASE} nor {BOOTSTRAP_BASE} is present"),
-                            "run `runbox image build` (pulls python:3.12-slim, or builds runbox-base:bookworm offline with scripts/bootstrap-base-image.sh as root)",
-                        );
-                    }
-                    let plan = plan(&config, &source, &base);
-                    match image_exists(docker.as_ref(), &plan.tag).await {
-                        Ok(true) => report.ok("sandbox image", &plan.tag),
-                        Ok(false) if plan.built_by_runbox => report.fail(
-                            "sandbox image",
-                            format!("{} is missing", plan.tag),
-                            "run `runbox image build` (`runbox serve` also builds it at start-up)",
-                        ),
-                        Ok(false) => report.fail(
-                            "sandbox image",
-                            format!("sandbox.image {} is missing", plan.tag),
-                            "build or pull that image, or leave sandbox.image empty to use runbox's own",
-                        ),
-                        Err(err) => report.fail("sandbox image", err, "check the Docker engine"),
-                    }
-                }
-                Err(err) => report.fail("base image", err, "check sandbox.base_image"),
-            }
-            let runtimes = docker_runtimes(docker.as_ref()).await;
-            report.ok("OCI runtimes", runtimes.join(", "));
-            let strong = config.sandbox.strong_runtime.trim();
-            if runtimes.iter().any(|r| r == strong) {
-                report.ok("isolation tier strong", format!("served by {strong}"));
-            } else {
-                report.warn(
-                    "isolation tier strong",
-                    format!(
-                        "unavailable: the engine has no `{strong}` (sandbox.strong_runtime); runs \
-                         that ask for it are refused. Install gVisor and register it in \
-                         /etc/docker/daemon.json (\"runtimes\": {{\"{strong}\": {{\"path\": \"/usr/bin/runsc\"}}}})"
-                    ),
-                );
-            }
-            let runtime = config.sandbox.runtime.trim();
-            if !runtime.is_empty() {
-                if runtimes.iter().any(|r| r == runtime) {
-                    report.ok("runtime", runtime);
-                } else {
-                    report.fail(
-                        "runtime",
-                        format!("sandbox.runtime {runtime} is not installed (engine has: {})", runtimes.join(", ")),
-                        "install it (e.g. gVisor's runsc) and register it in /etc/docker/daemon.json, or clear sandbox.runtime",
-                    );
-                }
+    if config.sandbox.engines.is_empty() {
+        match connect_docker().await {
+            Err(err) => report.fail(
+                "docker",
+                err,
+                "start the Docker engine, make sure this user may use it (docker group), or set DOCKER_HOST",
+            ),
+            Ok(docker) => {
+                report.ok("docker", "the engine answers");
+                check_engine(&mut report, &config, "", docker.as_ref()).await;
             }
         }
+    } else {
+        check_configured_engines(&mut report, &config).await;
     }
 
     match Store::connect(&config.database_url()).await {
@@ -217,5 +163,108 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("{} check(s) failed", report.failures)
+    }
+}
+
+/// Every engine of `sandbox.engines`: whether it answers (over TLS with its client
+/// certificate where it is a tcp:// one), and what `check_engine` checks.
+async fn check_configured_engines(report: &mut Report, config: &Config) {
+    let engines = super::engines::connect_configured(config).await;
+    for (engine, docker) in engines {
+        let label = format!("engine {}", engine.name);
+        let health = docker.health().await;
+        if !health.reachable {
+            report.fail(
+                &label,
+                format!(
+                    "{} does not answer: {}",
+                    engine.host,
+                    health.error.unwrap_or_default()
+                ),
+                "start that engine, or check its address and (tcp://) its tls certificates",
+            );
+            continue;
+        }
+        report.ok(
+            &label,
+            format!(
+                "{} answers (Docker {}), capacity {}",
+                engine.host,
+                health.version.unwrap_or_default(),
+                engine.capacity
+            ),
+        );
+        check_engine(report, config, &label, docker.as_ref()).await;
+    }
+}
+
+/// The images and runtimes of one engine; `label` (empty for the one local engine)
+/// names it in each line.
+async fn check_engine(
+    report: &mut Report,
+    config: &Config,
+    label: &str,
+    docker: &dyn runbox_sandbox::Backend,
+) {
+    let named = |what: &str| {
+        if label.is_empty() {
+            what.to_string()
+        } else {
+            format!("{label}: {what}")
+        }
+    };
+    let source = image_source();
+    let mut quiet = |_: &str| {};
+    match resolve_base(docker, config, &source, false, &mut quiet).await {
+        Ok(base) => {
+            let base_present = image_exists(docker, &base).await.unwrap_or(false);
+            if base_present {
+                report.ok(&named("base image"), &base);
+            } else {
+                report.fail(&named("base image"),
+                    format!("neither {UPSTREAM_BASE} nor {BOOTSTRAP_BASE} is present"),
+                    "run `runbox image build` (pulls python:3.12-slim, or builds runbox-base:bookworm offline with scripts/bootstrap-base-image.sh as root)",
+                );
+            }
+            let plan = plan(config, &source, &base);
+            match image_exists(docker, &plan.tag).await {
+                Ok(true) => report.ok(&named("sandbox image"), &plan.tag),
+                Ok(false) if plan.built_by_runbox => report.fail(&named("sandbox image"),
+                    format!("{} is missing", plan.tag),
+                    "run `runbox image build` (`runbox serve` also builds it at start-up)",
+                ),
+                Ok(false) => report.fail(&named("sandbox image"),
+                    format!("sandbox.image {} is missing", plan.tag),
+                    "build or pull that image, or leave sandbox.image empty to use runbox's own",
+                ),
+                Err(err) => report.fail(&named("sandbox image"), err, "check the Docker engine"),
+            }
+        }
+        Err(err) => report.fail(&named("base image"), err, "check sandbox.base_image"),
+    }
+    let runtimes = docker_runtimes(docker).await;
+    report.ok(&named("OCI runtimes"), runtimes.join(", "));
+    let strong = config.sandbox.strong_runtime.trim();
+    if runtimes.iter().any(|r| r == strong) {
+        report.ok(&named("isolation tier strong"), format!("served by {strong}"));
+    } else {
+        report.warn(&named("isolation tier strong"),
+            format!(
+                "unavailable: the engine has no `{strong}` (sandbox.strong_runtime); runs \
+                 that ask for it are refused. Install gVisor and register it in \
+                 /etc/docker/daemon.json (\"runtimes\": {{\"{strong}\": {{\"path\": \"/usr/bin/runsc\"}}}})"
+            ),
+        );
+    }
+    let runtime = config.sandbox.runtime.trim();
+    if !runtime.is_empty() {
+        if runtimes.iter().any(|r| r == runtime) {
+            report.ok(&named("runtime"), runtime);
+        } else {
+            report.fail(&named("runtime"),
+                format!("sandbox.runtime {runtime} is not installed (engine has: {})", runtimes.join(", ")),
+                "install it (e.g. gVisor's runsc) and register it in /etc/docker/daemon.json, or clear sandbox.runtime",
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod doctor;
+mod engines;
 mod image;
 mod logging;
 mod mcp;

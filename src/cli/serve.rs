@@ -21,6 +21,11 @@ pub struct ServeArgs {
 
 pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     logging::init(&config.logging);
+    if !config.sandbox.engines.is_empty() {
+        let (engines, image) = super::engines::configured_engines(&config).await?;
+        let app = Application::build(config, engines, image.clone()).await?;
+        return serve(app, &image, args).await;
+    }
     let docker = connect_docker().await?;
     let runtime = config.sandbox.runtime.trim();
     if !runtime.is_empty()
@@ -37,11 +42,16 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     }
     let image = ensure_sandbox_image(docker.as_ref(), &config, false).await?;
     let app = Application::build(config, docker, image.clone()).await?;
+    serve(app, &image, args).await
+}
+
+/// Announces the address and serves until a signal (or stdin's end, when asked).
+async fn serve(app: Application, image: &str, args: ServeArgs) -> anyhow::Result<()> {
     let address = app
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|| "?".into());
-    tracing::info!(%address, %image, "runbox listening");
+    tracing::info!(%address, image, "runbox listening");
     // Tests and scripts read this line to learn the port (the config may say 0).
     println!("runbox listening on http://{address}");
     let _ = std::io::stdout().flush();

@@ -29,4 +29,5 @@ mod playground;
 mod pool;
 mod seccomp;
 mod sessions;
+mod several_engines;
 mod tasks;

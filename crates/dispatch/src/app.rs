@@ -43,7 +43,7 @@ impl Application {
     /// `image` is the sandbox image, already made sure of by the caller.
     pub async fn build(
         config: Config,
-        engine: Arc<dyn runbox_runtime::Backend>,
+        engines: impl Into<runbox_runtime::EngineSet>,
         image: String,
     ) -> Result<Application, StartupError> {
         let config = Arc::new(config);
@@ -58,7 +58,7 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?;
         let public_url = public_url(&config, local);
-        let runtime = Runtime::open(config.clone(), engine, image, public_url).await?;
+        let runtime = Runtime::open(config.clone(), engines, image, public_url).await?;
         let mcp_stop = CancellationToken::new();
         let peers = match crate::peer_client::PeerClient::new(&config) {
             Ok(peers) => Some(peers),

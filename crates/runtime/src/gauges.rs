@@ -8,12 +8,22 @@ impl Runtime {
     pub async fn record_gauges(&self) {
         let engine = self.runner.sandboxes.status();
         for pool in &engine.pools {
-            metrics::gauge!("runbox_pool_ready", "image" => pool.image.clone())
-                .set(pool.ready as f64);
-            metrics::gauge!("runbox_pool_target", "image" => pool.image.clone())
-                .set(pool.target as f64);
-            metrics::gauge!("runbox_pool_starting", "image" => pool.image.clone())
-                .set(pool.starting as f64);
+            let labels = [
+                ("image", pool.image.clone()),
+                ("engine", pool.engine.clone()),
+            ];
+            metrics::gauge!("runbox_pool_ready", &labels).set(pool.ready as f64);
+            metrics::gauge!("runbox_pool_target", &labels).set(pool.target as f64);
+            metrics::gauge!("runbox_pool_starting", &labels).set(pool.starting as f64);
+        }
+        for load in self.runner.sandboxes.engine_loads() {
+            let labels = [("engine", load.name)];
+            metrics::gauge!("runbox_engine_sandboxes_in_use", &labels).set(load.in_use as f64);
+            if let Some(capacity) = load.capacity {
+                metrics::gauge!("runbox_engine_capacity", &labels).set(capacity as f64);
+            }
+            metrics::gauge!("runbox_engine_reachable", &labels)
+                .set(if load.reachable { 1.0 } else { 0.0 });
         }
         metrics::gauge!("runbox_sandboxes_in_use").set(engine.in_use as f64);
         metrics::gauge!("runbox_port_leases").set(engine.port_leases as f64);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use runbox_core::Isolation;
 use runbox_sandbox::host_firewall::FirewallState;
-use runbox_sandbox::{docker_runtimes, PoolStatus};
+use runbox_sandbox::{docker_runtimes, EngineStatus, PoolStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -42,6 +42,47 @@ pub struct HealthReport {
     pub host_firewall: HostFirewallHealth,
     pub isolation: IsolationHealth,
     pub cluster: ClusterHealth,
+    /// The Docker engines this replica runs sandboxes on (one, the local engine, unless
+    /// `sandbox.engines` lists several).
+    pub engines: Vec<EngineView>,
+}
+
+/// One engine of this replica.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EngineView {
+    pub name: String,
+    /// Where it listens (`unix:///…` or `tcp://HOST:PORT`; no secrets).
+    pub address: String,
+    pub reachable: bool,
+    #[schema(required = true)]
+    pub version: Option<String>,
+    #[schema(required = true)]
+    pub error: Option<String>,
+    /// Sandboxes it holds at once; `null`: no limit of runbox's (the one local engine).
+    #[schema(required = true)]
+    pub capacity: Option<u64>,
+    /// Sandboxes running code on it now.
+    pub in_use: u64,
+    /// The OCI runtimes it has registered.
+    pub runtimes: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl From<EngineStatus> for EngineView {
+    fn from(engine: EngineStatus) -> Self {
+        EngineView {
+            name: engine.name,
+            address: engine.address,
+            reachable: engine.reachable,
+            version: engine.version,
+            error: engine.error,
+            capacity: engine.capacity.map(|c| c as u64),
+            in_use: engine.in_use as u64,
+            runtimes: engine.runtimes,
+            labels: engine.labels,
+        }
+    }
 }
 
 /// This replica and its peers, as the registry they share in the database knows them.
@@ -186,6 +227,8 @@ pub struct PoolHealth {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolState {
+    /// The engine its sandboxes run on.
+    pub engine: String,
     pub image: String,
     /// The OCI runtime of its sandboxes (empty: the engine's default).
     pub runtime: String,
@@ -205,6 +248,7 @@ pub struct PoolState {
 impl From<&PoolStatus> for PoolState {
     fn from(pool: &PoolStatus) -> Self {
         PoolState {
+            engine: pool.engine.clone(),
             image: pool.image.clone(),
             runtime: pool.runtime.clone(),
             ready: pool.ready as u64,
@@ -222,11 +266,12 @@ impl Runtime {
     pub async fn health(&self) -> HealthReport {
         let sandboxes = &self.runner.sandboxes;
         let store = &self.runner.store;
-        let (docker, database, runtime, firewall) = tokio::join!(
+        let (docker, database, runtime, firewall, engines) = tokio::join!(
             sandboxes.docker_status(),
             store.ping(),
             self.runtime_health(),
-            sandboxes.host_firewall()
+            sandboxes.host_firewall(),
+            sandboxes.engines()
         );
         let host_firewall = HostFirewallHealth::of(
             firewall,
@@ -272,6 +317,7 @@ impl Runtime {
             host_firewall,
             isolation: self.isolation_health().await,
             cluster: self.cluster_health().await,
+            engines: engines.into_iter().map(EngineView::from).collect(),
         }
     }
 

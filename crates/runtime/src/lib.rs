@@ -38,6 +38,6 @@ pub use health::{
 pub use instance::instance_name;
 pub use run::{Job, Run};
 pub use run_event::RunEvent;
-pub use runbox_sandbox::Backend;
+pub use runbox_sandbox::{Backend, EngineSet, EngineSpec};
 pub use runbox_store::StoredImage;
 pub use runtime::{OpenError, Runtime};

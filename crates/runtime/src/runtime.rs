@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runbox_core::{Config, Isolation, Language};
-use runbox_sandbox::{Backend, SandboxError, Sandboxes};
+use runbox_sandbox::{EngineSet, SandboxError, Sandboxes};
 use runbox_store::{spawn_retention_sweep, Retention, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +70,7 @@ impl Runtime {
     /// images are served from (no trailing slash).
     pub async fn open(
         config: Arc<Config>,
-        engine: Arc<dyn Backend>,
+        engines: impl Into<EngineSet>,
         image: String,
         public_url: String,
     ) -> Result<Runtime, OpenError> {
@@ -85,7 +85,7 @@ impl Runtime {
         let instance = instance_name(&config);
         let replica = Arc::new(Replica::new(&config, &public_url, &instance));
         recover_interrupted(&store, &replica).await?;
-        let sandboxes = Sandboxes::start(config.clone(), engine, image, instance.clone()).await?;
+        let sandboxes = Sandboxes::start(config.clone(), engines, image, instance.clone()).await?;
         let background = CancellationToken::new();
         spawn_retention_sweep(
             store.clone(),

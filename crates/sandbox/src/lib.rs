@@ -32,8 +32,8 @@ mod testing;
 mod transport;
 
 pub use backend::{
-    connect_docker, docker_runtimes, Backend, BackendError, ContainerMemory, ContainerSpec,
-    DockerBackend, EngineHealth,
+    connect_docker, connect_engine, docker_runtimes, Backend, BackendError, ContainerMemory,
+    ContainerSpec, DockerBackend, EngineHealth, ImageTar,
 };
 pub use containers::Containers;
 pub use environment::{
@@ -45,7 +45,7 @@ pub use guard::ContainerGuard;
 pub use labels::ContainerKind;
 pub use placement::Placement;
 pub use pool::PoolStatus;
-pub use sandboxes::{RunOptions, Sandboxes, SandboxesStatus};
+pub use sandboxes::{EngineLoad, EngineSet, EngineSpec, EngineStatus, RunOptions, Sandboxes, SandboxesStatus};
 pub use seccomp::{Seccomp, RUNBOX_PROFILE};
 pub use session::SessionSandbox;
 pub use spec::{stdio_sandbox_body, stdio_sandbox_spec};

@@ -18,16 +18,24 @@ pub struct SessionSandbox {
     /// trusted any more and the session ends.
     in_flight: bool,
     _in_use: InUse,
+    /// The engine the sandbox runs on: a session stays there for its life.
+    engine: String,
 }
 
 impl SessionSandbox {
-    pub(crate) fn new(sandbox: Sandbox, caps: OutputCaps, in_use: InUse) -> Self {
+    pub(crate) fn new(sandbox: Sandbox, caps: OutputCaps, in_use: InUse, engine: String) -> Self {
         SessionSandbox {
             sandbox: Some(sandbox),
             caps,
             in_flight: false,
             _in_use: in_use,
+            engine,
         }
+    }
+
+    /// The engine the session's sandbox runs on.
+    pub fn engine(&self) -> &str {
+        &self.engine
     }
 
     /// False once a timeout or a crash has ended the session.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use runbox_core::config::Transport;
 use runbox_core::{Config, ExecRequest, Language};
 
+use crate::backend::Backend;
 use crate::fake::FakeBackend;
 use crate::Sandboxes;
 
@@ -25,9 +26,10 @@ pub(crate) fn config(pool_size: usize, refill_parallelism: usize, preload: &[&st
 }
 
 pub(crate) async fn start(engine: &Arc<FakeBackend>, config: Config) -> Sandboxes {
+    let engine: Arc<dyn Backend> = engine.clone();
     Sandboxes::start(
         Arc::new(config),
-        engine.clone(),
+        engine,
         IMAGE.to_string(),
         INSTANCE.to_string(),
     )

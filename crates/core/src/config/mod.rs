@@ -49,7 +49,8 @@ pub use mcp::McpConfig;
 pub use pip::PipConfig;
 pub use rate_limit::RateLimitConfig;
 pub use sandbox::{
-    PoolConfig, PortRange, SandboxConfig, Transport, SECCOMP_DOCKER, SECCOMP_RUNBOX,
+    EngineAddress, EngineConfig, EngineTls, PoolConfig, PortRange, SandboxConfig, Transport,
+    SECCOMP_DOCKER, SECCOMP_RUNBOX,
 };
 pub use server::ServerConfig;
 pub use sessions::SessionsConfig;

@@ -71,6 +71,9 @@ pub struct SandboxConfig {
     /// engine where runbox cannot install its netfilter rules, and an operator who
     /// closes the host another way (or accepts that it is open).
     pub allow_host_network_access: bool,
+    /// The Docker engines sandboxes run on; empty: the one local engine (DOCKER_HOST or
+    /// the default socket).
+    pub engines: Vec<EngineConfig>,
 }
 
 impl Default for SandboxConfig {
@@ -95,6 +98,7 @@ impl Default for SandboxConfig {
             startup_timeout: HumanDuration::secs(20),
             instance: String::new(),
             allow_host_network_access: false,
+            engines: Vec::new(),
         }
     }
 }
@@ -121,5 +125,84 @@ impl Default for PoolConfig {
             images: Default::default(),
             strong_size: 0,
         }
+    }
+}
+
+/// One Docker engine of `sandbox.engines`: where it listens, how runbox proves itself
+/// to it, how many sandboxes it may hold at once, and what it offers.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Names the engine in /health, /metrics, logs and errors; unique.
+    pub name: String,
+    /// `unix:///path/to/docker.sock`, or `tcp://HOST:PORT` (which needs `tls`).
+    pub host: String,
+    /// Mutual TLS for a `tcp://` engine: the CA that signed the engine's certificate,
+    /// and runbox's client certificate and key (PEM files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EngineTls>,
+    /// Sandboxes (runs and sessions) the engine holds at once; at least 1.
+    #[serde(default = "default_engine_capacity")]
+    pub capacity: usize,
+    /// Warm sandboxes kept on this engine; absent: `sandbox.pool.size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<usize>,
+    /// Free-form facts shown in /health (e.g. `runtime: runsc`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineTls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+fn default_engine_capacity() -> usize {
+    8
+}
+
+/// How an engine of `sandbox.engines` is reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineAddress {
+    /// The path of a unix socket.
+    Unix(String),
+    /// `HOST:PORT` of a TLS endpoint.
+    Tcp { host: String, port: u16 },
+}
+
+impl EngineAddress {
+    /// Reads `unix:///path` or `tcp://HOST:PORT`; why not, otherwise.
+    pub fn parse(host: &str) -> Result<EngineAddress, String> {
+        let host = host.trim();
+        if let Some(path) = host.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(format!("`{host}`: a unix socket needs an absolute path (unix:///…)"));
+            }
+            return Ok(EngineAddress::Unix(path.to_string()));
+        }
+        if let Some(rest) = host.strip_prefix("tcp://") {
+            let rest = rest.trim_end_matches('/');
+            let Some((name, port)) = rest.rsplit_once(':') else {
+                return Err(format!("`{host}`: tcp:// needs HOST:PORT, e.g. tcp://10.0.0.2:2376"));
+            };
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("`{host}`: `{port}` is not a port"))?;
+            if name.is_empty() || name.contains('/') || name.contains('@') {
+                return Err(format!("`{host}`: `{name}` is not a host name or address"));
+            }
+            return Ok(EngineAddress::Tcp {
+                host: name.to_string(),
+                port,
+            });
+        }
+        Err(format!(
+            "`{host}`: the scheme must be unix:// (a local socket) or tcp:// (with tls)"
+        ))
     }
 }

@@ -369,3 +369,122 @@ fn the_override_keys_are_the_keys_of_config() {
     let keys: BTreeSet<&str> = keys.keys().filter_map(Value::as_str).collect();
     assert_eq!(keys, TOP_LEVEL_KEYS.into_iter().collect::<BTreeSet<_>>());
 }
+
+/// A PEM-looking file for the tls keys (validation checks that the files exist; the
+/// engine connection reads them).
+fn tls_files() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::write(dir.path().join(name), "-----BEGIN-----\n").expect("write");
+    }
+    let base = dir.path().display().to_string();
+    (dir, base)
+}
+
+fn engines_yaml(entries: &str) -> String {
+    format!("sandbox:\n  engines:\n{entries}")
+}
+
+#[test]
+fn no_engines_key_means_the_one_local_engine() {
+    let config = load("", &[]).expect("defaults");
+    assert!(config.sandbox.engines.is_empty());
+}
+
+#[test]
+fn engines_are_parsed() {
+    let (_dir, base) = tls_files();
+    let yaml = engines_yaml(&format!(
+        "    - {{name: local, host: \"unix:///var/run/docker.sock\", capacity: 4}}\n    \
+         - name: remote\n      host: tcp://10.0.0.2:2376\n      capacity: 16\n      \
+         pool_size: 1\n      labels: {{runtime: runsc}}\n      tls: {{ca: {base}/ca.pem, \
+         cert: {base}/cert.pem, key: {base}/key.pem}}\n"
+    ));
+    let config = load(&yaml, &[]).expect("two engines");
+    let engines = &config.sandbox.engines;
+    assert_eq!(engines.len(), 2);
+    assert_eq!(engines[0].name, "local");
+    assert_eq!(engines[0].capacity, 4);
+    assert!(engines[0].tls.is_none());
+    assert_eq!(
+        EngineAddress::parse(&engines[0].host),
+        Ok(EngineAddress::Unix("/var/run/docker.sock".into()))
+    );
+    assert_eq!(engines[1].pool_size, Some(1));
+    assert_eq!(engines[1].labels.get("runtime").map(String::as_str), Some("runsc"));
+    assert_eq!(
+        EngineAddress::parse(&engines[1].host),
+        Ok(EngineAddress::Tcp {
+            host: "10.0.0.2".into(),
+            port: 2376
+        })
+    );
+    let capacity = load(&engines_yaml("    - {name: a, host: \"unix:///s\"}\n"), &[])
+        .expect("capacity has a default");
+    assert_eq!(capacity.sandbox.engines[0].capacity, 8);
+}
+
+/// Each mistake is named by the field that holds it.
+#[test]
+fn engine_mistakes_name_their_field() {
+    let (_dir, base) = tls_files();
+    let tls = format!("{{ca: {base}/ca.pem, cert: {base}/cert.pem, key: {base}/key.pem}}");
+    let ok = "    - {name: one, host: \"unix:///s\"}\n";
+    let cases = [
+        (
+            format!("{ok}    - {{name: two, host: \"http://10.0.0.2:2375\"}}\n"),
+            "sandbox.engines[1].host",
+            "scheme",
+        ),
+        (
+            format!("{ok}    - {{name: two, host: \"unix:///t\", tls: {tls}}}\n"),
+            "sandbox.engines[1].tls",
+            "unix socket takes no tls",
+        ),
+        (
+            format!("{ok}    - {{name: two, host: \"tcp://10.0.0.2:2376\"}}\n"),
+            "sandbox.engines[1].tls",
+            "needs tls",
+        ),
+        (
+            format!(
+                "{ok}    - {{name: two, host: \"tcp://10.0.0.2:2376\", tls: {{ca: {base}/ca.pem, \
+                 cert: {base}/missing.pem, key: {base}/key.pem}}}}\n"
+            ),
+            "sandbox.engines[1].tls.cert",
+            "missing.pem",
+        ),
+        (
+            format!("{ok}    - {{name: two, host: \"unix:///t\", capacity: 0}}\n"),
+            "sandbox.engines[1].capacity",
+            "at least 1",
+        ),
+        (
+            format!("{ok}    - {{name: one, host: \"unix:///t\"}}\n"),
+            "sandbox.engines[1].name",
+            "another engine",
+        ),
+        (
+            format!("{ok}    - {{name: two, host: \"tcp://10.0.0.2\", tls: {tls}}}\n"),
+            "sandbox.engines[1].host",
+            "HOST:PORT",
+        ),
+        (
+            format!("{ok}    - {{name: two, host: \"unix://relative\"}}\n"),
+            "sandbox.engines[1].host",
+            "absolute",
+        ),
+    ];
+    for (entries, key, says) in cases {
+        let err = load(&engines_yaml(&entries), &[]).expect_err(key);
+        let text = err.to_string();
+        assert!(text.contains(&format!("`{key}`")), "{key}: {text}");
+        assert!(text.contains(says), "{key}: {text}");
+    }
+    let http = format!(
+        "sandbox:\n  transport: http\n  engines:\n    - {{name: two, host: \"tcp://10.0.0.2:2376\", tls: {tls}}}\n"
+    );
+    let err = load(&http, &[]).expect_err("http with a tcp engine");
+    assert!(err.to_string().contains("sandbox.engines[0].host"), "{err}");
+    assert!(err.to_string().contains("stdio"), "{err}");
+}

@@ -1,9 +1,10 @@
 //! The checks that keys must pass beyond their types; each failure names its key.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use super::auth::ALL_SCOPES;
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, EngineAddress, Transport};
 use crate::isolation::Isolation;
 use crate::units::ByteSize;
 
@@ -174,6 +175,81 @@ impl Config {
                     format!("sandbox.preload[{index}]"),
                     format!("`{module}` is not a Python module name"),
                 ));
+            }
+        }
+        self.validate_engines()
+    }
+
+    /// `sandbox.engines`: each entry reachable in a way runbox supports, with its
+    /// certificates on disk, room for at least one sandbox, and a name of its own.
+    fn validate_engines(&self) -> Result<(), ConfigError> {
+        let mut names = BTreeSet::new();
+        for (index, engine) in self.sandbox.engines.iter().enumerate() {
+            let key = |field: &str| format!("sandbox.engines[{index}].{field}");
+            let name = engine.name.trim();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(ConfigError::key(
+                    key("name"),
+                    "must be a name of letters, digits, `-`, `_` or `.`",
+                ));
+            }
+            if !names.insert(name) {
+                return Err(ConfigError::key(
+                    key("name"),
+                    format!("`{name}` names another engine too"),
+                ));
+            }
+            let address = EngineAddress::parse(&engine.host)
+                .map_err(|why| ConfigError::key(key("host"), why))?;
+            match (&address, &engine.tls) {
+                (EngineAddress::Unix(_), Some(_)) => {
+                    return Err(ConfigError::key(
+                        key("tls"),
+                        "a unix socket takes no tls (remove it, or use tcp://)",
+                    ));
+                }
+                (EngineAddress::Tcp { .. }, None) => {
+                    return Err(ConfigError::key(
+                        key("tls"),
+                        "a tcp:// engine needs tls: {ca, cert, key}: an engine API open on \
+                         the network without a client certificate is root on its host to \
+                         anyone who reaches it",
+                    ));
+                }
+                (EngineAddress::Tcp { .. }, Some(tls)) => {
+                    for (field, path) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+                        if path.trim().is_empty() {
+                            return Err(ConfigError::key(
+                                key(&format!("tls.{field}")),
+                                "must be the path of a PEM file",
+                            ));
+                        }
+                        if !Path::new(path).is_file() {
+                            return Err(ConfigError::key(
+                                key(&format!("tls.{field}")),
+                                format!("`{path}` is not a readable file"),
+                            ));
+                        }
+                    }
+                    // A sandbox's published port would be on the engine's host, bound
+                    // to its loopback, which runbox cannot reach from here.
+                    if self.sandbox.transport == Transport::Http {
+                        return Err(ConfigError::key(
+                            key("host"),
+                            "a tcp:// engine works with sandbox.transport: stdio only \
+                             (the http transport's ports are bound to the engine host's \
+                             loopback)",
+                        ));
+                    }
+                }
+                (EngineAddress::Unix(_), None) => {}
+            }
+            if engine.capacity == 0 {
+                return Err(ConfigError::key(key("capacity"), "must be at least 1"));
             }
         }
         Ok(())

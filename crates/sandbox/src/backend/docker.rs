@@ -2,7 +2,8 @@
 //! negotiated down to the engine's API version so that older engines work.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bollard::container::{
@@ -11,25 +12,74 @@ use bollard::container::{
     WaitContainerOptions,
 };
 use bollard::image::{
-    BuildImageOptions, CommitContainerOptions, CreateImageOptions, ListImagesOptions,
+    BuildImageOptions, CommitContainerOptions, CreateImageOptions, ImportImageOptions,
+    ListImagesOptions,
 };
 use bollard::network::CreateNetworkOptions;
 use bollard::Docker;
 use futures::future::BoxFuture;
 use futures::StreamExt;
+use runbox_core::config::{EngineAddress, EngineConfig};
 
 use super::{
     Attached, Backend, BackendError, CommitSpec, ContainerFilter, ContainerMemory, ContainerSpec,
-    ContainerState, EngineFuture, EngineHealth, ImageBuild, ImageDetails, ListedContainer,
+    ContainerState, EngineFuture, EngineHealth, ImageBuild, ImageDetails, ImageTar, ListedContainer,
     ListedImage, NetworkSpec, OutputChunk, Progress,
 };
 
 /// How long /health waits for the engine's version.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+/// bollard's request timeout for the engines of `sandbox.engines` (its default for the
+/// local socket): long enough for a slow image load or build step.
+const CLIENT_TIMEOUT_SECS: u64 = 120;
 
 pub struct DockerBackend {
     docker: Docker,
     name: String,
+}
+
+/// A client of an engine of `sandbox.engines` (no request is made yet). Fails when
+/// the address cannot make one, e.g. a unix socket that is not there (yet).
+pub(crate) fn engine_client(engine: &EngineConfig) -> Result<Docker, BackendError> {
+    let unusable = |e: bollard::errors::Error| {
+        BackendError::Unavailable(format!("engine {}: {e}", engine.name))
+    };
+    let address = EngineAddress::parse(&engine.host).map_err(BackendError::Unavailable)?;
+    match (&address, &engine.tls) {
+        (EngineAddress::Unix(path), _) => {
+            Docker::connect_with_unix(path, CLIENT_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(unusable)
+        }
+        (EngineAddress::Tcp { host, port }, Some(tls)) => Docker::connect_with_ssl(
+            &format!("tcp://{host}:{port}"),
+            Path::new(&tls.key),
+            Path::new(&tls.cert),
+            Path::new(&tls.ca),
+            CLIENT_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(unusable),
+        (EngineAddress::Tcp { .. }, None) => Err(BackendError::Unavailable(format!(
+            "engine {}: a tcp:// engine needs tls",
+            engine.name
+        ))),
+    }
+}
+
+/// `client` negotiated down to the engine's API version when it answers within 3 s;
+/// as it is (the client's default version) when not.
+pub(crate) async fn negotiated(client: Docker, name: &str) -> Docker {
+    match tokio::time::timeout(HEALTH_TIMEOUT, client.clone().negotiate_version()).await {
+        Ok(Ok(negotiated)) => negotiated,
+        Ok(Err(err)) => {
+            tracing::warn!(engine = name, error = %err, "engine does not answer");
+            client
+        }
+        Err(_) => {
+            tracing::warn!(engine = name, "engine did not answer within 3 s");
+            client
+        }
+    }
 }
 
 /// Connects to the engine of DOCKER_HOST (or the local socket) and makes sure it answers.
@@ -459,6 +509,59 @@ impl Backend for DockerBackend {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn export_image(&self, name: &str) -> ImageTar {
+        self.docker
+            .export_image(name)
+            .map(|chunk| chunk.map_err(engine_error))
+            .boxed()
+    }
+
+    fn import_image(&self, tar: ImageTar) -> EngineFuture<'_, ()> {
+        Box::pin(async move {
+            // bollard takes a stream of bytes without errors: a failed read of the
+            // source ends the stream, and its error is the one reported.
+            let failed: Arc<Mutex<Option<BackendError>>> = Arc::default();
+            let source_failed = failed.clone();
+            let body = tar
+                .take_while(move |chunk| {
+                    let keep = match chunk {
+                        Ok(_) => true,
+                        Err(err) => {
+                            *source_failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(BackendError::Failed {
+                                    status: None,
+                                    message: format!("reading the image from its engine: {err}"),
+                                });
+                            false
+                        }
+                    };
+                    futures::future::ready(keep)
+                })
+                .filter_map(|chunk| futures::future::ready(chunk.ok()));
+            let mut progress =
+                self.docker
+                    .import_image_stream(ImportImageOptions { quiet: true }, body, None);
+            let mut answer = Ok(());
+            while let Some(item) = progress.next().await {
+                match item {
+                    Ok(info) => {
+                        if let Some(message) = info.error {
+                            answer = Err(BackendError::Failed {
+                                status: None,
+                                message,
+                            });
+                        }
+                    }
+                    Err(err) => answer = Err(engine_error(err)),
+                }
+            }
+            if let Some(err) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(err);
+            }
+            answer
         })
     }
 

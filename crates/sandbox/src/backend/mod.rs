@@ -8,6 +8,7 @@
 
 mod docker;
 mod error;
+mod lazy;
 mod types;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use futures::future::BoxFuture;
 
 pub use self::docker::{connect_docker, DockerBackend};
+pub use self::lazy::{connect_engine, LazyEngine};
 pub use self::error::BackendError;
 pub use self::types::{
     Attached, CommitSpec, ContainerFilter, ContainerMemory, ContainerSpec, ContainerState,
@@ -27,6 +29,9 @@ pub type Progress<'a> = &'a mut (dyn FnMut(&str) + Send);
 
 /// What an engine call returns.
 pub type EngineFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
+
+/// An image as a tar archive (`docker save`), streamed in chunks.
+pub type ImageTar = futures::stream::BoxStream<'static, Result<bytes::Bytes, BackendError>>;
 
 /// A container engine: what runbox needs to create, run, watch and remove containers,
 /// and the image and network operations around them.
@@ -71,6 +76,11 @@ pub trait Backend: Send + Sync {
         context: Vec<u8>,
         progress: Progress<'a>,
     ) -> EngineFuture<'a, ()>;
+
+    /// The image `name` (with its tags) as a tar, as `docker save` writes it.
+    fn export_image(&self, name: &str) -> ImageTar;
+    /// Loads a tar that `export_image` of another engine wrote, as `docker load` does.
+    fn import_image(&self, tar: ImageTar) -> EngineFuture<'_, ()>;
 
     /// The driver options of network `name`.
     fn network_options<'a>(&'a self, name: &'a str) -> EngineFuture<'a, HashMap<String, String>>;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use super::agent::{self, AgentIo, AgentPlan};
@@ -11,9 +12,12 @@ use super::{lock, next_id, preload_of, unix_now, Container, FakeBackend, State, 
 use crate::backend::{
     Attached, Backend, BackendError, CommitSpec, ContainerFilter, ContainerMemory, ContainerSpec,
     ContainerState, ContainerStatus, EngineFuture, EngineHealth, ImageBuild, ImageDetails,
-    ListedContainer, ListedImage, NetworkSpec, Progress,
+    ImageTar, ListedContainer, ListedImage, NetworkSpec, Progress,
 };
 use crate::labels;
+
+/// What the fake's image tars begin with (the image's name follows).
+const FAKE_TAR: &str = "fake image tar: ";
 
 /// Marks the container stopped with `code` once its process ended by itself.
 fn process_ended(state: &Mutex<State>, id: &str, code: i64) {
@@ -271,6 +275,35 @@ impl Backend for FakeBackend {
         _progress: Progress<'a>,
     ) -> EngineFuture<'a, ()> {
         Box::pin(async move { self.answering().map(drop) })
+    }
+
+    fn export_image(&self, name: &str) -> ImageTar {
+        let answer = self.answering().and_then(|state| {
+            if state.faults.missing_images.iter().any(|m| m == name) {
+                Err(BackendError::NotFound(format!("No such image: {name}")))
+            } else {
+                Ok(bytes::Bytes::from(format!("{FAKE_TAR}{name}")))
+            }
+        });
+        futures::stream::iter([answer]).boxed()
+    }
+
+    fn import_image(&self, tar: ImageTar) -> EngineFuture<'_, ()> {
+        Box::pin(async move {
+            let chunks: Vec<bytes::Bytes> = tar.try_collect().await?;
+            let text = String::from_utf8_lossy(&chunks.concat()).to_string();
+            let name = text
+                .strip_prefix(FAKE_TAR)
+                .ok_or_else(|| BackendError::Failed {
+                    status: Some(500),
+                    message: "not an image tar".into(),
+                })?
+                .to_string();
+            let mut state = self.answering()?;
+            state.faults.missing_images.retain(|m| *m != name);
+            state.images_loaded.push(name);
+            Ok(())
+        })
     }
 
     fn network_options<'a>(&'a self, name: &'a str) -> EngineFuture<'a, HashMap<String, String>> {

@@ -59,6 +59,8 @@ struct State {
     starting: usize,
     max_starting: usize,
     networks: HashMap<String, HashMap<String, String>>,
+    /// Images loaded by `import_image`, in order.
+    images_loaded: Vec<String>,
 }
 
 struct Container {
@@ -132,10 +134,20 @@ const KILLED: i64 = 137;
 
 impl FakeBackend {
     pub fn new() -> Arc<Self> {
+        FakeBackend::named("fake")
+    }
+
+    /// A fake engine called `name` (several stand behind one `Sandboxes`).
+    pub fn named(name: &str) -> Arc<Self> {
         Arc::new(FakeBackend {
-            name: "fake".to_string(),
+            name: name.to_string(),
             state: Arc::new(Mutex::new(State::default())),
         })
+    }
+
+    /// Images loaded into this engine by `import_image`, in order.
+    pub fn images_loaded(&self) -> Vec<String> {
+        self.state().images_loaded.clone()
     }
 
     pub fn set_faults(&self, change: impl FnOnce(&mut Faults)) {

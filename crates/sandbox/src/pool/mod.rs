@@ -48,6 +48,8 @@ const DEFER_REFILL_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PoolStatus {
+    /// The engine the pool's sandboxes run on.
+    pub engine: String,
     pub image: String,
     /// The OCI runtime of its sandboxes; empty: the engine's default.
     pub runtime: String,
@@ -168,6 +170,7 @@ impl Pool {
             (ready.len(), ready.iter().filter(|s| s.preloaded).count())
         };
         PoolStatus {
+            engine: self.launcher.engine().name().to_string(),
             image: self.placement.image.clone(),
             runtime: self.placement.runtime.clone(),
             ready,

@@ -1,7 +1,11 @@
 //! `Sandboxes`: the one handle the rest of runbox uses to run code. It owns the pools,
 //! the cold path, the start-up sweep, the janitor and shutdown.
 
-use std::collections::HashMap;
+mod acquire;
+mod engine;
+mod images;
+mod start;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,24 +15,26 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, EngineHealth};
-use crate::containers::Containers;
 use crate::environment::{self, BuildFailure, BuildReport, DependencySet, EnvironmentPlan};
 use crate::host_firewall::{self, FirewallState};
-use crate::in_use::InUse;
-use crate::labels::ContainerKind;
-use crate::network::ensure_sandbox_network;
 use crate::placement::Placement;
 use crate::pool::{Pool, PoolStatus};
-use crate::ports::PortLeases;
-use crate::sandbox::{Launcher, Sandbox};
-use crate::seccomp::Seccomp;
+use crate::sandboxes::engine::{lock, EnginePart};
+use crate::sandboxes::images::ensure_image_on;
 use crate::session::SessionSandbox;
-use crate::spec::uses_http;
 use crate::sweep;
 use crate::SandboxError;
 
+pub use self::engine::{EngineLoad, EngineSet, EngineSpec, EngineStatus};
+
 /// How often a run is tried when its sandbox turns out to have died before it began.
 const DIED_BEFORE_USE_ATTEMPTS: usize = 3;
+/// How often each engine of `sandbox.engines` is asked whether it answers.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How long a probe waits for an engine's answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long shutdown waits for the last sweep of one engine.
+const FINAL_SWEEP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a run may carry besides the request.
 #[derive(Default)]
@@ -60,11 +66,16 @@ pub struct Sandboxes {
 }
 
 struct Shared {
-    launcher: Arc<Launcher>,
+    config: Arc<Config>,
+    instance: String,
     default_image: String,
-    pools: HashMap<Placement, Arc<Pool>>,
-    /// The OCI runtimes the engine has registered, as last asked.
-    offered: std::sync::Mutex<Vec<String>>,
+    /// At least one; the first is the one builds and `engine()` use when nothing else
+    /// decides.
+    engines: Vec<Arc<EnginePart>>,
+    /// From `sandbox.engines`: placement weighs health and room; engines are probed.
+    configured: bool,
+    /// Turns round among engines with equal room.
+    turn: AtomicUsize,
     cancel: CancellationToken,
     /// Fired when shutdown stops waiting for runs: each ends with `ShuttingDown`.
     runs_stopped: CancellationToken,
@@ -74,99 +85,12 @@ struct Shared {
 }
 
 impl Sandboxes {
-    /// Removes what an earlier run of this instance left, then starts the pools and the
-    /// janitor. `image` is the default sandbox image (see `image::ensure_image`).
-    pub async fn start(
-        config: Arc<Config>,
-        engine: Arc<dyn Backend>,
-        image: String,
-        instance: String,
-    ) -> Result<Self, SandboxError> {
-        // A profile that cannot be read fails start-up, not every sandbox after it.
-        let seccomp = Seccomp::from_config(&config)?;
-        sweep::sweep_instance(engine.as_ref(), &instance).await?;
-        let firewall = if uses_http(&config) {
-            ensure_sandbox_network(engine.as_ref()).await?;
-            let state = host_firewall::close(&instance).await;
-            if let FirewallState::Open { why, fix } = &state {
-                if !config.sandbox.allow_host_network_access {
-                    return Err(SandboxError::HostOpen {
-                        why: why.clone(),
-                        fix: fix.clone(),
-                    });
-                }
-                tracing::warn!(%why, "the host is open to the http transport's sandboxes (sandbox.allow_host_network_access)");
-            }
-            state
-        } else {
-            FirewallState::NotNeeded
-        };
-        let http_client = reqwest::Client::builder()
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| SandboxError::Protocol(format!("cannot build the HTTP client: {e}")))?;
-        let containers = Containers::new(engine.clone());
-        let tracker = containers.tracker().clone();
-        let launcher = Arc::new(Launcher {
-            containers,
-            ports: PortLeases::new(config.sandbox.port_range),
-            instance: instance.clone(),
-            http_client,
-            config: config.clone(),
-            seccomp,
-        });
-        let cancel = CancellationToken::new();
-        let offered = crate::backend::docker_runtimes(engine.as_ref()).await;
-        let standard = config.sandbox.runtime.clone();
-        let mut pools = HashMap::new();
-        let mut targets = vec![(
-            Placement::new(image.clone(), standard.clone()),
-            config.sandbox.pool.size,
-        )];
-        for (extra_image, size) in &config.sandbox.pool.images {
-            if *extra_image != image {
-                targets.push((Placement::new(extra_image.clone(), standard.clone()), *size));
-            }
-        }
-        let strong = config.sandbox.strong_runtime.trim();
-        if config.sandbox.pool.strong_size > 0 && offered.iter().any(|r| r == strong) {
-            targets.push((
-                Placement::new(image.clone(), strong),
-                config.sandbox.pool.strong_size,
-            ));
-        }
-        for (placement, size) in targets {
-            let pool = Pool::new(
-                launcher.clone(),
-                placement.clone(),
-                size,
-                config.sandbox.preload.clone(),
-            );
-            tracker.spawn(pool.clone().refill_loop(cancel.clone()));
-            pools.insert(placement, pool);
-        }
-        tracker.spawn(sweep::janitor_loop(engine, instance, cancel.clone()));
-        Ok(Sandboxes {
-            inner: Arc::new(Shared {
-                launcher,
-                default_image: image,
-                pools,
-                offered: std::sync::Mutex::new(offered),
-                cancel,
-                runs_stopped: CancellationToken::new(),
-                in_use: Arc::new(AtomicUsize::new(0)),
-                firewall,
-            }),
-        })
-    }
-
     pub fn default_image(&self) -> &str {
         &self.inner.default_image
     }
 
     pub fn config(&self) -> &Config {
-        &self.inner.launcher.config
+        &self.inner.config
     }
 
     /// Runs `request` in a sandbox nobody else has used and removes it afterwards. The
@@ -207,12 +131,11 @@ impl Sandboxes {
         started: &mut Option<oneshot::Sender<()>>,
     ) -> Result<ExecOutcome, SandboxError> {
         let acquiring = Instant::now();
-        let mut sandbox = self.acquire(placement).await?;
-        let _in_use = InUse::enter(&self.inner.in_use);
+        let (part, mut sandbox, _in_use) = self.acquire(placement).await?;
         if let Some(started) = started.take() {
             let _ = started.send(());
         }
-        let caps = self.inner.launcher.caps();
+        let caps = part.launcher.caps();
         let cancel = options.cancel.clone().unwrap_or_default();
         let started = Instant::now();
         let acquired_us = started.duration_since(acquiring).as_micros() as u64;
@@ -233,6 +156,7 @@ impl Sandboxes {
             Ok(outcome) => {
                 tracing::debug!(
                     container = %sandbox.id(),
+                    engine = part.name(),
                     acquired_us,
                     exec_us = started.elapsed().as_micros() as u64,
                     agent_us = outcome.execution_time.as_micros() as u64,
@@ -275,24 +199,80 @@ impl Sandboxes {
                 by_engine: true,
             });
         }
-        environment::build(
-            &self.inner.launcher,
+        // Built on the engine with the most room; copied to the others when a run
+        // there first needs it (and at once, in the background, where they answer).
+        let part = self.build_engine();
+        let report = environment::build(
+            &part.launcher,
             &self.inner.default_image,
             deps,
             plan,
             timeout,
         )
-        .await
+        .await?;
+        part.note_image(&plan.image, true);
+        if self.inner.configured {
+            let sandboxes = self.clone();
+            let image = plan.image.clone();
+            tokio::spawn(async move { sandboxes.spread_image(&image).await });
+        }
+        Ok(report)
+    }
+
+    /// The engine an environment is built on: a ready one with the most room.
+    fn build_engine(&self) -> Arc<EnginePart> {
+        let engines = &self.inner.engines;
+        self.order("", &self.inner.default_image)
+            .first()
+            .map(|&i| engines[i].clone())
+            .unwrap_or_else(|| engines[0].clone())
+    }
+
+    /// Copies `image` to every ready engine that lacks it.
+    async fn spread_image(&self, image: &str) {
+        let engines = &self.inner.engines;
+        let copies = engines
+            .iter()
+            .filter(|part| part.is_ready() && part.reachable.load(Ordering::SeqCst))
+            .map(|part| async move {
+                tokio::select! {
+                    () = self.inner.cancel.cancelled() => {}
+                    copied = ensure_image_on(part, engines, image) => {
+                        if let Err(err) = copied {
+                            tracing::warn!(engine = part.name(), image, error = %err, "cannot copy an environment image");
+                        }
+                    }
+                }
+            });
+        futures::future::join_all(copies).await;
     }
 
     /// The environment a dependency set needs on top of the default sandbox image.
     pub fn plan_environment(&self, deps: &DependencySet) -> EnvironmentPlan {
-        environment::plan_environment(&self.inner.launcher.config, &self.inner.default_image, deps)
+        environment::plan_environment(&self.inner.config, &self.inner.default_image, deps)
     }
 
-    /// Whether an image is present on the engine.
+    /// Whether an image is present on the engine (on one of the engines, which copy it
+    /// among themselves when a run needs it).
     pub async fn image_exists(&self, image: &str) -> Result<bool, SandboxError> {
-        crate::image::image_exists(self.inner.launcher.engine(), image).await
+        if !self.inner.configured {
+            return crate::image::image_exists(self.engine(), image).await;
+        }
+        let mut last_error = None;
+        for part in self.inner.engines.iter().filter(|p| p.reachable.load(Ordering::SeqCst)) {
+            if part.has_image(image) {
+                return Ok(true);
+            }
+            match crate::image::image_exists(part.engine(), image).await {
+                Ok(true) => {
+                    part.note_image(image, true);
+                    return Ok(true);
+                }
+                Ok(false) => {}
+                Err(err) => last_error = Some(err),
+            }
+        }
+        last_error.map_or(Ok(false), Err)
     }
 
     /// A dedicated sandbox for a stateful session, of the isolation it asks for.
@@ -304,51 +284,19 @@ impl Sandboxes {
             self.inner.default_image.clone(),
             self.runtime_for(isolation).await?,
         );
-        let sandbox = self.acquire(&placement).await?;
+        let (part, sandbox, in_use) = self.acquire(&placement).await?;
         Ok(SessionSandbox::new(
             sandbox,
-            self.inner.launcher.caps(),
-            InUse::enter(&self.inner.in_use),
+            part.launcher.caps(),
+            in_use,
+            part.name().to_string(),
         ))
     }
 
-    /// A pooled sandbox when one is ready, else a new one (the cold path, which never
-    /// waits behind the refill).
-    async fn acquire(&self, placement: &Placement) -> Result<Sandbox, SandboxError> {
-        if self.inner.cancel.is_cancelled() || self.inner.runs_stopped.is_cancelled() {
-            return Err(SandboxError::ShuttingDown);
-        }
-        let started = Instant::now();
-        let pool = self.inner.pools.get(placement);
-        if let Some(pool) = pool {
-            if let Some(sandbox) = pool.take().await {
-                metrics::histogram!("runbox_sandbox_acquire_seconds", "source" => "pool")
-                    .record(started.elapsed().as_secs_f64());
-                return Ok(sandbox);
-            }
-        }
-        let launched = self
-            .inner
-            .launcher
-            .launch(placement, ContainerKind::OnDemand, &[])
-            .await;
-        match &launched {
-            Ok(_) => {
-                metrics::histogram!("runbox_sandbox_acquire_seconds", "source" => "cold")
-                    .record(started.elapsed().as_secs_f64());
-                if let Some(pool) = pool {
-                    pool.docker_recovered();
-                }
-            }
-            Err(_) => metrics::counter!("runbox_sandbox_launch_failures_total").increment(1),
-        }
-        launched
-    }
-
     /// The OCI runtime a run of `isolation` gets ("" for the engine's default), or why
-    /// there is none: a tier nobody offers is refused, never downgraded.
+    /// there is none: a tier no engine offers is refused, never downgraded.
     pub async fn runtime_for(&self, isolation: &Isolation) -> Result<String, SandboxError> {
-        let config = &self.inner.launcher.config.sandbox;
+        let config = &self.inner.config.sandbox;
         let wanted = match isolation {
             Isolation::Standard => return Ok(config.runtime.trim().to_string()),
             Isolation::Strong => config.strong_runtime.trim().to_string(),
@@ -364,53 +312,109 @@ impl Sandboxes {
         })
     }
 
-    /// Whether the engine has `runtime` registered, asking it again when the answer
+    /// Whether an engine has `runtime` registered, asking them again when the answer
     /// was no (an operator may have added it since).
     async fn offers(&self, runtime: &str) -> bool {
         if runtime.is_empty() {
             return false;
         }
-        if self.offered_runtimes().iter().any(|r| r == runtime) {
+        let engines = &self.inner.engines;
+        if engines.iter().any(|part| part.offers(runtime)) {
             return true;
         }
-        let fresh = crate::backend::docker_runtimes(self.engine()).await;
-        let found = fresh.iter().any(|r| r == runtime);
-        *self
-            .inner
-            .offered
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
-        found
+        let asked = engines
+            .iter()
+            .filter(|part| part.reachable.load(Ordering::SeqCst))
+            .map(|part| async move {
+                let fresh = crate::backend::docker_runtimes(part.engine()).await;
+                let found = fresh.iter().any(|r| r == runtime);
+                *lock(&part.offered) = fresh;
+                found
+            });
+        futures::future::join_all(asked).await.into_iter().any(|found| found)
     }
 
-    /// The OCI runtimes the engine has registered, as last asked.
+    /// The OCI runtimes the engines have registered, as last asked (all engines').
     pub fn offered_runtimes(&self) -> Vec<String> {
-        self.inner
-            .offered
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        let mut offered: Vec<String> = self
+            .inner
+            .engines
+            .iter()
+            .flat_map(|part| part.offered())
+            .collect();
+        offered.sort();
+        offered.dedup();
+        offered
     }
 
     pub fn status(&self) -> SandboxesStatus {
-        let mut pools: Vec<PoolStatus> = self.inner.pools.values().map(|p| p.status()).collect();
-        pools.sort_by(|a, b| a.image.cmp(&b.image));
+        let engines = &self.inner.engines;
+        let mut pools: Vec<PoolStatus> = engines
+            .iter()
+            .filter_map(|part| part.pools.get())
+            .flat_map(|pools| pools.values().map(|p| p.status()))
+            .collect();
+        pools.sort_by(|a, b| (&a.engine, &a.image).cmp(&(&b.engine, &b.image)));
         SandboxesStatus {
             pools,
             in_use: self.inner.in_use.load(Ordering::SeqCst),
-            port_leases: self.inner.launcher.ports.in_use(),
-            live_containers: self.inner.launcher.containers.live(),
+            port_leases: engines[0].launcher.ports.in_use(),
+            live_containers: engines.iter().map(|p| p.launcher.containers.live()).sum(),
         }
     }
 
-    /// Whether the engine answers, and its version.
-    pub async fn docker_status(&self) -> EngineHealth {
-        self.inner.launcher.engine().health().await
+    /// Each engine's load as last known (no engine is asked): for /metrics.
+    pub fn engine_loads(&self) -> Vec<EngineLoad> {
+        self.inner
+            .engines
+            .iter()
+            .map(|part| EngineLoad {
+                name: part.name().to_string(),
+                in_use: part.in_use(),
+                capacity: part.capacity,
+                reachable: part.reachable.load(Ordering::SeqCst),
+            })
+            .collect()
     }
 
-    /// The engine the sandboxes run on.
+    /// Each engine: where it is, whether it answers, its room and runtimes.
+    pub async fn engines(&self) -> Vec<EngineStatus> {
+        let asked = self.inner.engines.iter().map(|part| async move {
+            let health = part.engine().health().await;
+            if self.inner.configured && !health.reachable {
+                part.reachable.store(false, Ordering::SeqCst);
+            }
+            part.status(health)
+        });
+        futures::future::join_all(asked).await
+    }
+
+    /// Whether the engine answers, and its version; with several engines, whether any
+    /// answers (the first that does gives the version).
+    pub async fn docker_status(&self) -> EngineHealth {
+        if !self.inner.configured {
+            return self.engine().health().await;
+        }
+        let healths = futures::future::join_all(
+            self.inner.engines.iter().map(|part| part.engine().health()),
+        )
+        .await;
+        if let Some(up) = healths.iter().find(|h| h.reachable) {
+            return up.clone();
+        }
+        let why: Vec<String> = self
+            .inner
+            .engines
+            .iter()
+            .zip(&healths)
+            .map(|(part, h)| format!("{}: {}", part.name(), h.error.clone().unwrap_or_default()))
+            .collect();
+        EngineHealth::unreachable(why.join("; "))
+    }
+
+    /// The engine the sandboxes run on (the first, with several).
     pub fn engine(&self) -> &dyn Backend {
-        self.inner.launcher.engine()
+        self.inner.engines[0].engine()
     }
 
     /// Ends every run still going (its sandbox is removed; the caller gets
@@ -424,23 +428,36 @@ impl Sandboxes {
     /// callers cancel those requests first.
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
-        let pools: Vec<Arc<Pool>> = self.inner.pools.values().cloned().collect();
+        let engines = &self.inner.engines;
+        futures::future::join_all(engines.iter().map(|part| self.shutdown_engine(part))).await;
+        // This server's rules go with its sandboxes; another server's stay.
+        if self.inner.firewall == FirewallState::Closed {
+            host_firewall::reopen(&self.inner.instance).await;
+        }
+    }
+
+    async fn shutdown_engine(&self, part: &EnginePart) {
+        let pools: Vec<Arc<Pool>> = part
+            .pools
+            .get()
+            .map(|pools| pools.values().cloned().collect())
+            .unwrap_or_default();
         futures::future::join_all(pools.iter().map(|p| p.drain())).await;
-        let launcher = &self.inner.launcher;
+        let launcher = &part.launcher;
         if !launcher
             .containers
             .wait_removals(Duration::from_secs(30))
             .await
         {
-            tracing::warn!("some sandboxes were still being removed at shutdown");
+            tracing::warn!(engine = part.name(), "some sandboxes were still being removed at shutdown");
         }
-        // Whatever is left (a removal that failed) goes now, by label.
-        if let Err(err) = sweep::sweep_instance(launcher.engine(), &launcher.instance).await {
-            tracing::warn!(error = %err, "final sweep failed");
-        }
-        // This server's rules go with its sandboxes; another server's stay.
-        if self.inner.firewall == FirewallState::Closed {
-            host_firewall::reopen(&launcher.instance).await;
+        // Whatever is left (a removal that failed) goes now, by label; an engine that
+        // does not answer is not waited for long.
+        let sweep = sweep::sweep_instance(launcher.engine(), &launcher.instance);
+        match tokio::time::timeout(FINAL_SWEEP_TIMEOUT, sweep).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(engine = part.name(), error = %err, "final sweep failed"),
+            Err(_) => tracing::warn!(engine = part.name(), "final sweep did not finish in time"),
         }
     }
 
@@ -449,7 +466,7 @@ impl Sandboxes {
     pub async fn host_firewall(&self) -> FirewallState {
         match &self.inner.firewall {
             FirewallState::Closed
-                if !host_firewall::is_closed(Some(&self.inner.launcher.instance)).await =>
+                if !host_firewall::is_closed(Some(&self.inner.instance)).await =>
             {
                 FirewallState::Open {
                     why: "runbox's netfilter rules have been removed since it started".into(),
@@ -461,5 +478,7 @@ impl Sandboxes {
     }
 }
 
+#[cfg(test)]
+mod engine_tests;
 #[cfg(test)]
 mod tests;
