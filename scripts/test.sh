@@ -118,10 +118,12 @@ cargo test -p runbox-store --tests --locked
 black_box() {
     local store="$1" transport="$2"
     step "black-box suite: store=$store transport=$transport"
+    # The tests of several engines run below, on the test engines.
     if [[ "$store" == postgres ]]; then
-        RUNBOX_TEST_TRANSPORT="$transport" cargo test --locked --test api -- --test-threads 2
+        RUNBOX_TEST_ENGINE_1_HOST="" RUNBOX_TEST_TRANSPORT="$transport" \
+            cargo test --locked --test api -- --test-threads 2
     else
-        RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT="$transport" \
+        RUNBOX_TEST_ENGINE_1_HOST="" RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT="$transport" \
             cargo test --locked --test api -- --test-threads 2
     fi
 }
@@ -160,6 +162,10 @@ if ! $QUICK; then
             RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT=stdio \
             cargo test --locked --test api -- hostile_code isolation --test-threads 2 \
             || { printf 'the suite under userns-remap failed\n' >&2; return 1; }
+        step "several engines per replica: engine 1 on its socket, engine 2 over mutual TLS"
+        RUNBOX_TEST_POSTGRES_URL="" RUNBOX_TEST_TRANSPORT=stdio \
+            cargo test --locked --test api -- several_engines --test-threads 2 \
+            || { printf 'the suite of several engines failed\n' >&2; return 1; }
     }
     ( engine_suites ) || die "a suite on the test engines failed"
     scripts/start-test-engines.sh stop >/dev/null

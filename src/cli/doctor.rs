@@ -229,11 +229,13 @@ async fn check_engine(
             let plan = plan(config, &source, &base);
             match image_exists(docker, &plan.tag).await {
                 Ok(true) => report.ok(&named("sandbox image"), &plan.tag),
-                Ok(false) if plan.built_by_runbox => report.fail(&named("sandbox image"),
+                Ok(false) if plan.built_by_runbox => report.fail(
+                    &named("sandbox image"),
                     format!("{} is missing", plan.tag),
                     "run `runbox image build` (`runbox serve` also builds it at start-up)",
                 ),
-                Ok(false) => report.fail(&named("sandbox image"),
+                Ok(false) => report.fail(
+                    &named("sandbox image"),
                     format!("sandbox.image {} is missing", plan.tag),
                     "build or pull that image, or leave sandbox.image empty to use runbox's own",
                 ),
@@ -246,7 +248,10 @@ async fn check_engine(
     report.ok(&named("OCI runtimes"), runtimes.join(", "));
     let strong = config.sandbox.strong_runtime.trim();
     if runtimes.iter().any(|r| r == strong) {
-        report.ok(&named("isolation tier strong"), format!("served by {strong}"));
+        report.ok(
+            &named("isolation tier strong"),
+            format!("served by {strong}"),
+        );
     } else {
         report.warn(&named("isolation tier strong"),
             format!(

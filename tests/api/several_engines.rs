@@ -175,12 +175,19 @@ async fn runs_and_sessions_use_both_engines_and_skip_an_absent_one() {
         "{health}"
     );
     assert!(!health.to_string().contains(&engines.key), "no secrets");
-    assert_eq!(health["status"], "ok", "one engine away leaves the service ok");
+    assert_eq!(
+        health["status"], "ok",
+        "one engine away leaves the service ok"
+    );
 
     // Runs succeed while an engine is away.
     for n in 0..6 {
         let (status, result) = server
-            .post("/execute", Some(TOKEN), &json!({"code": format!("print({n})")}))
+            .post(
+                "/execute",
+                Some(TOKEN),
+                &json!({"code": format!("print({n})")}),
+            )
             .await;
         assert_eq!(status, 200, "{result}");
         assert_eq!(result["stdout"], format!("{n}\n"), "{result}");
@@ -206,9 +213,7 @@ async fn runs_and_sessions_use_both_engines_and_skip_an_absent_one() {
     assert_eq!(containers_on(&engines.one, &server.instance), on_one);
     assert_eq!(containers_on(&engines.two_socket, &server.instance), on_two);
     for id in [&first, &second] {
-        let (status, _) = server
-            .delete(&format!("/sessions/{id}"), Some(TOKEN))
-            .await;
+        let (status, _) = server.delete(&format!("/sessions/{id}"), Some(TOKEN)).await;
         assert!(status == 200 || status == 204, "{status}");
     }
 
@@ -223,7 +228,7 @@ async fn runs_and_sessions_use_both_engines_and_skip_an_absent_one() {
     assert_eq!(status, 200, "{result}");
     assert_eq!(result["success"], true, "{result}");
 
-    let (status, metrics) = server.get("/metrics", None).await;
+    let (status, metrics) = server.get("/metrics", Some(TOKEN)).await;
     assert_eq!(status, 200);
     let text = metrics.as_str().unwrap_or_default().to_string();
     assert!(
@@ -253,8 +258,8 @@ async fn the_tls_engine_refuses_a_client_without_a_certificate() {
         "{}/_ping",
         engines.two_tls.replacen("tcp://", "https://", 1)
     );
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&engines.ca).expect("ca"))
-        .expect("ca pem");
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(&engines.ca).expect("ca")).expect("ca pem");
     let client = |identity: Option<reqwest::Identity>| {
         let builder = reqwest::Client::builder()
             .no_proxy()

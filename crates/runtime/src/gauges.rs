@@ -22,8 +22,11 @@ impl Runtime {
             if let Some(capacity) = load.capacity {
                 metrics::gauge!("runbox_engine_capacity", &labels).set(capacity as f64);
             }
-            metrics::gauge!("runbox_engine_reachable", &labels)
-                .set(if load.reachable { 1.0 } else { 0.0 });
+            metrics::gauge!("runbox_engine_reachable", &labels).set(if load.reachable {
+                1.0
+            } else {
+                0.0
+            });
         }
         metrics::gauge!("runbox_sandboxes_in_use").set(engine.in_use as f64);
         metrics::gauge!("runbox_port_leases").set(engine.port_leases as f64);

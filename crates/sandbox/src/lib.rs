@@ -45,7 +45,9 @@ pub use guard::ContainerGuard;
 pub use labels::ContainerKind;
 pub use placement::Placement;
 pub use pool::PoolStatus;
-pub use sandboxes::{EngineLoad, EngineSet, EngineSpec, EngineStatus, RunOptions, Sandboxes, SandboxesStatus};
+pub use sandboxes::{
+    EngineLoad, EngineSet, EngineSpec, EngineStatus, RunOptions, Sandboxes, SandboxesStatus,
+};
 pub use seccomp::{Seccomp, RUNBOX_PROFILE};
 pub use session::SessionSandbox;
 pub use spec::{stdio_sandbox_body, stdio_sandbox_spec};

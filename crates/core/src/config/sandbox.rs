@@ -179,14 +179,18 @@ impl EngineAddress {
         let host = host.trim();
         if let Some(path) = host.strip_prefix("unix://") {
             if !path.starts_with('/') {
-                return Err(format!("`{host}`: a unix socket needs an absolute path (unix:///…)"));
+                return Err(format!(
+                    "`{host}`: a unix socket needs an absolute path (unix:///…)"
+                ));
             }
             return Ok(EngineAddress::Unix(path.to_string()));
         }
         if let Some(rest) = host.strip_prefix("tcp://") {
             let rest = rest.trim_end_matches('/');
             let Some((name, port)) = rest.rsplit_once(':') else {
-                return Err(format!("`{host}`: tcp:// needs HOST:PORT, e.g. tcp://10.0.0.2:2376"));
+                return Err(format!(
+                    "`{host}`: tcp:// needs HOST:PORT, e.g. tcp://10.0.0.2:2376"
+                ));
             };
             let port = port
                 .parse::<u16>()

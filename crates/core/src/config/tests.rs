@@ -411,7 +411,10 @@ fn engines_are_parsed() {
         Ok(EngineAddress::Unix("/var/run/docker.sock".into()))
     );
     assert_eq!(engines[1].pool_size, Some(1));
-    assert_eq!(engines[1].labels.get("runtime").map(String::as_str), Some("runsc"));
+    assert_eq!(
+        engines[1].labels.get("runtime").map(String::as_str),
+        Some("runsc")
+    );
     assert_eq!(
         EngineAddress::parse(&engines[1].host),
         Ok(EngineAddress::Tcp {

@@ -23,8 +23,8 @@ use runbox_core::config::{EngineAddress, EngineConfig};
 
 use super::{
     Attached, Backend, BackendError, CommitSpec, ContainerFilter, ContainerMemory, ContainerSpec,
-    ContainerState, EngineFuture, EngineHealth, ImageBuild, ImageDetails, ImageTar, ListedContainer,
-    ListedImage, NetworkSpec, OutputChunk, Progress,
+    ContainerState, EngineFuture, EngineHealth, ImageBuild, ImageDetails, ImageTar,
+    ListedContainer, ListedImage, NetworkSpec, OutputChunk, Progress,
 };
 
 /// How long /health waits for the engine's version.

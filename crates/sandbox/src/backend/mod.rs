@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use futures::future::BoxFuture;
 
 pub use self::docker::{connect_docker, DockerBackend};
-pub use self::lazy::{connect_engine, LazyEngine};
 pub use self::error::BackendError;
+pub use self::lazy::{connect_engine, LazyEngine};
 pub use self::types::{
     Attached, CommitSpec, ContainerFilter, ContainerMemory, ContainerSpec, ContainerState,
     ContainerStatus, EngineHealth, ImageBuild, ImageDetails, InputWriter, ListedContainer,

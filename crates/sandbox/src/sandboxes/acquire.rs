@@ -35,7 +35,9 @@ impl Sandboxes {
         }
         let order = self.order(&placement.runtime, &placement.image);
         if order.is_empty() {
-            return Err(SandboxError::DockerUnavailable(self.why_no_engine(&placement.runtime)));
+            return Err(SandboxError::DockerUnavailable(
+                self.why_no_engine(&placement.runtime),
+            ));
         }
         let mut failure = None;
         for index in order {
@@ -96,7 +98,11 @@ impl Sandboxes {
                 } else if !part.offers(runtime) {
                     format!("no runtime {runtime}")
                 } else {
-                    format!("full ({} of {})", part.in_use(), part.capacity.unwrap_or(usize::MAX))
+                    format!(
+                        "full ({} of {})",
+                        part.in_use(),
+                        part.capacity.unwrap_or(usize::MAX)
+                    )
                 };
                 format!("{}: {state}", part.name())
             })

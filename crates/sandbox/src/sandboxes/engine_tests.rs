@@ -89,8 +89,15 @@ async fn runs_spread_over_the_engines_and_skip_one_that_does_not_answer() {
             .expect("a run succeeds while one engine is away");
         assert!(outcome.error.is_none(), "{:?}", outcome.error);
     }
-    assert!(a.created() > 0 && b.created() > 0, "both engines ran sandboxes");
-    assert_eq!(away.create_attempts(), 0, "the engine that is away is skipped");
+    assert!(
+        a.created() > 0 && b.created() > 0,
+        "both engines ran sandboxes"
+    );
+    assert_eq!(
+        away.create_attempts(),
+        0,
+        "the engine that is away is skipped"
+    );
     let engines = sandboxes.engines().await;
     let names: Vec<&str> = engines.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["a", "b", "away"]);
@@ -181,7 +188,10 @@ async fn a_strong_run_goes_to_the_engine_that_offers_the_runtime() {
     gvisor.offer_runtimes(&["runsc"]);
     let sandboxes = start_engines(&[(&plain, 4), (&gvisor, 4)], 0).await;
     assert_eq!(
-        sandboxes.runtime_for(&Isolation::Strong).await.expect("offered"),
+        sandboxes
+            .runtime_for(&Isolation::Strong)
+            .await
+            .expect("offered"),
         "runsc"
     );
     let placement = Placement::new(IMAGE, "runsc");
@@ -210,7 +220,13 @@ async fn an_engine_without_the_sandbox_image_gets_a_copy() {
     assert_eq!(lacks.images_loaded(), [IMAGE.to_string()]);
     assert!(has.images_loaded().is_empty());
     eventually(WITHIN, "both engines fill their pools", || {
-        sandboxes.status().pools.iter().filter(|p| p.ready == 1).count() == 2
+        sandboxes
+            .status()
+            .pools
+            .iter()
+            .filter(|p| p.ready == 1)
+            .count()
+            == 2
     })
     .await;
     let mut engines: Vec<String> = sandboxes

@@ -259,7 +259,12 @@ impl Sandboxes {
             return crate::image::image_exists(self.engine(), image).await;
         }
         let mut last_error = None;
-        for part in self.inner.engines.iter().filter(|p| p.reachable.load(Ordering::SeqCst)) {
+        for part in self
+            .inner
+            .engines
+            .iter()
+            .filter(|p| p.reachable.load(Ordering::SeqCst))
+        {
             if part.has_image(image) {
                 return Ok(true);
             }
@@ -331,7 +336,10 @@ impl Sandboxes {
                 *lock(&part.offered) = fresh;
                 found
             });
-        futures::future::join_all(asked).await.into_iter().any(|found| found)
+        futures::future::join_all(asked)
+            .await
+            .into_iter()
+            .any(|found| found)
     }
 
     /// The OCI runtimes the engines have registered, as last asked (all engines').
@@ -395,10 +403,9 @@ impl Sandboxes {
         if !self.inner.configured {
             return self.engine().health().await;
         }
-        let healths = futures::future::join_all(
-            self.inner.engines.iter().map(|part| part.engine().health()),
-        )
-        .await;
+        let healths =
+            futures::future::join_all(self.inner.engines.iter().map(|part| part.engine().health()))
+                .await;
         if let Some(up) = healths.iter().find(|h| h.reachable) {
             return up.clone();
         }
@@ -449,14 +456,19 @@ impl Sandboxes {
             .wait_removals(Duration::from_secs(30))
             .await
         {
-            tracing::warn!(engine = part.name(), "some sandboxes were still being removed at shutdown");
+            tracing::warn!(
+                engine = part.name(),
+                "some sandboxes were still being removed at shutdown"
+            );
         }
         // Whatever is left (a removal that failed) goes now, by label; an engine that
         // does not answer is not waited for long.
         let sweep = sweep::sweep_instance(launcher.engine(), &launcher.instance);
         match tokio::time::timeout(FINAL_SWEEP_TIMEOUT, sweep).await {
             Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::warn!(engine = part.name(), error = %err, "final sweep failed"),
+            Ok(Err(err)) => {
+                tracing::warn!(engine = part.name(), error = %err, "final sweep failed")
+            }
             Err(_) => tracing::warn!(engine = part.name(), "final sweep did not finish in time"),
         }
     }

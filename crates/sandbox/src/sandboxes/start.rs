@@ -38,7 +38,9 @@ impl Sandboxes {
     ) -> Result<Self, SandboxError> {
         let set: EngineSet = engines.into();
         if set.engines.is_empty() {
-            return Err(SandboxError::DockerUnavailable("no engine is configured".into()));
+            return Err(SandboxError::DockerUnavailable(
+                "no engine is configured".into(),
+            ));
         }
         // A profile that cannot be read fails start-up, not every sandbox after it.
         let seccomp = Seccomp::from_config(&config)?;
