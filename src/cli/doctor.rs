@@ -5,22 +5,22 @@ use runbox_core::Config;
 use runbox_sandbox::host_firewall;
 use runbox_sandbox::image::{image_exists, plan, resolve_base, BOOTSTRAP_BASE, UPSTREAM_BASE};
 use runbox_sandbox::{connect_docker, docker_runtimes, Seccomp};
-use runbox_store::{redact_url, Store};
+use runbox_store::{redact_url, Backend, Store};
 
 use crate::embedded::image_source;
 
-struct Report {
+pub(super) struct Report {
     failures: usize,
 }
 
 impl Report {
-    fn ok(&self, what: &str, detail: impl std::fmt::Display) {
+    pub(super) fn ok(&self, what: &str, detail: impl std::fmt::Display) {
         println!("  ok    {what}: {detail}");
     }
-    fn warn(&self, what: &str, detail: impl std::fmt::Display) {
+    pub(super) fn warn(&self, what: &str, detail: impl std::fmt::Display) {
         println!("  warn  {what}: {detail}");
     }
-    fn fail(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
+    pub(super) fn fail(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
         self.failures += 1;
         println!("  FAIL  {what}: {detail}\n        fix: {fix}");
     }
@@ -133,6 +133,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     err,
                     "check database.url and that the server is up",
                 ),
+            }
+            if store.backend() == Backend::Postgres {
+                super::doctor_cluster::check(&config, &store, &mut report).await;
             }
             store.close().await;
         }

@@ -73,6 +73,10 @@ struct Shared {
     firewall: FirewallState,
 }
 
+/// Beyond `sandbox.startup_timeout` (the agent's start), how long creating, attaching
+/// and starting a sandbox may take before the engine counts as not answering.
+const LAUNCH_MARGIN: Duration = Duration::from_secs(10);
+
 impl Sandboxes {
     /// Removes what an earlier run of this instance left, then starts the pools and the
     /// janitor. `image` is the default sandbox image (see `image::ensure_image`).
@@ -327,11 +331,22 @@ impl Sandboxes {
                 return Ok(sandbox);
             }
         }
-        let launched = self
+        // Each engine call waits up to the client's own (long) timeout: an engine that
+        // stops answering must not hold the request that long. What was made so far
+        // is removed by its guard; a container the engine makes after this, by the
+        // janitor (created, never started).
+        let bound = self.inner.launcher.config.sandbox.startup_timeout.get() + LAUNCH_MARGIN;
+        let launch = self
             .inner
             .launcher
-            .launch(placement, ContainerKind::OnDemand, &[])
-            .await;
+            .launch(placement, ContainerKind::OnDemand, &[]);
+        let launched = match tokio::time::timeout(bound, launch).await {
+            Ok(launched) => launched,
+            Err(_) => Err(SandboxError::DockerUnavailable(format!(
+                "the engine did not start a sandbox within {} s",
+                bound.as_secs()
+            ))),
+        };
         match &launched {
             Ok(_) => {
                 metrics::histogram!("runbox_sandbox_acquire_seconds", "source" => "cold")
@@ -406,6 +421,13 @@ impl Sandboxes {
     /// Whether the engine answers, and its version.
     pub async fn docker_status(&self) -> EngineHealth {
         self.inner.launcher.engine().health().await
+    }
+
+    /// Removes this instance's leftovers now, as the janitor does every 30 s (stopped
+    /// sandboxes, ones created but never started): for when the engine answers again
+    /// after it was away, and what could not be removed meanwhile is still there.
+    pub async fn sweep_leftovers(&self) {
+        sweep::janitor_pass(self.engine(), &self.inner.launcher.instance).await;
     }
 
     /// The engine the sandboxes run on.
