@@ -14,6 +14,7 @@ use runbox_core::Config;
 use runbox_sandbox::Sandboxes;
 use runbox_store::{ReplicaRecord, Store, StoreError};
 use serde::Serialize;
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -189,27 +190,24 @@ pub(crate) fn spawn_heartbeat(
     admission: Admission,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    // The engine is watched on its own: a slow probe (up to its 3 s bound) must never
+    // hold a heartbeat back, or a replica under load would look dead.
+    let changed = Arc::new(Notify::new());
+    tokio::spawn(watch_engine(
+        replica.clone(),
+        sandboxes,
+        changed.clone(),
+        stop.clone(),
+    ));
     tokio::spawn(async move {
         let every = config.cluster.heartbeat.get();
         let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         beats.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut watch = tokio::time::interval(ENGINE_WATCH);
-        watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = beats.tick() => {}
-                _ = watch.tick() => {
-                    if !probe_engine(&replica, &sandboxes).await {
-                        continue;
-                    }
-                    if replica.engine_answers.load(Ordering::Relaxed) {
-                        tracing::info!("the engine answers again: this replica takes work again");
-                        sandboxes.sweep_leftovers().await;
-                    } else {
-                        tracing::warn!("the engine does not answer: this replica is unavailable and sends its runs to its peers");
-                    }
-                }
+                () = changed.notified() => {}
             }
             if let Err(err) = beat(&replica, &config, &store, &admission).await {
                 tracing::warn!(error = %err, "cannot record this replica's heartbeat");
@@ -219,6 +217,36 @@ pub(crate) fn spawn_heartbeat(
             tracing::debug!(error = %err, "this replica could not leave the registry");
         }
     })
+}
+
+/// Asks the engine every second whether it answers until `stop`; rings `changed` when
+/// that changes. When the engine is back, what it could not remove meanwhile goes.
+async fn watch_engine(
+    replica: Arc<Replica>,
+    sandboxes: Sandboxes,
+    changed: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let mut watch = tokio::time::interval(ENGINE_WATCH);
+    watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = watch.tick() => {}
+        }
+        if !probe_engine(&replica, &sandboxes).await {
+            continue;
+        }
+        changed.notify_one();
+        if replica.engine_answers.load(Ordering::Relaxed) {
+            tracing::info!("the engine answers again: this replica takes work again");
+            sandboxes.sweep_leftovers().await;
+        } else {
+            tracing::warn!(
+                "the engine does not answer: this replica is unavailable and sends its runs to its peers"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
