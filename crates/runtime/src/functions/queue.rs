@@ -190,33 +190,36 @@ impl Functions {
                     .await
                 {
                     Ok(true) => return Some(task.function_name),
-                    Ok(false) => "cancelled before it started".to_string(),
-                    Err(err) => {
-                        // Left RUNNING here it would never run: fail it, saying why.
-                        format!("error: cannot give the task back to the queue: {err}")
+                    Ok(false) => {
+                        // Someone asked to cancel it meanwhile.
+                        let cancelled =
+                            Executed::cancelled("the task was cancelled before it started");
+                        self.end_claimed(&task, TaskStatus::Cancelled, cancelled, "cancelled")
+                            .await;
+                        return None;
                     }
+                    // Left RUNNING here it would never run: it fails, saying why.
+                    Err(err) => format!("error: cannot give the task back to the queue: {err}"),
                 }
             }
             Err(Unready::Fails(why)) => why,
         };
-        self.fail_claimed(&task, &why).await;
+        tracing::warn!(task = %task.id, function = %task.function_name, reason = %why, "a claimed task cannot run");
+        let failed = Executed::failed(ExecError::new(ErrorKind::Sandbox, why.clone()));
+        self.end_claimed(&task, TaskStatus::Failed, failed, &why)
+            .await;
         None
     }
 
-    /// Ends a claimed task that cannot run, `FAILED` with `why` (or `CANCELLED` when
-    /// someone asked for that meanwhile).
-    async fn fail_claimed(&self, task: &TaskRecord, why: &str) {
-        tracing::warn!(task = %task.id, function = %task.function_name, reason = %why, "a claimed task cannot run");
-        let cancelled = why == "cancelled before it started";
-        let (status, reason) = if cancelled {
-            (TaskStatus::Cancelled, "cancelled")
-        } else {
-            (TaskStatus::Failed, why)
-        };
-        let result = task_result_of(
-            Executed::failed(ExecError::new(ErrorKind::Sandbox, why.to_string())),
-            &task.id,
-        );
+    /// Records the end of a claimed task that did not run.
+    async fn end_claimed(
+        &self,
+        task: &TaskRecord,
+        status: TaskStatus,
+        executed: Executed,
+        reason: &str,
+    ) {
+        let result = task_result_of(executed, &task.id);
         let result = serde_json::to_value(result).unwrap_or(Value::Null);
         if let Err(err) = self
             .runner
