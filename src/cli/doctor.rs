@@ -7,20 +7,21 @@ use runbox_sandbox::image::{image_exists, plan, resolve_base, BOOTSTRAP_BASE, UP
 use runbox_sandbox::{connect_docker, docker_runtimes, Seccomp};
 use runbox_store::{redact_url, Backend, Store};
 
+use super::doctor_cluster::{self, Verdict};
 use crate::embedded::image_source;
 
-pub(super) struct Report {
+struct Report {
     failures: usize,
 }
 
 impl Report {
-    pub(super) fn ok(&self, what: &str, detail: impl std::fmt::Display) {
+    fn ok(&self, what: &str, detail: impl std::fmt::Display) {
         println!("  ok    {what}: {detail}");
     }
-    pub(super) fn warn(&self, what: &str, detail: impl std::fmt::Display) {
+    fn warn(&self, what: &str, detail: impl std::fmt::Display) {
         println!("  warn  {what}: {detail}");
     }
-    pub(super) fn fail(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
+    fn fail(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
         self.failures += 1;
         println!("  FAIL  {what}: {detail}\n        fix: {fix}");
     }
@@ -135,7 +136,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 ),
             }
             if store.backend() == Backend::Postgres {
-                super::doctor_cluster::check(&config, &store, &mut report).await;
+                for (what, verdict) in doctor_cluster::check(&config, &store).await {
+                    match verdict {
+                        Verdict::Ok(detail) => report.ok(&what, detail),
+                        Verdict::Warn(detail) => report.warn(&what, detail),
+                        Verdict::Fail(detail, fix) => report.fail(&what, detail, fix),
+                    }
+                }
             }
             store.close().await;
         }

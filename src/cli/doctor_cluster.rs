@@ -8,8 +8,6 @@ use chrono::{DateTime, Utc};
 use runbox_core::Config;
 use runbox_store::{ReplicaRecord, Store};
 
-use super::doctor::Report;
-
 /// How long a replica's `/health` may take to answer.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -24,42 +22,40 @@ enum Answer {
     Silent(String),
 }
 
-/// What the doctor says about one replica.
+/// What the doctor says about the registry or one replica.
 #[derive(Debug, PartialEq)]
-enum Verdict {
+pub(super) enum Verdict {
     Ok(String),
     Warn(String),
     Fail(String, &'static str),
 }
 
-pub(super) async fn check(config: &Config, store: &Store, report: &mut Report) {
+/// What the doctor says about the cluster: each line's subject and verdict.
+pub(super) async fn check(config: &Config, store: &Store) -> Vec<(String, Verdict)> {
+    let cluster = "cluster".to_string();
     let replicas = match store.replicas().await {
         Ok(replicas) => replicas,
         Err(err) => {
-            report.fail(
-                "cluster",
-                err,
-                "check the database; the replicas register there",
-            );
-            return;
+            let fix = "check the database; the replicas register there";
+            return vec![(cluster, Verdict::Fail(err.to_string(), fix))];
         }
     };
     if replicas.is_empty() {
-        report.ok("cluster", "no replica is registered (none runs now)");
-        return;
+        let none = "no replica is registered (none runs now)".to_string();
+        return vec![(cluster, Verdict::Ok(none))];
     }
     let dead_after = config.cluster.dead_after.get();
     let alive = replicas
         .iter()
         .filter(|r| age(r, Utc::now()) <= dead_after)
         .count();
-    report.ok(
-        "cluster",
-        format!(
+    let mut said = vec![(
+        cluster.clone(),
+        Verdict::Ok(format!(
             "{} replica(s) registered, {alive} with a fresh heartbeat",
             replicas.len()
-        ),
-    );
+        )),
+    )];
     let client = match reqwest::Client::builder()
         .no_proxy()
         .timeout(HEALTH_TIMEOUT)
@@ -67,8 +63,9 @@ pub(super) async fn check(config: &Config, store: &Store, report: &mut Report) {
     {
         Ok(client) => client,
         Err(err) => {
-            report.fail("cluster", err, "this host cannot make HTTP requests");
-            return;
+            let fix = "this host cannot make HTTP requests";
+            said.push((cluster, Verdict::Fail(err.to_string(), fix)));
+            return said;
         }
     };
     let asks = replicas
@@ -76,13 +73,10 @@ pub(super) async fn check(config: &Config, store: &Store, report: &mut Report) {
         .map(|replica| ask(&client, &replica.address));
     let answers = futures::future::join_all(asks).await;
     for (replica, answer) in replicas.iter().zip(answers) {
-        let what = format!("replica {}", replica.id);
-        match verdict(replica, &answer, dead_after, Utc::now()) {
-            Verdict::Ok(detail) => report.ok(&what, detail),
-            Verdict::Warn(detail) => report.warn(&what, detail),
-            Verdict::Fail(detail, fix) => report.fail(&what, detail, fix),
-        }
+        let verdict = verdict(replica, &answer, dead_after, Utc::now());
+        said.push((format!("replica {}", replica.id), verdict));
     }
+    said
 }
 
 async fn ask(client: &reqwest::Client, address: &str) -> Answer {
