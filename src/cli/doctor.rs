@@ -5,8 +5,9 @@ use runbox_core::Config;
 use runbox_sandbox::host_firewall;
 use runbox_sandbox::image::{image_exists, plan, resolve_base, BOOTSTRAP_BASE, UPSTREAM_BASE};
 use runbox_sandbox::{connect_docker, docker_runtimes, Seccomp};
-use runbox_store::{redact_url, Store};
+use runbox_store::{redact_url, Backend, Store};
 
+use super::doctor_cluster::{self, Verdict};
 use crate::embedded::image_source;
 
 struct Report {
@@ -79,6 +80,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     err,
                     "check database.url and that the server is up",
                 ),
+            }
+            if store.backend() == Backend::Postgres {
+                for (what, verdict) in doctor_cluster::check(&config, &store).await {
+                    match verdict {
+                        Verdict::Ok(detail) => report.ok(&what, detail),
+                        Verdict::Warn(detail) => report.warn(&what, detail),
+                        Verdict::Fail(detail, fix) => report.fail(&what, detail, fix),
+                    }
+                }
             }
             store.close().await;
         }

@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod doctor;
+mod doctor_cluster;
 mod engines;
 mod image;
 mod logging;

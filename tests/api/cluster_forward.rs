@@ -11,12 +11,16 @@ use serde_json::{json, Value};
 use crate::harness::{remove_containers, replicas_can_share_a_database, Options, Server, TOKEN};
 use crate::sse::SseReader;
 
-const FORWARDED_TO: &str = "runbox-forwarded-to";
+pub(crate) const FORWARDED_TO: &str = "runbox-forwarded-to";
 
 /// Heartbeats every second; a replica silent for 3 s is dead.
-const CLUSTER_YAML: &str = "cluster:\n  heartbeat: 1s\n  dead_after: 3s\n";
+pub(crate) const CLUSTER_YAML: &str = "cluster:\n  heartbeat: 1s\n  dead_after: 3s\n";
 
-fn replica(max_concurrent_runs: usize, max_wait: &'static str, pool_size: usize) -> Options {
+pub(crate) fn replica(
+    max_concurrent_runs: usize,
+    max_wait: &'static str,
+    pool_size: usize,
+) -> Options {
     Options {
         max_concurrent_runs,
         max_wait,
@@ -28,7 +32,7 @@ fn replica(max_concurrent_runs: usize, max_wait: &'static str, pool_size: usize)
 
 /// `first` and replicas started with `others` on `first`'s database; returns once every
 /// one of them sees all of them alive.
-async fn cluster(first: Options, others: Vec<Options>) -> Vec<Server> {
+pub(crate) async fn cluster(first: Options, others: Vec<Options>) -> Vec<Server> {
     let first = Server::start_with(first).await;
     let mut servers = vec![first];
     for mut options in others {
@@ -58,7 +62,7 @@ async fn cluster(first: Options, others: Vec<Options>) -> Vec<Server> {
     }
 }
 
-async fn replica_id(server: &Server) -> String {
+pub(crate) async fn replica_id(server: &Server) -> String {
     server.health().await["cluster"]["replica"]
         .as_str()
         .expect("replica id")
@@ -67,7 +71,7 @@ async fn replica_id(server: &Server) -> String {
 
 /// `POST path` with `body` and extra headers; status, the replica that served it when
 /// the request was forwarded, and the JSON body.
-async fn post(
+pub(crate) async fn post(
     server: &Server,
     path: &str,
     body: &Value,
@@ -119,7 +123,7 @@ async fn occupy(server: &Server, seconds: u64) -> tokio::task::JoinHandle<(u16, 
     busy
 }
 
-async fn stop_all(servers: Vec<Server>) {
+pub(crate) async fn stop_all(servers: Vec<Server>) {
     // The first owns the database: it goes last.
     for server in servers.into_iter().rev() {
         server.stop().await;
@@ -454,7 +458,7 @@ async fn the_session_cap_holds_across_replicas() {
     stop_all(servers).await;
 }
 
-async fn register_sleeper(server: &Server, name: &str) {
+pub(crate) async fn register_sleeper(server: &Server, name: &str) {
     let (status, body) = server
         .post(
             "/functions",

@@ -431,9 +431,18 @@ pip:
         self.post_in_background("/runcode", &runcode_body(language, code))
     }
 
-    /// Ids of this server's containers (any state).
+    /// Ids of this server's containers (any state), on its engine.
     pub fn containers(&self) -> Vec<String> {
-        containers_with_label(&format!("runbox.instance={}", self.instance))
+        containers_with_label_on(self.engine(), &format!("runbox.instance={}", self.instance))
+    }
+
+    /// The engine this server drives when it is not the test's own (`DOCKER_HOST` in
+    /// its environment).
+    pub fn engine(&self) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(name, _)| name == "DOCKER_HOST")
+            .map(|(_, value)| value.as_str())
     }
 
     /// Waits until this server has no container but its warm pool (kind=pool is not
@@ -605,7 +614,7 @@ impl Drop for Server {
         let was_running = self.child.is_some();
         self.stop_process();
         // Backstop: whatever the server did not remove goes now.
-        remove_containers(&self.containers());
+        remove_containers_on(self.engine(), &self.containers());
         if was_running && std::thread::panicking() {
             eprintln!("{}", self.log_tail());
         }
@@ -614,10 +623,24 @@ impl Drop for Server {
 
 /// Removes these containers with force, quietly: a test's backstop on every path.
 pub fn remove_containers(ids: &[String]) {
+    remove_containers_on(None, ids)
+}
+
+/// `docker`, on `engine` when given (else the test's own, `DOCKER_HOST` or the default).
+fn docker_on(engine: Option<&str>) -> Command {
+    let mut docker = Command::new("docker");
+    if let Some(engine) = engine {
+        docker.args(["-H", engine]);
+    }
+    docker
+}
+
+/// [`remove_containers`] on `engine`.
+pub fn remove_containers_on(engine: Option<&str>, ids: &[String]) {
     if ids.is_empty() {
         return;
     }
-    let _ = Command::new("docker")
+    let _ = docker_on(engine)
         .args(["rm", "-f"])
         .args(ids)
         .stdout(Stdio::null())
@@ -626,7 +649,12 @@ pub fn remove_containers(ids: &[String]) {
 }
 
 pub fn containers_with_label(label: &str) -> Vec<String> {
-    let output = Command::new("docker")
+    containers_with_label_on(None, label)
+}
+
+/// [`containers_with_label`] on `engine`.
+pub fn containers_with_label_on(engine: Option<&str>, label: &str) -> Vec<String> {
+    let output = docker_on(engine)
         .args([
             "ps",
             "-aq",

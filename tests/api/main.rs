@@ -9,6 +9,7 @@ mod sse;
 mod auth;
 mod bench;
 mod cluster_forward;
+mod cluster_hosts;
 mod cluster_tasks;
 mod compat;
 mod exactness;

@@ -365,3 +365,55 @@ async fn a_task_waiting_for_room_starts_when_a_sync_run_ends() {
     assert!(after < 2.5, "started {after} s after the slot was free");
     server.stop().await;
 }
+
+/// A task claimed from the queue holds its function's `max_concurrency`: two queued
+/// tasks of a function limited to one run one after the other even with two run slots
+/// free at once (the second stays queued until the first has ended).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claimed_task_holds_its_functions_max_concurrency() {
+    let server = Server::start_with(Options {
+        max_concurrent_runs: 2,
+        ..Options::default()
+    })
+    .await;
+    register_sleeper(&server, json!({"max_concurrency": 1})).await;
+    // Both run slots taken by runs of no function: the tasks are accepted and queued.
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            server.post_in_background(
+                "/execute",
+                &json!({"code": "import time; time.sleep(3)", "timeout": 20}),
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.health().await["running"] != 2 {
+        assert!(Instant::now() < deadline, "the slots were never taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = start_task(&server, json!({"seconds": 2})).await;
+    let second = start_task(&server, json!({"seconds": 2})).await;
+    assert_eq!(task(&server, &first).await["status"], "QUEUED");
+    assert_eq!(task(&server, &second).await["status"], "QUEUED");
+    for run in busy {
+        let (status, body) = run.await.expect("busy run");
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut spans = Vec::new();
+    for id in [&first, &second] {
+        let record = wait_status(&server, id, "DONE", Duration::from_secs(40)).await;
+        let at = |field: &str| {
+            chrono::DateTime::parse_from_rfc3339(record[field].as_str().expect(field))
+                .expect("a time")
+        };
+        spans.push((at("started_at"), at("finished_at")));
+    }
+    spans.sort();
+    let gap = (spans[1].0 - spans[0].1).num_milliseconds();
+    eprintln!("the second task started {gap} ms after the first ended");
+    assert!(
+        gap >= 0,
+        "two tasks of a max_concurrency 1 function ran at once: {spans:?}"
+    );
+    server.stop().await;
+}

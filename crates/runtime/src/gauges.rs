@@ -1,7 +1,12 @@
 //! The gauges of `/metrics` that describe the current state (pools, containers, port
-//! leases, admitted runs, sessions, stored images, tasks): read when they are scraped.
+//! leases, admitted runs, sessions, stored images, tasks, this replica and the
+//! cluster's): read when they are scraped.
 
+use crate::replica::ReplicaView;
 use crate::runtime::Runtime;
+
+/// The states a replica of the registry is in, as `/health` names them.
+const REPLICA_STATES: [&str; 3] = ["alive", "unavailable", "dead"];
 
 impl Runtime {
     /// Sets every state gauge through the `metrics` facade; the surface renders them.
@@ -46,5 +51,35 @@ impl Runtime {
                 metrics::gauge!("runbox_tasks", "status" => status.as_str()).set(count as f64);
             }
         }
+        self.record_cluster_gauges().await;
+    }
+
+    /// Which replica answers the scrape (its id, so that figures from several replicas
+    /// can be told apart), and the registry as this replica sees it: replicas by state,
+    /// and the capacity and load of those that take work.
+    async fn record_cluster_gauges(&self) {
+        metrics::gauge!(
+            "runbox_replica_info",
+            "replica" => self.replica.id.clone(),
+            "address" => self.replica.address.clone()
+        )
+        .set(1.0);
+        let Ok(records) = self.runner.store.replicas().await else {
+            return;
+        };
+        let dead_after = self.runner.config.cluster.dead_after.get();
+        let views: Vec<ReplicaView> = records
+            .iter()
+            .map(|record| ReplicaView::of(record, &self.replica.id, dead_after))
+            .collect();
+        for state in REPLICA_STATES {
+            let count = views.iter().filter(|view| view.state == state).count();
+            metrics::gauge!("runbox_cluster_replicas", "state" => state).set(count as f64);
+        }
+        let alive = views.iter().filter(|view| view.state == "alive");
+        let (capacity, running) =
+            alive.fold((0, 0), |(c, r), view| (c + view.capacity, r + view.running));
+        metrics::gauge!("runbox_cluster_capacity").set(capacity as f64);
+        metrics::gauge!("runbox_cluster_running").set(running as f64);
     }
 }

@@ -2,7 +2,7 @@
 //! and what proves a forwarded request.
 
 use crate::auth::Principal;
-use crate::cluster::{ForwardProof, RunPlace, SessionPlace};
+use crate::cluster::{ForwardProof, Peer, RunPlace, SessionPlace};
 use crate::error::RuntimeError;
 use crate::runtime::Runtime;
 
@@ -47,5 +47,24 @@ impl Runtime {
                 .map_err(RuntimeError::Gone),
             _ => Ok(SessionPlace::Here),
         }
+    }
+
+    /// The live peers that hold sessions of `principal`: `GET /sessions` asks them for
+    /// theirs. None on SQLite.
+    pub async fn session_peers(&self, principal: &Principal) -> Result<Vec<Peer>, RuntimeError> {
+        if !self.clustered() {
+            return Ok(Vec::new());
+        }
+        let owners = self
+            .session_directory
+            .owners_for(&principal.subject)
+            .await?;
+        if owners.iter().all(|owner| owner == self.replica_id()) {
+            return Ok(Vec::new());
+        }
+        self.placement
+            .live_peers(&owners)
+            .await
+            .map_err(RuntimeError::Unavailable)
     }
 }

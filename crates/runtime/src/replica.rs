@@ -14,6 +14,8 @@ use runbox_core::Config;
 use runbox_sandbox::Sandboxes;
 use runbox_store::{ReplicaRecord, Store, StoreError};
 use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
@@ -140,32 +142,46 @@ impl ReplicaView {
     }
 }
 
-/// Records this replica's load and that it is alive, once.
+/// How often this replica asks its engine whether it answers, between heartbeats: an
+/// engine that stops answering shows in the registry within this and the probe's own
+/// bound (3 s), not a whole heartbeat later; one that answers again, as soon.
+const ENGINE_WATCH: Duration = Duration::from_secs(1);
+
+/// Records this replica's load and that it is alive, once, with whether its engine
+/// answered at the last probe.
 pub(crate) async fn beat(
     replica: &Replica,
     config: &Config,
     store: &Store,
-    sandboxes: &Sandboxes,
     admission: &Admission,
 ) -> Result<(), StoreError> {
-    let available = sandboxes.docker_status().await.reachable;
-    replica.engine_answers.store(available, Ordering::Relaxed);
     let record = ReplicaRecord {
         id: replica.id.clone(),
         address: replica.address.clone(),
         instance: replica.instance.clone(),
         capacity: config.admission.max_concurrent_runs as i64,
         running: admission.running() as i64,
-        available,
+        available: replica.engine_answers.load(Ordering::Relaxed),
         started_at: replica.started_at,
         heartbeat_at: Utc::now(),
     };
     store.heartbeat(&record).await
 }
 
+/// Asks the engine whether it answers (bounded: a frozen engine is a no) and records
+/// it; true when that changed.
+pub(crate) async fn probe_engine(replica: &Replica, sandboxes: &Sandboxes) -> bool {
+    let answers = sandboxes.docker_status().await.reachable;
+    replica.engine_answers.swap(answers, Ordering::Relaxed) != answers
+}
+
 /// Records this replica's load every `cluster.heartbeat` until `stop`, then leaves the
-/// registry. The first heartbeat is the caller's (`beat`, before the replica claims
-/// any work), so this one waits a period first.
+/// registry; watches its engine every second meanwhile, and records at once when the
+/// engine stops or starts answering (peers stop or start sending it work; while it is
+/// away this replica sends its own runs to them and claims no task). When the engine
+/// is back, what it could not remove meanwhile goes. The first heartbeat is the
+/// caller's (`beat`, before the replica claims any work), so this one waits a period
+/// first.
 pub(crate) fn spawn_heartbeat(
     replica: Arc<Replica>,
     config: Arc<Config>,
@@ -174,14 +190,26 @@ pub(crate) fn spawn_heartbeat(
     admission: Admission,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    // The engine is watched on its own: a slow probe (up to its 3 s bound) must never
+    // hold a heartbeat back, or a replica under load would look dead.
+    let changed = Arc::new(Notify::new());
+    tokio::spawn(watch_engine(
+        replica.clone(),
+        sandboxes,
+        changed.clone(),
+        stop.clone(),
+    ));
     tokio::spawn(async move {
         let every = config.cluster.heartbeat.get();
+        let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        beats.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = tokio::time::sleep(every) => {}
+                _ = beats.tick() => {}
+                () = changed.notified() => {}
             }
-            if let Err(err) = beat(&replica, &config, &store, &sandboxes, &admission).await {
+            if let Err(err) = beat(&replica, &config, &store, &admission).await {
                 tracing::warn!(error = %err, "cannot record this replica's heartbeat");
             }
         }
@@ -189,6 +217,36 @@ pub(crate) fn spawn_heartbeat(
             tracing::debug!(error = %err, "this replica could not leave the registry");
         }
     })
+}
+
+/// Asks the engine every second whether it answers until `stop`; rings `changed` when
+/// that changes. When the engine is back, what it could not remove meanwhile goes.
+async fn watch_engine(
+    replica: Arc<Replica>,
+    sandboxes: Sandboxes,
+    changed: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let mut watch = tokio::time::interval(ENGINE_WATCH);
+    watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = watch.tick() => {}
+        }
+        if !probe_engine(&replica, &sandboxes).await {
+            continue;
+        }
+        changed.notify_one();
+        if replica.engine_answers.load(Ordering::Relaxed) {
+            tracing::info!("the engine answers again: this replica takes work again");
+            sandboxes.sweep_leftovers().await;
+        } else {
+            tracing::warn!(
+                "the engine does not answer: this replica is unavailable and sends its runs to its peers"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

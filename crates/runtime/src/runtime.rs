@@ -22,7 +22,9 @@ use crate::error::RuntimeError;
 use crate::execution::Runner;
 use crate::functions::{recover_interrupted, spawn_takeover, Functions};
 use crate::instance::instance_name;
-use crate::replica::{beat, claim_sqlite, spawn_heartbeat, Replica, ReplicaError, SqliteClaim};
+use crate::replica::{
+    beat, claim_sqlite, probe_engine, spawn_heartbeat, Replica, ReplicaError, SqliteClaim,
+};
 use crate::sessions::{Session, SessionInfo, Sessions};
 
 const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -113,14 +115,8 @@ impl Runtime {
         };
         // Registered before it claims anything: a peer fails the tasks of runners the
         // registry does not know.
-        beat(
-            &replica,
-            &config,
-            &runner.store,
-            &runner.sandboxes,
-            &runner.admission,
-        )
-        .await?;
+        probe_engine(&replica, &runner.sandboxes).await;
+        beat(&replica, &config, &runner.store, &runner.admission).await?;
         if sqlite_claim.is_some() {
             runner.store.forget_replicas_except(&replica.id).await?;
         }
@@ -128,7 +124,7 @@ impl Runtime {
         let listener = signals.listen().await?;
         let dead_after = config.cluster.dead_after.get();
         let leases = ClusterLeases::new(runner.store.clone(), &replica.id, dead_after);
-        let functions = Functions::new(runner.clone(), replica.id.clone(), signals, leases.clone());
+        let functions = Functions::new(runner.clone(), replica.clone(), signals, leases.clone());
         let forward_proof = ForwardProof::new(
             runner
                 .store

@@ -104,8 +104,8 @@ struct Ended {
     at_utc: DateTime<Utc>,
 }
 
-/// What `GET /sessions/{id}` shows.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+/// What `GET /sessions/{id}` shows (and what a replica reads of a peer's list).
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub id: String,
     pub language: Language,

@@ -57,6 +57,17 @@ impl Store {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
+    /// The replicas that hold sessions of `subject`.
+    pub async fn session_owners_for(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT DISTINCT owner FROM sessions WHERE subject = $1";
+        let rows: Vec<(String,)> = with_pool!(self, pool => sqlx::query_as(SQL)
+            .bind(subject)
+            .fetch_all(pool)
+            .await)
+        .map_err(StoreError::db("listing where a subject's sessions live"))?;
+        Ok(rows.into_iter().map(|(owner,)| owner).collect())
+    }
+
     /// Records that session `id` was used now.
     pub async fn touch_session(&self, id: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE sessions SET last_used_at = $2 WHERE id = $1";

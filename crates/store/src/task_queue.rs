@@ -51,25 +51,60 @@ impl Store {
     /// Claims the oldest claimable task for `runner`; `None` when there is none (or
     /// every one is being claimed by another replica right now).
     pub async fn claim_next_task(&self, runner: &str) -> Result<Option<TaskRecord>, StoreError> {
+        self.claim_next_task_except(runner, &[]).await
+    }
+
+    /// Claims the oldest claimable task for `runner` whose function is not one of
+    /// `skip` (functions at their `max_concurrency` across the cluster right now).
+    pub async fn claim_next_task_except(
+        &self,
+        runner: &str,
+        skip: &[String],
+    ) -> Result<Option<TaskRecord>, StoreError> {
         // One statement is one transaction: the row the subquery picks is locked until
         // the update commits, and a concurrent claimer skips it for the next one.
         let lock = match self.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let skipped = if skip.is_empty() {
+            String::new()
+        } else {
+            let places: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 3)).collect();
+            format!("AND function_name NOT IN ({})", places.join(", "))
+        };
         let sql = format!(
             "UPDATE tasks SET status = 'RUNNING', runner = $1, started_at = $2 \
-             WHERE id = (SELECT id FROM tasks WHERE {CLAIMABLE} \
+             WHERE id = (SELECT id FROM tasks WHERE {CLAIMABLE} {skipped} \
                          ORDER BY created_at, id LIMIT 1 {lock}) \
                AND {CLAIMABLE} RETURNING {TASK_COLUMNS}"
         );
-        let row: Option<TaskRow> = with_pool!(self, pool => sqlx::query_as(&sql)
-            .bind(runner)
-            .bind(now())
-            .fetch_optional(pool)
-            .await)
+        let row: Option<TaskRow> = with_pool!(self, pool => {
+            let mut query = sqlx::query_as(&sql).bind(runner).bind(now());
+            for name in skip {
+                query = query.bind(name);
+            }
+            query.fetch_optional(pool).await
+        })
         .map_err(StoreError::db("claiming a task"))?;
         row.map(decode_task).transpose()
+    }
+
+    /// Gives the task `id`, claimed by `runner` a moment ago, back to the queue
+    /// unstarted (its function was at its limit): it keeps its place, oldest first.
+    /// False when it is no longer `runner`'s to give back, or when someone asked to
+    /// cancel it meanwhile (then the caller ends it).
+    pub async fn unclaim_task(&self, id: &str, runner: &str) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE tasks SET status = 'QUEUED', runner = '', started_at = NULL \
+                           WHERE id = $1 AND runner = $2 AND status = 'RUNNING' \
+                             AND NOT cancel_requested";
+        with_pool!(self, pool => sqlx::query(SQL)
+            .bind(id)
+            .bind(runner)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() > 0))
+        .map_err(StoreError::db("giving a task back to the queue"))
     }
 
     /// Records that the task `id` is to be cancelled (for the replica that runs it);

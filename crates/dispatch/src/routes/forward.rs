@@ -17,7 +17,10 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use std::time::Duration;
+
 use runbox_runtime::cluster::{ForwardedRequest, Peer, RunPlace, SessionPlace};
+use runbox_runtime::sessions::SessionInfo;
 use runbox_runtime::Runtime;
 
 use crate::auth::Principal;
@@ -151,6 +154,75 @@ pub async fn forward(
             )))
         }
     }
+}
+
+/// How long a peer may take to list its sessions before the list goes without them.
+const LIST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /sessions` across the replicas: the caller's sessions held by the live peers
+/// that the database names, each asked for its own list (with a proof, so it answers
+/// with its own only). A peer that does not answer in time is left out, and logged.
+/// Nothing when this request was itself sent by a replica.
+pub async fn sessions_at_peers(
+    state: &AppState,
+    headers: &HeaderMap,
+    principal: &Principal,
+) -> Vec<SessionInfo> {
+    let runtime = &state.runtime;
+    let Some(peers) = state.peers.as_ref().filter(|_| runtime.clustered()) else {
+        return Vec::new();
+    };
+    let listed = ForwardedRequest {
+        method: "GET",
+        path_and_query: "/sessions",
+        body: b"",
+    };
+    if is_forwarded(runtime, headers, &listed) {
+        return Vec::new();
+    }
+    let owners = match runtime.session_peers(principal).await {
+        Ok(owners) => owners,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot tell which replicas hold the caller's sessions");
+            return Vec::new();
+        }
+    };
+    let listed = &listed;
+    let asks = owners.iter().map(|peer| async move {
+        let proof = runtime.forward_proof().sign(runtime.replica_id(), listed);
+        let mut request = peers
+            .client
+            .get(format!("{}/sessions", peer.address))
+            .timeout(LIST_TIMEOUT)
+            .header(FORWARDED_BY, runtime.replica_id())
+            .header(FORWARD_PROOF, proof);
+        for value in headers.get_all(header::AUTHORIZATION) {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let answer = async {
+            let response = request.send().await?.error_for_status()?;
+            response.json::<PeerSessions>().await
+        };
+        match answer.await {
+            Ok(list) => list.sessions,
+            Err(err) => {
+                tracing::warn!(peer = %peer.id, address = %peer.address, error = %without_url(&err),
+                    "a replica did not list its sessions; the list goes without them");
+                Vec::new()
+            }
+        }
+    });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// A peer's answer to `GET /sessions`.
+#[derive(serde::Deserialize)]
+struct PeerSessions {
+    sessions: Vec<SessionInfo>,
 }
 
 /// Whether the request carries a proof this cluster made for it.

@@ -25,6 +25,7 @@ use crate::openapi::{
     BadRequest, Conflict, Forbidden, Gone, NotFound, Overloaded, PayloadTooLarge, StreamEvent,
     TooManySessions, Unavailable,
 };
+use crate::routes::forward;
 use crate::routes::json::{from_object, json_object};
 use crate::routes::stream::{self, wants_stream, OnDisconnect};
 use crate::state::AppState;
@@ -137,10 +138,13 @@ pub async fn create_session(
 pub async fn list_sessions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
 ) -> Json<SessionList> {
-    Json(SessionList {
-        sessions: state.runtime.sessions_of(&principal),
-    })
+    let mut sessions = state.runtime.sessions_of(&principal);
+    // With replicas, the ones the others hold too (each lists its own).
+    sessions.extend(forward::sessions_at_peers(&state, &headers, &principal).await);
+    sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Json(SessionList { sessions })
 }
 
 /// Show a session

@@ -21,7 +21,8 @@ pub struct Peer {
     pub id: String,
     /// Its base URL (`http://10.0.0.2:8000`).
     pub address: String,
-    _sending: Sending,
+    /// Counts against the peer's room while the request is a run or a session's.
+    _sending: Option<Sending>,
 }
 
 /// Where a synchronous run is served.
@@ -151,6 +152,26 @@ impl Placement {
         }
     }
 
+    /// The live peers among `ids` (this replica left out), to ask something that
+    /// takes no room there.
+    pub(crate) async fn live_peers(&self, ids: &[String]) -> Result<Vec<Peer>, String> {
+        let replicas = self
+            .store
+            .replicas()
+            .await
+            .map_err(|err| format!("cannot read the registry: {err}"))?;
+        Ok(replicas
+            .iter()
+            .filter(|peer| peer.id != self.replica.id && ids.contains(&peer.id))
+            .filter(|peer| self.alive(peer))
+            .map(|peer| Peer {
+                id: peer.id.clone(),
+                address: peer.address.clone(),
+                _sending: None,
+            })
+            .collect())
+    }
+
     fn alive(&self, peer: &ReplicaRecord) -> bool {
         (Utc::now() - peer.heartbeat_at)
             .to_std()
@@ -162,10 +183,10 @@ impl Placement {
         Peer {
             id: peer.id.clone(),
             address: peer.address.clone(),
-            _sending: Sending {
+            _sending: Some(Sending {
                 sending: self.sending.clone(),
                 peer: peer.id.clone(),
-            },
+            }),
         }
     }
 }

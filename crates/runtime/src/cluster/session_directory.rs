@@ -140,6 +140,11 @@ impl SessionDirectory {
         Ok(self.store.session_record(id).await?)
     }
 
+    /// The replicas that hold sessions of `subject`.
+    pub(crate) async fn owners_for(&self, subject: &str) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.store.session_owners_for(subject).await?)
+    }
+
     /// Brings the rows and leases in step with `sessions`, this replica's registry.
     pub(crate) async fn upkeep(&self, sessions: &Sessions) -> Result<(), RuntimeError> {
         let known = sessions.all();

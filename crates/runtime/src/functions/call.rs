@@ -111,7 +111,7 @@ pub(crate) struct Prepared {
     pub isolation: Isolation,
     pub slot: CallSlot,
     /// The call's place under `max_concurrency` across the replicas.
-    pub _lease: Option<Lease>,
+    pub lease: Option<Lease>,
 }
 
 /// How a call gets its run slot.
@@ -185,7 +185,7 @@ impl Functions {
             timeout,
             isolation,
             slot,
-            _lease: lease,
+            lease,
         })
     }
 

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::cluster::leases::ClusterLeases;
 use crate::error::{Rejection, RuntimeError};
 use crate::execution::Runner;
+use crate::replica::Replica;
 
 pub use call::CallRequest;
 pub(crate) use call::{Admit, Prepared, Ran};
@@ -64,6 +65,8 @@ pub struct Functions {
 struct Queue {
     /// The runner of the tasks it claims.
     replica_id: String,
+    /// This replica: it claims nothing while its engine does not answer.
+    replica: Arc<Replica>,
     signals: TaskSignals,
     /// Rung when the queue is worth a look (a task queued, a run ended).
     wake: Notify,
@@ -74,12 +77,12 @@ struct Queue {
 }
 
 impl Functions {
-    /// `replica_id` is the runner of the tasks this replica claims; `signals` tell the
+    /// `replica` is the runner of the tasks this replica claims; `signals` tell the
     /// other replicas about queued tasks and cancel requests; `leases` hold
     /// `max_concurrency` across the replicas.
     pub(crate) fn new(
         runner: Runner,
-        replica_id: String,
+        replica: Arc<Replica>,
         signals: TaskSignals,
         leases: ClusterLeases,
     ) -> Self {
@@ -96,7 +99,8 @@ impl Functions {
             finished: watch::Sender::new(0),
             changed: watch::Sender::new(0),
             queue: Arc::new(Queue {
-                replica_id,
+                replica_id: replica.id.clone(),
+                replica,
                 signals,
                 wake: Notify::new(),
                 maybe_queued: AtomicBool::new(true),

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::tasks::task_result_of;
 use super::{Admit, Functions, Prepared};
 use crate::admission::Admitted;
+use crate::cluster::leases::ClusterLeases;
 use crate::result::Executed;
 
 /// How often the queue is looked at without a signal: only signals lost on the way (a
@@ -23,6 +24,15 @@ use crate::result::Executed;
 const SAFETY_POLL: Duration = Duration::from_secs(5);
 /// How long a failed listener waits before it connects again.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Why a claimed task does not start now.
+enum Unready {
+    /// Its function is at its `max_concurrency` (here or across the replicas): it goes
+    /// back to the queue.
+    Full,
+    /// It can never run: it ends `FAILED`, saying why.
+    Fails(String),
+}
 
 impl Functions {
     /// Works the queue until `stop`: claims while there is room, acts on cancel
@@ -41,9 +51,11 @@ impl Functions {
         self.queue.wake.notify_one();
     }
 
-    /// Whether this replica takes work from the queue (not while it shuts down).
+    /// Whether this replica takes work from the queue: not while it shuts down, nor
+    /// while its engine does not answer (its peers take the tasks meanwhile; its safety
+    /// poll looks again once the engine is back).
     pub(crate) fn claims(&self) -> bool {
-        !self.tracker.is_closed()
+        !self.tracker.is_closed() && self.queue.replica.engine_answers.load(Ordering::Relaxed)
     }
 
     async fn claim_loop(&self, stop: CancellationToken) {
@@ -121,8 +133,12 @@ impl Functions {
     }
 
     /// Claims queued tasks, oldest first, while admission has a free slot; each claimed
-    /// task runs with the slot it was claimed with.
+    /// task runs with the slot it was claimed with, and with a lease of its function's
+    /// `max_concurrency` across the replicas. A task whose function is at its limit is
+    /// given back to the queue, and that function's tasks are skipped until the next
+    /// look (a run of this replica ending, a signal, or the safety poll).
     async fn claim_while_room(&self) {
+        let mut full: Vec<String> = Vec::new();
         while self.claims() {
             let Some(admitted) = self.runner.admission.try_admit() else {
                 return;
@@ -130,11 +146,18 @@ impl Functions {
             match self
                 .runner
                 .store
-                .claim_next_task(&self.queue.replica_id)
+                .claim_next_task_except(&self.queue.replica_id, &full)
                 .await
             {
-                Ok(Some(task)) => self.start_claimed(task, admitted).await,
+                Ok(Some(task)) => {
+                    if let Some(function) = self.start_claimed(task, admitted).await {
+                        full.push(function);
+                    }
+                }
                 Ok(None) => {
+                    // Tasks of full functions wait for a run to end (here or, at worst
+                    // noticed by the safety poll, at a peer): the slot given back just
+                    // now must not start another look at once.
                     self.queue.maybe_queued.store(false, Ordering::SeqCst);
                     return;
                 }
@@ -150,70 +173,125 @@ impl Functions {
     }
 
     /// Runs a task this replica claimed from the queue (accepted here or by a peer).
-    async fn start_claimed(&self, task: TaskRecord, admitted: Admitted) {
-        let prepared = match self.prepare_claimed(&task).await {
-            Ok(prepared) => prepared,
-            Err(why) => {
-                tracing::warn!(task = %task.id, function = %task.function_name, reason = %why, "a claimed task cannot run");
-                let result = task_result_of(
-                    Executed::failed(ExecError::new(ErrorKind::Sandbox, why.clone())),
-                    &task.id,
-                );
-                let result = serde_json::to_value(result).unwrap_or(Value::Null);
-                if let Err(err) = self
+    /// Returns its function's name when the function is at its `max_concurrency`: the
+    /// task went back to the queue.
+    async fn start_claimed(&self, task: TaskRecord, admitted: Admitted) -> Option<String> {
+        let why = match self.prepare_claimed(&task).await {
+            Ok(prepared) => {
+                self.spawn_task(prepared, admitted, task.id);
+                return None;
+            }
+            Err(Unready::Full) => {
+                drop(admitted);
+                match self
                     .runner
                     .store
-                    .finish_task(
-                        &task.id,
-                        TaskStatus::Failed,
-                        Some(&result),
-                        Some(why.as_str()),
-                    )
+                    .unclaim_task(&task.id, &self.queue.replica_id)
                     .await
                 {
-                    tracing::error!(task = %task.id, error = %err, "cannot record how a task ended");
+                    Ok(true) => return Some(task.function_name),
+                    Ok(false) => {
+                        // Someone asked to cancel it meanwhile.
+                        let cancelled =
+                            Executed::cancelled("the task was cancelled before it started");
+                        self.end_claimed(&task, TaskStatus::Cancelled, cancelled, "cancelled")
+                            .await;
+                        return None;
+                    }
+                    // Left RUNNING here it would never run: it fails, saying why.
+                    Err(err) => format!("error: cannot give the task back to the queue: {err}"),
                 }
-                self.task_finished();
-                return;
             }
+            Err(Unready::Fails(why)) => why,
         };
-        self.spawn_task(prepared, admitted, task.id);
+        tracing::warn!(task = %task.id, function = %task.function_name, reason = %why, "a claimed task cannot run");
+        let failed = Executed::failed(ExecError::new(ErrorKind::Sandbox, why.clone()));
+        self.end_claimed(&task, TaskStatus::Failed, failed, &why)
+            .await;
+        None
+    }
+
+    /// Records the end of a claimed task that did not run.
+    async fn end_claimed(
+        &self,
+        task: &TaskRecord,
+        status: TaskStatus,
+        executed: Executed,
+        reason: &str,
+    ) {
+        let result = task_result_of(executed, &task.id);
+        let result = serde_json::to_value(result).unwrap_or(Value::Null);
+        if let Err(err) = self
+            .runner
+            .store
+            .finish_task(&task.id, status, Some(&result), Some(reason))
+            .await
+        {
+            tracing::error!(task = %task.id, error = %err, "cannot record how a task ended");
+        }
+        self.task_finished();
     }
 
     /// What a claimed task runs: its function version, the arguments checked when it was
-    /// accepted, and the isolation recorded then. Err names why it cannot run.
-    async fn prepare_claimed(&self, task: &TaskRecord) -> Result<Prepared, String> {
+    /// accepted, the isolation recorded then, its place under the function's
+    /// `max_concurrency` here and across the replicas.
+    async fn prepare_claimed(&self, task: &TaskRecord) -> Result<Prepared, Unready> {
         let function = self
             .runner
             .store
             .function(&task.function_name, Some(task.function_version))
             .await
-            .map_err(|err| format!("error: {err}"))?
+            .map_err(|err| Unready::Fails(format!("error: {err}")))?
             .ok_or_else(|| {
-                format!(
+                Unready::Fails(format!(
                     "error: function `{}` version {} was deleted before the task ran",
                     task.function_name, task.function_version
-                )
+                ))
             })?;
         let Value::Object(args) = task.args.clone() else {
-            return Err("error: the stored arguments are not an object".into());
+            return Err(Unready::Fails(
+                "error: the stored arguments are not an object".into(),
+            ));
         };
         let isolation = Isolation::parse(&task.isolation)
             .or_else(|| Isolation::parse(&function.isolation))
             .unwrap_or(Isolation::Strong);
-        // `max_concurrency` was checked when the task was accepted; here the claim
-        // itself is bounded by admission.
+        let limit = function
+            .max_concurrency
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let slot = self
             .running
-            .try_enter(&function.name, None, Some(&task.id), &self.shutdown)
-            .map_err(|limit| format!("error: over max concurrency {limit}"))?;
+            .try_enter(&function.name, limit, Some(&task.id), &self.shutdown)
+            .map_err(|_| Unready::Full)?;
+        let lease = match limit {
+            Some(limit) => {
+                let lease = self
+                    .leases
+                    .acquire(
+                        &uuid::Uuid::new_v4().to_string(),
+                        &ClusterLeases::function(&function.name),
+                        limit,
+                    )
+                    .await;
+                match lease {
+                    Ok(Some(lease)) => Some(lease),
+                    Ok(None) => return Err(Unready::Full),
+                    // Not now: the task waits in the queue for a later look.
+                    Err(err) => {
+                        tracing::warn!(task = %task.id, error = %err, "cannot take a function's lease");
+                        return Err(Unready::Full);
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(Prepared {
             timeout: self.runner.config.function_timeout(function.timeout_ms),
             function,
             args,
             isolation,
             slot,
-            _lease: None,
+            lease,
         })
     }
 

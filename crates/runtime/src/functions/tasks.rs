@@ -98,7 +98,8 @@ impl Functions {
                 }
             }
         }
-        // A queued task holds no slot of the function: whoever claims it takes one.
+        // A queued task holds no slot of the function: whoever claims it takes one, and
+        // its lease across the replicas.
         drop(prepared);
         if let Err(err) = self.queue.signals.send(&TaskSignal::Queued).await {
             tracing::warn!(error = %err, "cannot tell the other replicas that a task waits");
@@ -156,7 +157,14 @@ impl Functions {
         }
         tracing::info!(task = %task_id, function = %prepared.function.name, status = status.as_str(), "task ended");
         // The slot goes (and with it the `done` signal fires) only after the record is final.
+        let mut prepared = prepared;
+        let lease = prepared.lease.take();
         drop(prepared);
+        // Given back before the queue is looked at, so that a task of the same function
+        // waiting for it can be claimed now.
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
         self.task_finished();
         // Its run slot is free again: the next queued task may have it.
         self.wake_queue();

@@ -89,5 +89,14 @@ pub trait Backend: Send + Sync {
 
 /// The OCI runtimes the engine knows; none when it does not answer.
 pub async fn docker_runtimes(engine: &dyn Backend) -> Vec<String> {
-    engine.runtimes().await.unwrap_or_default()
+    // Asked on request paths (`/health`, a run for an isolation tier): an engine that
+    // does not answer offers nothing, rather than holding the request.
+    tokio::time::timeout(RUNTIMES_TIMEOUT, engine.runtimes())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
 }
+
+/// How long the engine may take to list its OCI runtimes.
+const RUNTIMES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::engine::{self, Candidate, EnginePart};
 use super::images::ensure_image_on;
@@ -14,6 +14,10 @@ use crate::labels::ContainerKind;
 use crate::placement::Placement;
 use crate::sandbox::Sandbox;
 use crate::SandboxError;
+
+/// Beyond `sandbox.startup_timeout` (the agent's start), how long creating, attaching
+/// and starting a sandbox may take before the engine counts as not answering.
+const LAUNCH_MARGIN: Duration = Duration::from_secs(10);
 
 impl Sandboxes {
     /// A sandbox for `placement` on the engine placement picks, counted in use (in all
@@ -126,10 +130,21 @@ impl Sandboxes {
                 return Ok(sandbox);
             }
         }
-        let launched = part
+        // Each engine call waits up to the client's own (long) timeout: an engine that
+        // stops answering must not hold the request that long. What was made so far
+        // is removed by its guard; a container the engine makes after this, by the
+        // janitor (created, never started).
+        let bound = part.launcher.config.sandbox.startup_timeout.get() + LAUNCH_MARGIN;
+        let launch = part
             .launcher
-            .launch(placement, ContainerKind::OnDemand, &[])
-            .await;
+            .launch(placement, ContainerKind::OnDemand, &[]);
+        let launched = match tokio::time::timeout(bound, launch).await {
+            Ok(launched) => launched,
+            Err(_) => Err(SandboxError::DockerUnavailable(format!(
+                "the engine did not start a sandbox within {} s",
+                bound.as_secs()
+            ))),
+        };
         match &launched {
             Ok(_) => {
                 metrics::histogram!("runbox_sandbox_acquire_seconds", "source" => "cold")

@@ -419,6 +419,19 @@ impl Sandboxes {
         EngineHealth::unreachable(why.join("; "))
     }
 
+    /// Removes this instance's leftovers on every engine now, as the janitor does every
+    /// 30 s (stopped sandboxes, ones created but never started): for when an engine
+    /// answers again after it was away, and what could not be removed meanwhile is
+    /// still there.
+    pub async fn sweep_leftovers(&self) {
+        let passes = self
+            .inner
+            .engines
+            .iter()
+            .map(|part| sweep::janitor_pass(part.engine(), &part.launcher.instance));
+        futures::future::join_all(passes).await;
+    }
+
     /// The engine the sandboxes run on (the first, with several).
     pub fn engine(&self) -> &dyn Backend {
         self.inner.engines[0].engine()

@@ -123,10 +123,11 @@ async fn sessions_are_found_by_id_and_forgotten_when_their_owner_is_gone(db: &Te
     let (a, b) = (unique("a"), unique("b"));
     store.heartbeat(&replica(&a, 0)).await.unwrap();
     let at = Utc::now() - Duration::seconds(60);
+    let subject = unique("alice");
     let record = |id: &str, owner: &str| SessionRecord {
         id: id.to_string(),
         owner: owner.to_string(),
-        subject: "alice".into(),
+        subject: subject.clone(),
         created_at: at,
         last_used_at: at,
     };
@@ -140,6 +141,12 @@ async fn sessions_are_found_by_id_and_forgotten_when_their_owner_is_gone(db: &Te
         .expect("recorded");
     assert_eq!(found.owner, b);
     assert_eq!(store.session_ids_of(&a).await.unwrap(), vec![on_a.clone()]);
+    let mut owners = store.session_owners_for(&subject).await.unwrap();
+    owners.sort();
+    let mut both = vec![a.clone(), b.clone()];
+    both.sort();
+    assert_eq!(owners, both, "where the subject's sessions live");
+    assert!(store.session_owners_for("nobody").await.unwrap().is_empty());
     let alive_since = Utc::now() - Duration::seconds(30);
     store
         .forget_sessions_of_dead_owners(alive_since, Utc::now() - Duration::seconds(120))

@@ -13,6 +13,7 @@ use crate::tasks::task;
 on_both_backends!(
     concurrent_claimers_never_take_the_same_task,
     claims_go_oldest_first_and_skip_cancel_requests,
+    a_claim_skips_full_functions_and_a_task_given_back_keeps_its_place,
     a_dead_replica_is_taken_over_exactly_once,
     signals_reach_every_listener,
 );
@@ -93,6 +94,49 @@ async fn claims_go_oldest_first_and_skip_cancel_requests(db: &TestDb) {
 
     assert_eq!(store.claim_next_task("r").await.unwrap().unwrap().id, c.id);
     assert!(store.claim_next_task("r").await.unwrap().is_none());
+}
+
+async fn a_claim_skips_full_functions_and_a_task_given_back_keeps_its_place(db: &TestDb) {
+    let store = &db.store;
+    let (f1, g, f2) = (task("f", "s"), task("g", "s"), task("f", "s"));
+    for new in [&f1, &g, &f2] {
+        store.insert_task(new).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let full = vec!["f".to_string(), "h".to_string()];
+    let first = store
+        .claim_next_task_except("r", &full)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, g.id, "f is full: its tasks stay queued");
+    assert!(store
+        .claim_next_task_except("r", &full)
+        .await
+        .unwrap()
+        .is_none());
+
+    let claimed = store.claim_next_task("r").await.unwrap().unwrap();
+    assert_eq!(claimed.id, f1.id);
+    assert!(
+        !store.unclaim_task(&f1.id, "other").await.unwrap(),
+        "not its to give"
+    );
+    assert!(store.unclaim_task(&f1.id, "r").await.unwrap());
+    let record = store.task(&f1.id).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Queued);
+    assert_eq!(record.runner, "");
+    assert!(record.started_at.is_none());
+    assert_eq!(
+        store.claim_next_task("r").await.unwrap().unwrap().id,
+        f1.id,
+        "given back, it is still the oldest"
+    );
+    assert!(store.request_task_cancel(&f1.id).await.unwrap());
+    assert!(
+        !store.unclaim_task(&f1.id, "r").await.unwrap(),
+        "asked to cancel: its runner ends it instead"
+    );
 }
 
 fn replica(id: &str) -> ReplicaRecord {
