@@ -189,10 +189,29 @@ async fn the_cluster_bench_measures_a_hop_a_burst_and_a_kill_and_leaves_nothing(
     let out = dir.path().join("out.json");
     let before = bench_containers_of_kind(None);
     let child = Command::new(binary())
-        .args(["--config", &config.display().to_string(), "bench", "--cluster"])
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "bench",
+            "--cluster",
+        ])
         .args(["--postgres-url", &postgres])
-        .args(["--replicas", "2", "--replica-slots", "1", "--pool-size", "1"])
-        .args(["--hop-pairs", "3", "--hop-warmup", "1", "--burst-requests", "4"])
+        .args([
+            "--replicas",
+            "2",
+            "--replica-slots",
+            "1",
+            "--pool-size",
+            "1",
+        ])
+        .args([
+            "--hop-pairs",
+            "3",
+            "--hop-warmup",
+            "1",
+            "--burst-requests",
+            "4",
+        ])
         .args(["--kill-after", "2"])
         .arg("--out")
         .arg(&out)
@@ -224,7 +243,10 @@ async fn the_cluster_bench_measures_a_hop_a_burst_and_a_kill_and_leaves_nothing(
     let hop = &report["hop"];
     assert_eq!(hop["through_hop"]["ok"], 3, "{hop:#}");
     assert_eq!(hop["direct"]["ok"], 3, "{hop:#}");
-    assert_eq!(hop["not_forwarded"], 0, "every run at the full replica hops: {hop:#}");
+    assert_eq!(
+        hop["not_forwarded"], 0,
+        "every run at the full replica hops: {hop:#}"
+    );
 
     let burst = &report["burst"];
     assert_eq!(burst["figures"]["ok"], 4, "{burst:#}");
@@ -237,7 +259,10 @@ async fn the_cluster_bench_measures_a_hop_a_burst_and_a_kill_and_leaves_nothing(
     assert_eq!(served, 4, "{burst:#}");
 
     let kill = &report["kill"];
-    assert!(kill["after"]["figures"]["ok"].as_u64() > Some(0), "{kill:#}");
+    assert!(
+        kill["after"]["figures"]["ok"].as_u64() > Some(0),
+        "{kill:#}"
+    );
     assert_eq!(
         kill["after"]["figures"]["errors"], 0,
         "runs sent after the kill are answered: {kill:#}"
@@ -247,7 +272,11 @@ async fn the_cluster_bench_measures_a_hop_a_burst_and_a_kill_and_leaves_nothing(
     assert_eq!(task["status"], "FAILED", "{task:#}");
     assert_eq!(task["reason"], "interrupted", "{task:#}");
 
-    assert_eq!(report["tear_down"]["notes"], serde_json::json!([]), "{report:#}");
+    assert_eq!(
+        report["tear_down"]["notes"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
     let left = run.new_containers(None);
     assert!(left.is_empty(), "the cluster bench left {left:?}\n{stderr}");
 }

@@ -31,6 +31,8 @@ pub(super) struct HopReport {
     pub(super) served_by: BTreeMap<String, usize>,
     /// Runs asked of the full replica that it served itself (its slots came free).
     pub(super) not_forwarded: usize,
+    /// The pairs stopped at the time limit (`--hop-seconds`) before all were measured.
+    pub(super) cut_short: bool,
 }
 
 const PRINT: &str = "print(1)";
@@ -43,12 +45,15 @@ pub(super) async fn measure(
     slots: usize,
     pool_size: usize,
     max_timeout: Duration,
+    within: Duration,
 ) -> anyhow::Result<HopReport> {
     let entry = &cluster.replicas[0];
     let peers = &cluster.replicas[1..];
     anyhow::ensure!(!peers.is_empty(), "a hop needs two replicas");
     let quick = client(Duration::from_secs(60))?;
-    let busy = occupy(cluster, slots, max_timeout).await?;
+    let (busy, occupied_for) = occupy(cluster, slots, max_timeout).await?;
+    // The pairs end before the runs that fill replica 0 do (else it stops forwarding).
+    let within = within.min(occupied_for.saturating_sub(Duration::from_secs(5)));
 
     let bar = crate::cli::bench::progress::bar(warmup + pairs, "print through a hop / direct");
     let (mut hop, mut direct) = (Recorder::default(), Recorder::default());
@@ -56,8 +61,13 @@ pub(super) async fn measure(
     let mut not_forwarded = 0;
     let mut peer = 0;
     let started = Instant::now();
+    let mut measured = 0;
     for i in 0..warmup + pairs {
+        if started.elapsed() > within {
+            break;
+        }
         let counted = i >= warmup;
+        measured += usize::from(counted);
         // Which goes first alternates: neither side always follows the other.
         for hop_now in [i % 2 == 0, i % 2 != 0] {
             if pool_size > 0 {
@@ -108,14 +118,17 @@ pub(super) async fn measure(
     ));
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
-        let running = health(&quick, &entry.base).await.map(|h| h["running"].clone());
+        let running = health(&quick, &entry.base)
+            .await
+            .map(|h| h["running"].clone());
         if running.is_some_and(|r| r == 0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(HopReport {
-        pairs,
+        pairs: measured,
+        cut_short: measured < pairs,
         warmup_pairs: warmup,
         entry: entry.id.clone(),
         met: through_hop.ok > 0 && added_p50_ms <= TARGET_ADDED_MS,
@@ -129,13 +142,14 @@ pub(super) async fn measure(
     })
 }
 
-/// Takes every run slot of replica 0 with a run that sleeps; returns once they all hold
-/// theirs. Dropping (aborting) a handle closes its connection and ends its run.
+/// Takes every run slot of replica 0 with a run that sleeps (as long as
+/// `limits.max_timeout` lets it); returns once they all hold theirs, with how long they
+/// sleep. Dropping (aborting) a handle closes its connection and ends its run.
 async fn occupy(
     cluster: &Cluster,
     slots: usize,
     max_timeout: Duration,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Duration)> {
     let entry = &cluster.replicas[0];
     let seconds = max_timeout.as_secs().saturating_sub(10).clamp(1, 600);
     let long = client(Duration::from_secs(seconds + 60))?;
@@ -160,7 +174,7 @@ async fn occupy(
             .and_then(|h| h["running"].as_u64())
             .unwrap_or_default();
         if running as usize >= slots {
-            return Ok(busy);
+            return Ok((busy, Duration::from_secs(seconds)));
         }
         if Instant::now() > deadline {
             for run in busy {

@@ -37,12 +37,16 @@ pub struct ClusterArgs {
     /// Run slots of each replica, `admission.max_concurrent_runs` (--cluster).
     #[arg(long, default_value_t = 2)]
     replica_slots: usize,
-    /// Measured pairs of a run through a hop and one at the peer directly (--cluster).
-    #[arg(long, default_value_t = 100)]
+    /// Measured pairs of a warm run through a hop and one at the peer directly
+    /// (--cluster). Each waits for a warm sandbox: the pools' refill sets the pace.
+    #[arg(long, default_value_t = 50)]
     hop_pairs: usize,
     /// Pairs before those, not counted (--cluster).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     hop_warmup: usize,
+    /// The pairs stop after this many seconds, however many were measured (--cluster).
+    #[arg(long, default_value_t = 75)]
+    hop_seconds: u64,
     /// Runs of the burst sent to one replica (--cluster).
     #[arg(long, default_value_t = 60)]
     burst_requests: usize,
@@ -64,6 +68,8 @@ struct ClusterReport {
     dirty: bool,
     started_at: String,
     build: &'static str,
+    /// Seconds the whole bench took, replicas' start and stop included.
+    took_s: f64,
     host: Value,
     config: Value,
     hop: Option<hop::HopReport>,
@@ -93,9 +99,18 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
         postgres_url.starts_with("postgres://") || postgres_url.starts_with("postgresql://"),
         "--postgres-url must be a postgres:// URL"
     );
-    anyhow::ensure!(args.server.is_none(), "--cluster starts its own replicas: no --server");
-    anyhow::ensure!(cluster_args.replicas >= 2, "--cluster needs at least 2 replicas");
-    anyhow::ensure!(cluster_args.replica_slots >= 1, "--replica-slots must be at least 1");
+    anyhow::ensure!(
+        args.server.is_none(),
+        "--cluster starts its own replicas: no --server"
+    );
+    anyhow::ensure!(
+        cluster_args.replicas >= 2,
+        "--cluster needs at least 2 replicas"
+    );
+    anyhow::ensure!(
+        cluster_args.replica_slots >= 1,
+        "--replica-slots must be at least 1"
+    );
     anyhow::ensure!(
         args.runtime.len() <= 1,
         "--cluster measures under one runtime at a time"
@@ -106,10 +121,12 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(runtime) = args.runtime.first().filter(|r| !r.trim().is_empty()) {
         config.sandbox.runtime = runtime.trim().to_string();
     }
-    let pool_size = args.pool_size.unwrap_or(2);
+    // Pools of 3: a pair takes two warm sandboxes of one peer.
+    let pool_size = args.pool_size.unwrap_or(3);
 
     let docker = connect_docker().await?;
     let image = super::ensure_sandbox_image(docker.as_ref(), &config, false).await?;
+    let began = std::time::Instant::now();
     let (commit, dirty) = super::source_state();
     let started_at = chrono::Utc::now().to_rfc3339();
     let load_before = super::load_average();
@@ -128,6 +145,7 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
         "dead_after": config.cluster.dead_after,
         "hop_pairs": cluster_args.hop_pairs,
         "hop_warmup": cluster_args.hop_warmup,
+        "hop_seconds": cluster_args.hop_seconds,
         "burst_requests": cluster_args.burst_requests,
         "kill_after_s": cluster_args.kill_after,
         "database": "a fresh schema of one PostgreSQL server, on this host",
@@ -162,6 +180,7 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
         } else {
             "release"
         },
+        took_s: 0.0,
         host: Value::Null,
         config: settings,
         hop: None,
@@ -173,6 +192,7 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
     let phases = Phases {
         hop_pairs: cluster_args.hop_pairs,
         hop_warmup: cluster_args.hop_warmup,
+        hop_within: Duration::from_secs(cluster_args.hop_seconds),
         burst_requests: cluster_args.burst_requests,
         kill_after: Duration::from_secs(cluster_args.kill_after),
         slots,
@@ -190,6 +210,7 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
     if !measured {
         anyhow::bail!("the bench was interrupted; no figures were written");
     }
+    report.took_s = (began.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     report.host = json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "load_before": load_before,
@@ -203,6 +224,7 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
 struct Phases {
     hop_pairs: usize,
     hop_warmup: usize,
+    hop_within: Duration,
     burst_requests: usize,
     kill_after: Duration,
     slots: usize,
@@ -221,6 +243,7 @@ async fn measure(cluster: &mut Cluster, phases: &Phases, report: &mut ClusterRep
         phases.slots,
         phases.pool_size,
         phases.max_timeout,
+        phases.hop_within,
     )
     .await
     {
@@ -245,13 +268,14 @@ async fn measure(cluster: &mut Cluster, phases: &Phases, report: &mut ClusterRep
 /// What the terminal shows: the figures of the JSON, one line each.
 fn table(report: &ClusterReport) -> String {
     let mut lines = vec![format!(
-        "cluster of {} replicas, {} build",
-        report.config["replicas"], report.build
+        "cluster of {} replicas, {} build, {} s in all",
+        report.config["replicas"], report.build, report.took_s
     )];
     if let Some(hop) = &report.hop {
         lines.push(format!(
-            "hop ({} pairs):  through the hop p50 {} ms p99 {} ms | at the peer directly p50 {} ms p99 {} ms | added p50 {} ms p99 {} ms (target ≤ {} ms: {})",
+            "hop ({} pairs{}): through the hop p50 {} ms p99 {} ms | at the peer directly p50 {} ms p99 {} ms | added p50 {} ms p99 {} ms (target ≤ {} ms: {})",
             hop.pairs,
+            if hop.cut_short { ", cut short by --hop-seconds" } else { "" },
             hop.through_hop.p50_ms,
             hop.through_hop.p99_ms,
             hop.direct.p50_ms,
@@ -317,7 +341,9 @@ fn table(report: &ClusterReport) -> String {
                 task.status,
                 task.reason.as_str().unwrap_or("-"),
                 task.ended_after_kill_s
-                    .map_or("not within the wait".to_string(), |s| format!("{s} s after the kill")),
+                    .map_or("not within the wait".to_string(), |s| format!(
+                        "{s} s after the kill"
+                    )),
             ));
         }
     }

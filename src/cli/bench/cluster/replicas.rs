@@ -165,9 +165,9 @@ impl Cluster {
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
-                let alive = health["cluster"]["replicas"]
-                    .as_array()
-                    .map_or(0, |all| all.iter().filter(|r| r["state"] == "alive").count());
+                let alive = health["cluster"]["replicas"].as_array().map_or(0, |all| {
+                    all.iter().filter(|r| r["state"] == "alive").count()
+                });
                 all_see_all &= alive >= plan.replicas && !replica.id.is_empty();
             }
             if all_see_all {
