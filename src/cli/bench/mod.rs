@@ -4,6 +4,7 @@
 
 mod baselines;
 mod churn;
+mod cluster;
 mod load;
 mod progress;
 mod report;
@@ -93,12 +94,23 @@ pub struct BenchArgs {
     /// Where the JSON goes.
     #[arg(long, default_value = "bench-results/latest.json")]
     out: PathBuf,
+    #[command(flatten)]
+    cluster: cluster::ClusterArgs,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum TransportArg {
     Stdio,
     Http,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(arg: TransportArg) -> Self {
+        match arg {
+            TransportArg::Stdio => Transport::Stdio,
+            TransportArg::Http => Transport::Http,
+        }
+    }
 }
 
 pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
@@ -109,6 +121,9 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         eprintln!(
             "warning: a debug build; figures of `cargo build --release` are the ones to quote"
         );
+    }
+    if args.cluster.enabled() {
+        return cluster::run(config, &args).await;
     }
     let runtimes: Vec<String> = args
         .runtime
@@ -175,10 +190,7 @@ fn write(
 /// One bench run under the configuration's runtime: its report, ratios and targets in.
 async fn measure_one(mut config: Config, args: &BenchArgs) -> anyhow::Result<Report> {
     if let Some(transport) = args.transport {
-        config.sandbox.transport = match transport {
-            TransportArg::Stdio => Transport::Stdio,
-            TransportArg::Http => Transport::Http,
-        };
+        config.sandbox.transport = transport.into();
     }
     if let Some(size) = args.pool_size {
         config.sandbox.pool.size = size;
@@ -207,19 +219,10 @@ async fn measure_one(mut config: Config, args: &BenchArgs) -> anyhow::Result<Rep
         instance: &bench_instance,
         requests: args.churn_requests,
     };
+    let (commit, dirty) = source_state();
     let mut report = Report {
-        commit: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
-        // The bench's own results do not make the code it measures dirty: a run after
-        // the first would otherwise be marked so for the JSON the first one wrote.
-        dirty: git(&[
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-            "--",
-            ":/",
-            ":(top,exclude)bench-results",
-        ])
-        .is_some_and(|s| !s.is_empty()),
+        commit,
+        dirty,
         started_at,
         build: if cfg!(debug_assertions) {
             "debug"
@@ -406,6 +409,23 @@ async fn measure(subject: &Subject, churn: &Churn<'_>, report: &mut Report, args
             }
         }
     }
+}
+
+/// The commit measured, and whether the work tree differs from it.
+fn source_state() -> (String, bool) {
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    // The bench's own results do not make the code it measures dirty: a run after the
+    // first would otherwise be marked so for the JSON the first one wrote.
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ":/",
+        ":(top,exclude)bench-results",
+    ])
+    .is_some_and(|s| !s.is_empty());
+    (commit, dirty)
 }
 
 fn git(args: &[&str]) -> Option<String> {
