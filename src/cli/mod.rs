@@ -47,7 +47,8 @@ enum Command {
     /// Checks Docker, the sandbox image, the database, the port range and the config.
     Doctor,
     /// Measures latency, throughput and idle memory against the engine's own costs.
-    Bench(bench::BenchArgs),
+    // Boxed: its options outweigh every other command's.
+    Bench(Box<bench::BenchArgs>),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -60,6 +61,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
         Command::Doctor => doctor::run(config()?).await,
-        Command::Bench(args) => bench::run(config()?, args).await,
+        Command::Bench(args) => bench::run(config()?, *args).await,
     }
 }
