@@ -49,7 +49,7 @@ enum Command {
     /// Checks Docker, the sandbox image, the database, the port range and the config.
     Doctor,
     /// Measures latency, throughput and idle memory against the engine's own costs.
-    // Boxed: its options (the cluster mode's among them) outweigh every other command's.
+    // Boxed: its options outweigh every other command's.
     Bench(Box<bench::BenchArgs>),
 }
 

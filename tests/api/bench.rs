@@ -11,9 +11,15 @@ use crate::harness::{
     require_docker, test_runtime, transport, POSTGRES_URL_VAR,
 };
 
-/// Containers of runbox whose instance label is one of a bench's (`bench-…`), of one
-/// kind (`pool`, `on-demand`, `baseline`) when given.
-fn bench_containers_of_kind(kind: Option<&str>) -> Vec<String> {
+/// The instances of `runbox bench` (`bench-…`) and of `runbox bench --cluster`
+/// (`cluster-bench-…`): apart, so that the two tests never take the other's containers
+/// for their own.
+const BENCH: &str = "bench-";
+const CLUSTER_BENCH: &str = "cluster-bench-";
+
+/// Containers of runbox whose instance label starts with `prefix`, of one kind (`pool`,
+/// `on-demand`, `baseline`) when given.
+fn bench_containers_of_kind(prefix: &str, kind: Option<&str>) -> Vec<String> {
     let kind = kind.map(|k| format!("label=runbox.kind={k}"));
     let output = Command::new("docker")
         .args([
@@ -30,7 +36,7 @@ fn bench_containers_of_kind(kind: Option<&str>) -> Vec<String> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| line.split_once(' '))
-        .filter(|(_, instance)| instance.starts_with("bench-"))
+        .filter(|(_, instance)| instance.starts_with(prefix))
         .map(|(id, _)| id.to_string())
         .collect()
 }
@@ -38,13 +44,14 @@ fn bench_containers_of_kind(kind: Option<&str>) -> Vec<String> {
 /// Kills the bench and removes what it left, whatever the test's outcome.
 struct BenchRun {
     child: std::process::Child,
+    prefix: &'static str,
     before: Vec<String>,
 }
 
 impl BenchRun {
     /// The bench containers (of `kind` when given) that were not there before it.
     fn new_containers(&self, kind: Option<&str>) -> Vec<String> {
-        bench_containers_of_kind(kind)
+        bench_containers_of_kind(self.prefix, kind)
             .into_iter()
             .filter(|id| !self.before.contains(id))
             .collect()
@@ -76,7 +83,7 @@ async fn an_interrupted_bench_stops_its_server_and_leaves_no_container() {
     )
     .expect("write config");
     let log = dir.path().join("bench.log");
-    let before = bench_containers_of_kind(None);
+    let before = bench_containers_of_kind(BENCH, None);
     let child = Command::new(binary())
         .args(["--config", &config.display().to_string(), "bench"])
         .args([
@@ -97,7 +104,11 @@ async fn an_interrupted_bench_stops_its_server_and_leaves_no_container() {
         .stderr(std::fs::File::create(dir.path().join("bench.err")).expect("log"))
         .spawn()
         .expect("start runbox bench");
-    let mut run = BenchRun { child, before };
+    let mut run = BenchRun {
+        child,
+        prefix: BENCH,
+        before,
+    };
 
     // Under way: past the bare churn, requests hold sandboxes made on demand.
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -187,7 +198,7 @@ async fn the_cluster_bench_measures_a_hop_a_burst_and_a_kill_and_leaves_nothing(
     )
     .expect("write config");
     let out = dir.path().join("out.json");
-    let before = bench_containers_of_kind(None);
+    let before = bench_containers_of_kind(CLUSTER_BENCH, None);
     let child = Command::new(binary())
         .args([
             "--config",
@@ -221,7 +232,11 @@ async fn the_cluster_bench_measures_a_hop_a_burst_and_a_kill_and_leaves_nothing(
         .stderr(std::fs::File::create(dir.path().join("bench.err")).expect("log"))
         .spawn()
         .expect("start runbox bench --cluster");
-    let mut run = BenchRun { child, before };
+    let mut run = BenchRun {
+        child,
+        prefix: CLUSTER_BENCH,
+        before,
+    };
     let deadline = Instant::now() + Duration::from_secs(150);
     let status = loop {
         if let Some(status) = run.child.try_wait().expect("poll the bench") {

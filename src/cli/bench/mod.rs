@@ -7,6 +7,7 @@ mod churn;
 mod cluster;
 mod load;
 mod progress;
+mod record;
 mod report;
 mod runtimes;
 mod stats;
@@ -15,7 +16,6 @@ mod subject;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
 use runbox_core::config::Transport;
 use runbox_core::Config;
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use self::churn::{interleaved_level, Churn, Rounds};
 use self::load::Scenario;
 use self::progress::{bar, finish};
+use self::record::{load_average, source_state, write};
 use self::report::{Leaks, Report, ScenarioRun};
 use self::subject::{check_leaks, clean_up_after_interrupt, start_subject, Subject, SETTLE_WITHIN};
 use super::image::ensure_sandbox_image;
@@ -123,7 +124,14 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if args.cluster.enabled() {
-        return cluster::run(config, &args).await;
+        let shared = cluster::Shared {
+            server: args.server.is_some(),
+            transport: args.transport.map(Into::into),
+            runtime: args.runtime.clone(),
+            pool_size: args.pool_size,
+            out: args.out.clone(),
+        };
+        return cluster::run(config, &args.cluster, shared).await;
     }
     let runtimes: Vec<String> = args
         .runtime
@@ -164,27 +172,6 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         "runtimes": reports.iter().map(|(runtime, report)| json!({"runtime": runtime, "report": report})).collect::<Vec<_>>(),
     });
     write(&args.out, &combined, &commit, dirty)
-}
-
-/// Writes the JSON to `out` and says where it went.
-fn write(
-    out: &std::path::Path,
-    value: &impl serde::Serialize,
-    commit: &str,
-    dirty: bool,
-) -> anyhow::Result<()> {
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
-    println!(
-        "commit {commit}{}; written to {}",
-        if dirty { " (dirty)" } else { "" },
-        out.display()
-    );
-    Ok(())
 }
 
 /// One bench run under the configuration's runtime: its report, ratios and targets in.
@@ -409,39 +396,4 @@ async fn measure(subject: &Subject, churn: &Churn<'_>, report: &mut Report, args
             }
         }
     }
-}
-
-/// The commit measured, and whether the work tree differs from it.
-fn source_state() -> (String, bool) {
-    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    // The bench's own results do not make the code it measures dirty: a run after the
-    // first would otherwise be marked so for the JSON the first one wrote.
-    let dirty = git(&[
-        "status",
-        "--porcelain",
-        "--untracked-files=no",
-        "--",
-        ":/",
-        ":(top,exclude)bench-results",
-    ])
-    .is_some_and(|s| !s.is_empty());
-    (commit, dirty)
-}
-
-fn git(args: &[&str]) -> Option<String> {
-    let output = std::process::Command::new("git").args(args).output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-}
-
-fn load_average() -> Option<Vec<f64>> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(
-        text.split_whitespace()
-            .take(3)
-            .filter_map(|v| v.parse().ok())
-            .collect(),
-    )
 }

@@ -18,7 +18,18 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use self::replicas::{Cluster, Plan, TearDown};
-use super::BenchArgs;
+use crate::cli::bench::baselines::short_id;
+use crate::cli::bench::record::{load_average, source_state, write};
+use crate::cli::image::ensure_sandbox_image;
+
+/// The options of `runbox bench` that the cluster mode reads too.
+pub struct Shared {
+    pub server: bool,
+    pub transport: Option<runbox_core::config::Transport>,
+    pub runtime: Vec<String>,
+    pub pool_size: Option<usize>,
+    pub out: std::path::PathBuf,
+}
 
 #[derive(Args)]
 pub struct ClusterArgs {
@@ -81,8 +92,11 @@ struct ClusterReport {
     errors: Vec<String>,
 }
 
-pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
-    let cluster_args = &args.cluster;
+pub async fn run(
+    mut config: Config,
+    cluster_args: &ClusterArgs,
+    args: Shared,
+) -> anyhow::Result<()> {
     let Some(postgres_url) = cluster_args
         .postgres_url
         .as_deref()
@@ -100,7 +114,7 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
         "--postgres-url must be a postgres:// URL"
     );
     anyhow::ensure!(
-        args.server.is_none(),
+        !args.server,
         "--cluster starts its own replicas: no --server"
     );
     anyhow::ensure!(
@@ -116,7 +130,7 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
         "--cluster measures under one runtime at a time"
     );
     if let Some(transport) = args.transport {
-        config.sandbox.transport = transport.into();
+        config.sandbox.transport = transport;
     }
     if let Some(runtime) = args.runtime.first().filter(|r| !r.trim().is_empty()) {
         config.sandbox.runtime = runtime.trim().to_string();
@@ -125,12 +139,13 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
     let pool_size = args.pool_size.unwrap_or(3);
 
     let docker = connect_docker().await?;
-    let image = super::ensure_sandbox_image(docker.as_ref(), &config, false).await?;
+    let image = ensure_sandbox_image(docker.as_ref(), &config, false).await?;
     let began = std::time::Instant::now();
-    let (commit, dirty) = super::source_state();
+    let (commit, dirty) = source_state();
     let started_at = chrono::Utc::now().to_rfc3339();
-    let load_before = super::load_average();
-    let prefix = format!("bench-{}", super::baselines::short_id());
+    let load_before = load_average();
+    // Not `bench-…`: the instances of a cluster bench are told apart from a plain one's.
+    let prefix = format!("cluster-bench-{}", short_id());
     let slots = cluster_args.replica_slots;
     let heartbeat = config.cluster.heartbeat.0;
     let dead_after = config.cluster.dead_after.0;
@@ -214,11 +229,11 @@ pub async fn run(mut config: Config, args: &BenchArgs) -> anyhow::Result<()> {
     report.host = json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "load_before": load_before,
-        "load_after": super::load_average(),
+        "load_after": load_average(),
         "docker": docker.health().await.version,
     });
     println!("\n{}", table(&report));
-    super::write(&args.out, &report, &report.commit, report.dirty)
+    write(&args.out, &report, &report.commit, report.dirty)
 }
 
 struct Phases {
