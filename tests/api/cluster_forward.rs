@@ -87,13 +87,18 @@ pub(crate) async fn post(
     }
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
-    let served_by = response
+    let served_by = served_by(&response);
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, served_by, body)
+}
+
+/// The replica a forwarded answer names; `None` when the replica asked served it.
+pub(crate) fn served_by(response: &reqwest::Response) -> Option<String> {
+    response
         .headers()
         .get(FORWARDED_TO)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, served_by, body)
+        .map(str::to_string)
 }
 
 /// Occupies `server`'s one run slot for `seconds`; returns once the run holds it.

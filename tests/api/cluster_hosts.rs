@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster_forward::{cluster, post, replica, replica_id, stop_all, FORWARDED_TO};
+use crate::cluster_forward::{cluster, post, replica, replica_id, served_by, stop_all};
 use crate::harness::{remove_containers_on, replicas_can_share_a_database, Options, Server, TOKEN};
 use crate::tasks::{register_sleeper, start_task, task, wait_status};
 
@@ -77,11 +77,7 @@ fn execute_in_background(
         let asked = Instant::now();
         let response = request.send().await.expect("an answer in time");
         let status = response.status().as_u16();
-        let served_by = response
-            .headers()
-            .get(FORWARDED_TO)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let served_by = served_by(&response);
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
         (status, served_by, body, asked.elapsed())
     })
