@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use self::churn::{interleaved_level, Churn, Rounds};
 use self::load::Scenario;
 use self::progress::{bar, finish};
-use self::record::{load_average, source_state, write};
+use self::record::{build_profile, load_average, source_state, write};
 use self::report::{Leaks, Report, ScenarioRun};
 use self::subject::{check_leaks, clean_up_after_interrupt, start_subject, Subject, SETTLE_WITHIN};
 use super::image::ensure_sandbox_image;
@@ -211,11 +211,7 @@ async fn measure_one(mut config: Config, args: &BenchArgs) -> anyhow::Result<Rep
         commit,
         dirty,
         started_at,
-        build: if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
+        build: build_profile(),
         host: json!({}),
         config: json!({
             "server": args.server.clone().unwrap_or_else(|| "in-process".into()),

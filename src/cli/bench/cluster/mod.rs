@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::replicas::{Cluster, Plan, TearDown};
 use crate::cli::bench::baselines::short_id;
-use crate::cli::bench::record::{load_average, source_state, write};
+use crate::cli::bench::record::{build_profile, load_average, source_state, write};
 use crate::cli::image::ensure_sandbox_image;
 
 /// The options of `runbox bench` that the cluster mode reads too.
@@ -190,11 +190,7 @@ pub async fn run(
         commit,
         dirty,
         started_at,
-        build: if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
+        build: build_profile(),
         took_s: 0.0,
         host: Value::Null,
         config: settings,
