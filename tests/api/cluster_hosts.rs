@@ -1,6 +1,7 @@
 //! Replicas on three "hosts": each replica drives an engine of its own (the machine's
 //! engine, and the test engines of `scripts/start-test-engines.sh`, each in a network
-//! namespace of its own), and they share one PostgreSQL. As one service they spread a
+//! namespace of its own), a fourth drives one of those engines over mutual TLS, and they
+//! share one PostgreSQL. As one service they spread a
 //! burst and the task queue over the three engines, serve a session wherever it is
 //! asked, list a subject's sessions wherever they live, hold `max_concurrency` and a
 //! revocation across the replicas, and survive a replica killed under load. A replica
@@ -43,6 +44,29 @@ fn on_engine(host: &str, options: Options) -> Options {
         env: vec![("DOCKER_HOST".to_string(), host.to_string())],
         transport: Some("stdio"),
         ..options
+    }
+}
+
+/// `options` for a replica whose one engine is test engine 2 reached over mutual TLS
+/// (`tcp://` with its client certificate); its socket, `socket`, is where the test looks
+/// at and cleans up the replica's containers.
+fn on_tls_engine(socket: &str, options: Options) -> Options {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| panic!("{name} is empty: the test engines' env file is incomplete"))
+    };
+    Options {
+        sandbox_yaml: format!(
+            "engines:\n  - name: tls\n    host: \"{host}\"\n    capacity: 4\n    \
+             tls: {{ca: \"{ca}\", cert: \"{cert}\", key: \"{key}\"}}",
+            host = var("RUNBOX_TEST_ENGINE_2_TLS_HOST"),
+            ca = var("RUNBOX_TEST_ENGINE_2_TLS_CA"),
+            cert = var("RUNBOX_TEST_ENGINE_2_TLS_CERT"),
+            key = var("RUNBOX_TEST_ENGINE_2_TLS_KEY"),
+        ),
+        ..on_engine(socket, options)
     }
 }
 
@@ -119,21 +143,27 @@ async fn three_hosts_serve_as_one_service() {
     let (Some(engine_1), Some(engine_2)) = (test_engine(1, TEST), test_engine(2, TEST)) else {
         return;
     };
-    // A waits at most 1 s for a slot: alone, it would answer most of a burst 504.
+    // A waits at most 1 s for a slot: alone, it would answer most of a burst 504. D
+    // drives engine 2 over mutual TLS, as a replica on a host of its own would.
     let servers = cluster(
         on_machine(replica(2, "1s", 0)),
         vec![
             on_engine(&engine_1, replica(2, "20s", 0)),
             on_engine(&engine_2, replica(2, "20s", 0)),
+            on_tls_engine(&engine_2, replica(2, "20s", 0)),
         ],
     )
     .await;
-    let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
+    let (a, b, c, d) = (&servers[0], &servers[1], &servers[2], &servers[3]);
     let ids = [
         replica_id(a).await,
         replica_id(b).await,
         replica_id(c).await,
+        replica_id(d).await,
     ];
+    let engines = d.health().await["engines"].clone();
+    assert_eq!(engines[0]["name"], "tls", "{engines}");
+    assert_eq!(engines[0]["reachable"], true, "{engines}");
 
     // Each replica's /metrics names it and counts the registry; the doctor checks it.
     let metrics = crate::ops::scrape(a).await;
@@ -143,7 +173,7 @@ async fn three_hosts_serve_as_one_service() {
         .unwrap_or_default();
     assert!(info.contains(&format!("replica=\"{}\"", ids[0])), "{info}");
     assert!(
-        metrics.contains("runbox_cluster_replicas{state=\"alive\"} 3"),
+        metrics.contains("runbox_cluster_replicas{state=\"alive\"} 4"),
         "{metrics}"
     );
     let config = a.data_dir().join("config.yaml");
@@ -161,11 +191,11 @@ async fn three_hosts_serve_as_one_service() {
         assert!(line.contains("alive at"), "{line}");
     }
 
-    // A burst of six 2 s runs at A, which runs two at once: the rest go to B and C.
-    let burst: Vec<_> = (0..6)
+    // A burst of eight 2 s runs at A, which runs two at once: the rest go to B, C and D.
+    let burst: Vec<_> = (0..8)
         .map(|i| execute_in_background(a, format!("import time; time.sleep(2); print({i})"), 60))
         .collect();
-    let mut served = [0; 3];
+    let mut served = [0; 4];
     for (i, run) in burst.into_iter().enumerate() {
         let (status, served_by, body, _) = run.await.expect("join");
         assert_eq!(status, 200, "no 504 while peers have room: {body}");
@@ -177,19 +207,19 @@ async fn three_hosts_serve_as_one_service() {
         });
         served[at] += 1;
     }
-    eprintln!("a burst of 6 at A: served by A, B, C: {served:?}");
+    eprintln!("a burst of 8 at A: served by A, B, C, D: {served:?}");
     assert!(
         served.iter().all(|&n| n > 0),
         "every host served some: {served:?}"
     );
 
-    // Tasks sent to A run on all three engines.
+    // Tasks sent to A run on every replica (D's on engine 2 through TLS).
     register_sleeper(a, json!({"timeout": 60})).await;
     let mut tasks = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..8 {
         tasks.push(start_task(a, json!({"seconds": 3})).await);
     }
-    let mut ran_on = [false; 3];
+    let mut ran_on = [false; 4];
     let deadline = Instant::now() + Duration::from_secs(30);
     while ran_on.contains(&false) && Instant::now() < deadline {
         for (n, server) in servers.iter().enumerate() {
@@ -197,7 +227,7 @@ async fn three_hosts_serve_as_one_service() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(ran_on, [true; 3], "each engine ran some of the tasks");
+    assert_eq!(ran_on, [true; 4], "each replica ran some of the tasks");
     for id in &tasks {
         let done = wait_status(c, id, "DONE", Duration::from_secs(60)).await;
         assert_eq!(done["status"], "DONE", "{done}");
@@ -230,7 +260,7 @@ async fn three_hosts_serve_as_one_service() {
     let (status, other) = c.post("/sessions", Some(TOKEN), &json!({})).await;
     assert_eq!(status, 201, "{other}");
     let other = other["id"].as_str().expect("id").to_string();
-    for server in [a, b, c] {
+    for server in [a, b, c, d] {
         assert_eq!(
             session_ids(server, TOKEN).await,
             vec![session.clone(), other.clone()],
@@ -286,7 +316,7 @@ async fn three_hosts_serve_as_one_service() {
     let print = json!({"languageType": "python", "variables": {}, "code": "print(2)"});
     assert_eq!(c.post("/runcode", Some(&token), &print).await.0, 200);
     token_cli(a, &["revoke", &token]);
-    for server in [a, b, c] {
+    for server in [a, b, c, d] {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let (status, _) = server.post("/runcode", Some(&token), &print).await;
@@ -311,7 +341,7 @@ async fn three_hosts_serve_as_one_service() {
     }
     let busy: Vec<String> = {
         let mut busy = Vec::new();
-        for server in [a, a, b, b] {
+        for server in [a, a, b, b, d, d] {
             busy.push(start_task(server, json!({"seconds": 6})).await);
         }
         busy
@@ -327,7 +357,7 @@ async fn three_hosts_serve_as_one_service() {
         assert_eq!(task(a, id).await["status"], "QUEUED");
     }
     let mut servers = servers;
-    let mut doomed = servers.pop().expect("c");
+    let mut doomed = servers.remove(2);
     let (a, b) = (&servers[0], &servers[1]);
     doomed.kill9();
     let killed = Instant::now();
@@ -406,6 +436,17 @@ async fn state_of(server: &Server, id: &str, bound: u64) -> Option<String> {
         .find(|r| r["id"] == id)
         .and_then(|r| r["state"].as_str())
         .map(str::to_string)
+}
+
+/// How many runs replica `id` had going at its last heartbeat, as `server` sees it.
+async fn running_in_registry(server: &Server, id: &str) -> Option<i64> {
+    let response = client(10).get(server.url("/health")).send().await.ok()?;
+    let health: Value = response.json().await.ok()?;
+    health["cluster"]["replicas"]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"] == id)
+        .and_then(|r| r["running"].as_i64())
 }
 
 /// Polls until `server` shows replica `id` in `state`; how long that took.
@@ -495,6 +536,38 @@ async fn a_replica_whose_engine_freezes_stops_taking_work_and_rejoins() {
     let (status, _, body, took) = in_flight.await.expect("the run in flight answered");
     eprintln!("the run in flight at the freeze answered {status} after {took:?}: {body}");
     assert!(took < Duration::from_secs(60), "{took:?}");
+
+    // With A full too, a run asked of F has nowhere to go: a prompt 503 naming why, not a
+    // launch that waits out its bound on the frozen engine.
+    let filling: Vec<_> = (0..4)
+        .map(|_| execute_in_background(a, "import time; time.sleep(18)".into(), 60))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_in_registry(f, &a_id).await != Some(4) {
+        assert!(
+            Instant::now() < deadline,
+            "A's four runs never showed in the registry"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // F's copy of the registry is read every second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _, body, took) = execute_in_background(f, "print('nowhere')".into(), 60)
+        .await
+        .expect("join");
+    eprintln!(
+        "with no room anywhere, a run asked of the frozen replica answered {status} in {took:?}"
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.to_string().contains("engine does not answer"),
+        "{body}"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    for run in filling {
+        // Closing the connection cancels the run: A's slots come free.
+        run.abort();
+    }
 
     drop(frozen);
     let thawed = Instant::now();

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{binary, jwt, now, Options, Server, JWT_SECRET, TOKEN};
+use crate::cluster_forward::{cluster, replica, stop_all};
+use crate::harness::{
+    binary, jwt, now, replicas_can_share_a_database, Options, Server, JWT_SECRET, TOKEN,
+};
 
 fn mcp_python() -> String {
     std::env::var("RUNBOX_TEST_MCP_PYTHON").unwrap_or_else(|_| {
@@ -29,17 +32,32 @@ fn token(subject: &str, scope: &str) -> String {
 }
 
 async fn scenario(name: &str) {
-    let python = mcp_python();
     let server = Server::start_with(Options {
         pool_size: 1,
         ..Options::default()
     })
     .await;
+    run_scenario(name, &server, &[]).await;
+    // Whatever the scenario opened (MCP sessions, their notebooks, runs) is gone: the
+    // warm pool is all that is left.
+    let left = server
+        .wait_containers_at_most(1, Duration::from_secs(30))
+        .await;
+    assert!(left.len() <= 1, "containers left after `{name}`: {left:?}");
+    server.stop().await;
+}
+
+/// Runs scenario `name` of `check_mcp.py` against `server` (and, for the scenarios of
+/// several replicas, `peers`).
+async fn run_scenario(name: &str, server: &Server, peers: &[Server]) {
+    let python = mcp_python();
     let root = env!("CARGO_MANIFEST_DIR");
+    let peer_urls: Vec<&str> = peers.iter().map(|peer| peer.base.as_str()).collect();
     let output = tokio::process::Command::new(&python)
         .arg(format!("{root}/tests/mcp/check_mcp.py"))
         .arg(name)
         .env("MCP_URL", &server.base)
+        .env("MCP_PEER_URLS", peer_urls.join(" "))
         .env("MCP_TOKEN", TOKEN)
         .env("MCP_READER_TOKEN", token("reader", "functions:read"))
         .env("MCP_NO_SCOPE_TOKEN", token("nobody", "tasks"))
@@ -50,18 +68,14 @@ async fn scenario(name: &str) {
         .unwrap_or_else(|err| panic!("cannot run {python}: {err}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let logs: String = std::iter::once(server)
+        .chain(peers)
+        .map(|server| format!("--- server log ---\n{}\n", server.log_tail()))
+        .collect();
     assert!(
         output.status.success(),
-        "MCP scenario `{name}` failed:\n{stdout}\n{stderr}\n--- server log ---\n{}",
-        server.log_tail()
+        "MCP scenario `{name}` failed:\n{stdout}\n{stderr}\n{logs}"
     );
-    // Whatever the scenario opened (MCP sessions, their notebooks, runs) is gone: the
-    // warm pool is all that is left.
-    let left = server
-        .wait_containers_at_most(1, Duration::from_secs(30))
-        .await;
-    assert!(left.len() <= 1, "containers left after `{name}`: {left:?}");
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,4 +111,23 @@ async fn long_runs_send_their_output_as_progress() {
 #[tokio::test(flavor = "multi_thread")]
 async fn runbox_mcp_serves_the_tools_over_stdio() {
     scenario("stdio").await;
+}
+
+/// Replicas behind a load balancer that keeps no affinity: an MCP session (and a runbox
+/// session a sessionless client names) is served wherever its requests arrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_sessions_hold_across_replicas_without_a_sticky_balancer() {
+    const TEST: &str = "mcp_sessions_hold_across_replicas_without_a_sticky_balancer";
+    if !replicas_can_share_a_database(TEST) {
+        return;
+    }
+    let servers = cluster(replica(4, "20s", 1), vec![replica(4, "20s", 1)]).await;
+    run_scenario("replicas", &servers[0], &servers[1..]).await;
+    for server in &servers {
+        let left = server
+            .wait_containers_at_most(1, Duration::from_secs(30))
+            .await;
+        assert!(left.len() <= 1, "containers left: {left:?}");
+    }
+    stop_all(servers).await;
 }

@@ -6,7 +6,8 @@ Run by tests/api/mcp.rs against a server it started:
 
 with MCP_URL (the server's base URL), MCP_TOKEN (all scopes but admin),
 MCP_READER_TOKEN (functions:read only), MCP_NO_SCOPE_TOKEN (a valid token without
-scopes) and RUNBOX_BIN (for `runbox mcp` over stdio) in the environment. Prints what it
+scopes) and RUNBOX_BIN (for `runbox mcp` over stdio) in the environment (and, for the
+`replicas` scenario, MCP_PEER_URLS: the other replicas' base URLs). Prints what it
 checked; exits non-zero with the reason on the first failure.
 """
 
@@ -317,6 +318,70 @@ async def stdio() -> None:
     check(not live, f"stdio: the notebook ends with the process ({live})")
 
 
+class RoundRobin(httpx2.AsyncBaseTransport):
+    """A load balancer without stickiness: each request goes to the next replica."""
+
+    def __init__(self, bases: list[str]) -> None:
+        self.bases = [httpx2.URL(base) for base in bases]
+        self.sent = 0
+        self.reached: set[str] = set()
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        base = self.bases[self.sent % len(self.bases)]
+        self.sent += 1
+        self.reached.add(str(base))
+        request.url = request.url.copy_with(host=base.host, port=base.port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def replicas() -> None:
+    # MCP_URL and the replicas of MCP_PEER_URLS are one service; the client's requests
+    # go to each in turn, as through a load balancer that keeps no MCP session affinity.
+    bases = [BASE] + os.environ["MCP_PEER_URLS"].split()
+
+    def balanced() -> tuple[RoundRobin, httpx2.AsyncClient]:
+        balancer = RoundRobin(bases)
+        http = httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120, transport=balancer
+        )
+        return balancer, http
+
+    # Handshake era: one MCP session is one notebook, whichever replica a request reaches.
+    balancer, http = balanced()
+    async with Client(streamable_http_client(URL, http_client=http), mode="legacy", raise_exceptions=True) as client:
+        await run_python(client, "counter = 40")
+        for _ in range(3):
+            kept = await run_python(client, "counter += 1\ncounter")
+            check(not kept.is_error, f"a call of the MCP session ran ({texts(kept)})")
+        check(kept.structured_content["value"] == 43, "the MCP session's state is kept across replicas")
+    check(len(balancer.reached) == len(bases), f"its requests reached every replica ({balancer.sent} sent)")
+    await asyncio.sleep(1)
+    live = [s for s in await sessions_of_token() if s["alive"]]
+    check(not live, f"the notebook ends with its MCP session, wherever it lived ({live})")
+
+    # Sessionless era: a handle made through one replica is used through the others.
+    balancer, http = balanced()
+    async with Client(streamable_http_client(URL, http_client=http), mode="auto", raise_exceptions=True) as client:
+        created = await client.call_tool("create_session", {})
+        handle = created.structured_content["id"]
+        await run_python(client, "counter = 41", session_id=handle)
+        kept = await run_python(client, "counter + 1", session_id=handle)
+        check(not kept.is_error, f"a call naming the handle ran ({texts(kept)})")
+        check(kept.structured_content["value"] == 42, "the handle keeps state across replicas")
+        files = await client.call_tool("run_bash", {"code": "echo hi > f.txt", "session_id": handle})
+        check(not files.is_error, "run_bash through another replica reaches the session")
+        download = await client.call_tool("download_file", {"path": "f.txt", "session_id": handle})
+        check(texts(download) == ["hi\n"], "download_file through another replica reaches it too")
+        await client.call_tool("end_session", {"session_id": handle})
+        gone = await run_python(client, "1", session_id=handle)
+        check(gone.is_error, "an ended session answers a tool error")
+    check(len(balancer.reached) == len(bases), f"its requests reached every replica ({balancer.sent} sent)")
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
     "tools_and_plot": tools_and_plot,
     "notebook_sessions": notebook_sessions,
@@ -325,6 +390,7 @@ SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
     "bad_input": bad_input,
     "progress": progress,
     "stdio": stdio,
+    "replicas": replicas,
 }
 
 if __name__ == "__main__":

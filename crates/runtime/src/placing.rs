@@ -49,6 +49,15 @@ impl Runtime {
         }
     }
 
+    /// Replica `id` when it is a live peer: what it holds in memory alone (an MCP
+    /// session) is sent there. `None` when it is this replica, or gone.
+    pub async fn live_peer(&self, id: &str) -> Option<Peer> {
+        if !self.clustered() {
+            return None;
+        }
+        self.placement.live_peer(id).await
+    }
+
     /// The live peers that hold sessions of `principal`: `GET /sessions` asks them for
     /// theirs. None on SQLite.
     pub async fn session_peers(&self, principal: &Principal) -> Result<Vec<Peer>, RuntimeError> {

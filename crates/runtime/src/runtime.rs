@@ -137,6 +137,7 @@ impl Runtime {
             dead_after,
             runner.admission.clone(),
         );
+        placement.spawn_refresh(config.cluster.heartbeat.get(), background.clone());
         let session_directory = SessionDirectory::new(
             runner.store.clone(),
             &replica.id,

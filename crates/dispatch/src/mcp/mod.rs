@@ -9,11 +9,17 @@
 //! one runbox session, opened on first use and ended with the MCP session; with the
 //! sessionless 2026-07-28 protocol, state is an explicit handle (`create_session`, then
 //! `session_id` on each call).
+//!
+//! Among replicas an MCP session stays on the replica that answered its `initialize`;
+//! its id names that replica (`sessions.rs`), and a request for it that a load balancer
+//! hands another replica is sent there, as is a tool call naming a runbox session that
+//! another replica holds (`routes/forward.rs`). A client needs no sticky load balancer.
 
 mod content;
 mod notebook;
 mod schema;
 mod server;
+mod sessions;
 mod tools;
 
 use std::sync::Arc;
@@ -25,9 +31,11 @@ use runbox_runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use server::McpServer;
+pub use sessions::holder as session_holder;
+use sessions::ReplicaSessions;
 
 /// The MCP endpoint's transport, built once per server.
-pub type McpService = StreamableHttpService<McpServer, LocalSessionManager>;
+pub type McpService = StreamableHttpService<McpServer, ReplicaSessions>;
 
 /// Scopes that give a token anything to do here.
 pub const USEFUL_SCOPES: [&str; 3] = ["run", "functions:read", "admin"];
@@ -38,8 +46,9 @@ pub fn service(runtime: Runtime, stop: CancellationToken) -> Arc<McpService> {
     let config = runtime.config().clone();
     let idle = config.sessions.idle_timeout.get();
     let body_limit = usize::try_from(config.server.max_body_bytes.bytes()).unwrap_or(usize::MAX);
-    let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive = Some(idle.max(Duration::from_secs(1)));
+    let mut local = LocalSessionManager::default();
+    local.session_config.keep_alive = Some(idle.max(Duration::from_secs(1)));
+    let sessions = ReplicaSessions::new(runtime.replica_id(), local);
     let transport = StreamableHttpServerConfig::default()
         // Every request carries a bearer token that is checked before this transport
         // sees it, which is what DNS rebinding would need to forge; runbox is reached

@@ -43,6 +43,12 @@ enum Wants {
     Run,
     /// Something of session `id`.
     Session(String),
+    /// An MCP tool call that names session `id` (sessionless MCP): served where the
+    /// session is; where nobody holds it, here (a tool error, as for any unknown session).
+    ToolSession(String),
+    /// What replica `id` alone holds: its MCP session. Here when it is gone (404: the
+    /// client starts a new MCP session, as the protocol says).
+    Replica(String),
     /// Anything else: served here.
     Here,
 }
@@ -58,6 +64,7 @@ pub async fn forward(
         return Ok(next.run(request).await);
     };
     if !wants_body(request.method(), request.uri().path())
+        && request.uri().path() != MCP_PATH
         && by_path(request.method(), request.uri().path()) == Wants::Here
     {
         return Ok(next.run(request).await);
@@ -84,13 +91,14 @@ pub async fn forward(
     parts.headers.remove(&FORWARDED_BY);
     parts.headers.remove(&FORWARD_PROOF);
     let wants = match by_path(&parts.method, parts.uri.path()) {
+        Wants::Here if parts.uri.path() == MCP_PATH => by_mcp(&parts.headers, &body),
         Wants::Here => by_body(&parts.method, parts.uri.path(), &body),
         wants => wants,
     };
-    let kind = if wants == Wants::Run {
-        "run"
-    } else {
-        "session"
+    let kind = match wants {
+        Wants::Run => "run",
+        Wants::ToolSession(_) | Wants::Replica(_) => "mcp",
+        Wants::Session(_) | Wants::Here => "session",
     };
     let is_run = wants == Wants::Run;
     let peer = match wants {
@@ -102,6 +110,7 @@ pub async fn forward(
             }
             RunPlace::Here(None) => None,
             RunPlace::Peer(peer) => Some(peer),
+            RunPlace::Nowhere(why) => return Err(ApiError::Unavailable(why)),
         },
         Wants::Session(id) => {
             let principal = parts
@@ -113,6 +122,17 @@ pub async fn forward(
                 SessionPlace::Owner(peer) => Some(peer),
             }
         }
+        Wants::ToolSession(id) => {
+            let principal = parts
+                .extensions
+                .get::<Principal>()
+                .ok_or_else(|| ApiError::Internal("forwarding before authentication".into()))?;
+            match runtime.place_session(principal, &id).await {
+                Ok(SessionPlace::Owner(peer)) => Some(peer),
+                Ok(SessionPlace::Here) | Err(_) => None,
+            }
+        }
+        Wants::Replica(id) => runtime.live_peer(&id).await,
     };
     let Some(peer) = peer else {
         return Ok(next.run(Request::from_parts(parts, Body::from(body))).await);
@@ -240,6 +260,39 @@ fn is_forwarded(runtime: &Runtime, headers: &HeaderMap, request: &ForwardedReque
     valid
 }
 
+/// The MCP endpoint: its session header, or the session a tool call names, says where
+/// a request is served.
+const MCP_PATH: &str = "/mcp";
+/// The header that carries an MCP session's id.
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// Where an MCP request is served: at the replica its MCP session names; a tool call
+/// without one (sessionless protocol) that names a runbox session, where that session
+/// is; anything else here.
+fn by_mcp(headers: &HeaderMap, body: &[u8]) -> Wants {
+    if let Some(id) = headers.get(&MCP_SESSION_ID) {
+        return id
+            .to_str()
+            .ok()
+            .and_then(crate::mcp::session_holder)
+            .map_or(Wants::Here, |replica| Wants::Replica(replica.to_string()));
+    }
+    let Ok(serde_json::Value::Object(message)) = serde_json::from_slice(body) else {
+        return Wants::Here;
+    };
+    if message.get("method").and_then(|m| m.as_str()) != Some("tools/call") {
+        return Wants::Here;
+    }
+    match message
+        .get("params")
+        .and_then(|params| params.get("arguments"))
+        .and_then(|arguments| arguments.get("session_id"))
+    {
+        Some(serde_json::Value::String(id)) => Wants::ToolSession(id.clone()),
+        _ => Wants::Here,
+    }
+}
+
 /// The routes whose body says where they are served.
 fn wants_body(method: &Method, path: &str) -> bool {
     *method == Method::POST
@@ -281,12 +334,16 @@ fn by_body(method: &Method, path: &str, body: &[u8]) -> Wants {
     }
 }
 
-/// The request headers a peer needs: who asks, what the body is, what answer is wanted.
-const PASSED_ON: [HeaderName; 4] = [
+/// The request headers a peer needs: who asks, what the body is, what answer is wanted
+/// (and, for MCP, in which session, at which protocol version, from which event on).
+const PASSED_ON: [HeaderName; 7] = [
     header::AUTHORIZATION,
     header::CONTENT_TYPE,
     header::ACCEPT,
     HeaderName::from_static("x-request-id"),
+    MCP_SESSION_ID,
+    HeaderName::from_static("mcp-protocol-version"),
+    HeaderName::from_static("last-event-id"),
 ];
 
 async fn send(
@@ -399,5 +456,31 @@ mod tests {
             Wants::Here
         );
         assert_eq!(by_body(&Method::POST, "/functions", b"{}"), Wants::Here);
+    }
+
+    #[test]
+    fn an_mcp_request_goes_by_its_session_header_then_by_the_session_a_tool_names() {
+        let mut headers = HeaderMap::new();
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_python","arguments":{"code":"1","session_id":"s"}}}"#;
+        assert_eq!(by_mcp(&headers, call), Wants::ToolSession("s".into()));
+        assert_eq!(
+            by_mcp(
+                &headers,
+                br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_python","arguments":{"code":"1"}}}"#
+            ),
+            Wants::Here
+        );
+        assert_eq!(
+            by_mcp(
+                &headers,
+                br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#
+            ),
+            Wants::Here
+        );
+        assert_eq!(by_mcp(&headers, b"[1, 2]"), Wants::Here);
+        headers.insert(MCP_SESSION_ID, HeaderValue::from_static("r-2.abc"));
+        assert_eq!(by_mcp(&headers, call), Wants::Replica("r-2".into()));
+        headers.insert(MCP_SESSION_ID, HeaderValue::from_static("abc"));
+        assert_eq!(by_mcp(&headers, b""), Wants::Here);
     }
 }

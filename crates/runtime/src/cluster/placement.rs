@@ -1,16 +1,24 @@
 //! Where a request is served: here, or at a peer. A synchronous run goes to a peer only
-//! when this replica's admission is full (it would queue and maybe time out) and a live
-//! peer has room; a session's requests go to the replica that holds it. Room is what
-//! the registry says (`capacity - running` at the peer's last heartbeat) less the runs
-//! this replica has sent it since, so that a burst does not pile onto one stale figure.
+//! when this replica's admission is full (it would queue and maybe time out) or its
+//! engine does not answer, and a live peer has room; a session's requests go to the
+//! replica that holds it. Room is what the registry says (`capacity - running` at the
+//! peer's last heartbeat) less the runs this replica has sent it since, so that a burst
+//! does not pile onto one stale figure.
+//!
+//! The registry is read from the database in the background every second (or every
+//! heartbeat when that is shorter), not on each request: a forwarded run pays no
+//! database round trip. Its figures are at most that much older than the heartbeats
+//! they carry; a session whose owner the copy does not know or thinks dead is looked up
+//! afresh before it is called gone.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use runbox_store::{Backend, ReplicaRecord, Store};
+use runbox_store::{Backend, ReplicaRecord, Store, StoreError};
+use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Admission, Reserved};
 use crate::replica::Replica;
@@ -30,6 +38,21 @@ pub enum RunPlace {
     /// Here; with the slot it was promised when one was free.
     Here(Option<Reserved>),
     Peer(Peer),
+    /// Nowhere now: this replica's engine does not answer and no peer has room (why).
+    Nowhere(String),
+}
+
+/// How often the registry is read in the background (at most; a shorter heartbeat
+/// reads it every heartbeat).
+const REGISTRY_REFRESH: Duration = Duration::from_secs(1);
+/// A copy older than this (the background reads failing) is not used: the request
+/// reads the registry itself.
+const REGISTRY_STALE: Duration = Duration::from_secs(5);
+
+/// The registry as last read.
+struct RegistryCopy {
+    read_at: Instant,
+    replicas: Arc<Vec<ReplicaRecord>>,
 }
 
 /// Where a request for a session is served.
@@ -47,6 +70,7 @@ pub struct Placement {
     admission: Admission,
     /// Runs this replica is sending to each peer now.
     sending: Arc<Mutex<HashMap<String, i64>>>,
+    registry: Arc<RwLock<Option<RegistryCopy>>>,
 }
 
 struct Sending {
@@ -79,7 +103,59 @@ impl Placement {
             dead_after,
             admission,
             sending: Arc::default(),
+            registry: Arc::default(),
         }
+    }
+
+    /// Reads the registry every [`REGISTRY_REFRESH`] (or `heartbeat`, when shorter)
+    /// until `stop` (nothing on SQLite: no peers).
+    pub(crate) fn spawn_refresh(&self, heartbeat: Duration, stop: CancellationToken) {
+        if !self.clustered() {
+            return;
+        }
+        let placement = self.clone();
+        let every = REGISTRY_REFRESH.min(heartbeat);
+        tokio::spawn(async move {
+            let mut reads = tokio::time::interval(every);
+            reads.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = reads.tick() => {}
+                }
+                if let Err(err) = placement.read_registry().await {
+                    tracing::warn!(error = %err, "cannot read the registry of replicas");
+                }
+            }
+        });
+    }
+
+    /// The registry as last read, when that is recent; else as read now.
+    async fn registry(&self) -> Result<Arc<Vec<ReplicaRecord>>, StoreError> {
+        let copy = self
+            .registry
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .filter(|copy| copy.read_at.elapsed() <= REGISTRY_STALE)
+            .map(|copy| copy.replicas.clone());
+        match copy {
+            Some(replicas) => Ok(replicas),
+            None => self.read_registry().await,
+        }
+    }
+
+    /// The registry as the database has it now; kept as the copy requests use.
+    async fn read_registry(&self) -> Result<Arc<Vec<ReplicaRecord>>, StoreError> {
+        let replicas = Arc::new(self.store.replicas().await?);
+        *self
+            .registry
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(RegistryCopy {
+            read_at: Instant::now(),
+            replicas: replicas.clone(),
+        });
+        Ok(replicas)
     }
 
     /// Whether there can be peers at all (several replicas need PostgreSQL).
@@ -88,8 +164,9 @@ impl Placement {
     }
 
     /// Here while admission has a free slot and the engine answers; else the live peer
-    /// with the most room (the freshest heartbeat among equals); here again when none
-    /// has any.
+    /// with the most room (the freshest heartbeat among equals); when none has any, here
+    /// again (to wait for a slot) if the engine answers, and nowhere if it does not (a
+    /// launch would only wait out its bound on a frozen engine).
     pub async fn place_run(&self) -> RunPlace {
         let engine_answers = self.replica.engine_answers.load(Ordering::Relaxed);
         if !self.clustered() {
@@ -100,7 +177,7 @@ impl Placement {
                 return RunPlace::Here(Some(reserved));
             }
         }
-        let replicas = match self.store.replicas().await {
+        let replicas = match self.registry().await {
             Ok(replicas) => replicas,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the registry; running here");
@@ -118,7 +195,14 @@ impl Placement {
             .filter(|(_, room)| *room > 0)
             .max_by_key(|(peer, room)| (*room, peer.heartbeat_at));
         let Some((peer, _)) = best else {
-            return RunPlace::Here(None);
+            if engine_answers {
+                return RunPlace::Here(None);
+            }
+            return RunPlace::Nowhere(format!(
+                "this replica's engine does not answer and no other replica has room \
+                 now (replica {})",
+                self.replica.id
+            ));
         };
         drop(sending);
         RunPlace::Peer(self.sending_to(peer))
@@ -134,11 +218,11 @@ impl Placement {
         if owner == self.replica.id {
             return Ok(SessionPlace::Here);
         }
-        let replicas = self.store.replicas().await.map_err(|err| {
+        let known = self.known(owner).await.map_err(|err| {
             format!("cannot tell where session {session} lives: the database: {err}")
         })?;
-        match replicas.iter().find(|peer| peer.id == owner) {
-            Some(peer) if self.alive(peer) => Ok(SessionPlace::Owner(self.sending_to(peer))),
+        match known {
+            Some(peer) if self.alive(&peer) => Ok(SessionPlace::Owner(self.sending_to(&peer))),
             Some(peer) => Err(format!(
                 "session {session} lived on replica {owner} ({}), which is gone: no \
                  heartbeat for {} s; its sandbox is lost",
@@ -152,14 +236,51 @@ impl Placement {
         }
     }
 
+    /// Replica `id` when it is another live one, to send what it holds (an MCP session);
+    /// `None` when it is this one, or gone.
+    pub(crate) async fn live_peer(&self, id: &str) -> Option<Peer> {
+        if id == self.replica.id {
+            return None;
+        }
+        match self.known(id).await {
+            Ok(Some(peer)) if self.alive(&peer) => Some(Peer {
+                id: peer.id.clone(),
+                address: peer.address.clone(),
+                // What it is sent is not a run: it takes no room there.
+                _sending: None,
+            }),
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!(error = %err, replica = id, "cannot read the registry");
+                None
+            }
+        }
+    }
+
+    /// Replica `id` as the registry has it: from the copy when it is alive there; else
+    /// as the database says now (the copy may predate it, or its last heartbeats).
+    async fn known(&self, id: &str) -> Result<Option<ReplicaRecord>, StoreError> {
+        let find = |replicas: &[ReplicaRecord]| replicas.iter().find(|peer| peer.id == id).cloned();
+        let copy = self.registry().await?;
+        match find(&copy) {
+            Some(peer) if self.alive(&peer) => Ok(Some(peer)),
+            _ => Ok(find(&self.read_registry().await?)),
+        }
+    }
+
     /// The live peers among `ids` (this replica left out), to ask something that
     /// takes no room there.
     pub(crate) async fn live_peers(&self, ids: &[String]) -> Result<Vec<Peer>, String> {
-        let replicas = self
-            .store
-            .replicas()
-            .await
-            .map_err(|err| format!("cannot read the registry: {err}"))?;
+        let unreadable = |err| format!("cannot read the registry: {err}");
+        let mut replicas = self.registry().await.map_err(unreadable)?;
+        let unknown = |replicas: &[ReplicaRecord]| {
+            ids.iter()
+                .any(|id| *id != self.replica.id && !replicas.iter().any(|peer| peer.id == *id))
+        };
+        if unknown(&replicas) {
+            // A replica that joined since the copy was read.
+            replicas = self.read_registry().await.map_err(unreadable)?;
+        }
         Ok(replicas
             .iter()
             .filter(|peer| peer.id != self.replica.id && ids.contains(&peer.id))
