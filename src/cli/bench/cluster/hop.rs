@@ -71,7 +71,7 @@ pub(super) async fn measure(
         // Which goes first alternates: neither side always follows the other.
         for hop_now in [i % 2 == 0, i % 2 != 0] {
             if pool_size > 0 {
-                wait_warm(&quick, peers).await;
+                wait_quiet(&quick, &cluster.replicas).await;
             }
             let target = if hop_now { entry } else { &peers[peer] };
             let call = execute(&quick, &target.base, &cluster.token, PRINT, "1\n").await;
@@ -186,17 +186,25 @@ async fn occupy(
     }
 }
 
-/// Waits (up to 30 s) until every peer has a warm sandbox ready: a run of the pair is
-/// then a warm run wherever it lands.
-async fn wait_warm(client: &reqwest::Client, peers: &[super::replicas::Replica]) {
+/// Waits (up to 30 s) until every replica is quiet: its warm pool full and nothing
+/// else going on its engine (no sandbox starting or being removed, none running but the
+/// ones that hold replica 0's slots). A run of the pair is then a warm run wherever it
+/// lands, and neither side of a pair is measured while the other's sandbox is being
+/// replaced on the same two cores.
+async fn wait_quiet(client: &reqwest::Client, replicas: &[super::replicas::Replica]) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    for peer in peers {
+    for replica in replicas {
         while Instant::now() < deadline {
-            let ready = health(client, &peer.base)
+            let pool = health(client, &replica.base)
                 .await
-                .and_then(|h| h["pool"]["ready"].as_u64())
+                .map(|h| h["pool"].clone())
                 .unwrap_or_default();
-            if ready >= 1 {
+            let figure = |name: &str| pool[name].as_u64().unwrap_or_default();
+            let target = figure("target");
+            if target > 0
+                && figure("ready") >= target
+                && figure("live_containers") <= target + figure("in_use")
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
