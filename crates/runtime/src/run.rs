@@ -168,8 +168,14 @@ impl Run {
                     RuntimeError::Internal(format!("the session's exec task failed: {err}"))
                 })?
             }
-            Work::Call(prepared) => {
-                let executed = match functions.run(&prepared, Admit::Bounded).await? {
+            Work::Call(mut prepared) => {
+                let ran = functions.run(&prepared, Admit::Bounded).await;
+                // Its place under max_concurrency is free before the caller hears back,
+                // so that a call sent on the answer is not refused for this one.
+                if let Some(lease) = prepared.lease.take() {
+                    lease.release().await;
+                }
+                let executed = match ran? {
                     Ran::Finished(executed) => *executed,
                     Ran::Cancelled => {
                         Executed::cancelled("the call was cancelled before it started")

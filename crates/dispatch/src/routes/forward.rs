@@ -334,17 +334,22 @@ fn by_body(method: &Method, path: &str, body: &[u8]) -> Wants {
     }
 }
 
-/// The request headers a peer needs: who asks, what the body is, what answer is wanted
-/// (and, for MCP, in which session, at which protocol version, from which event on).
-const PASSED_ON: [HeaderName; 7] = [
+/// The request headers a peer needs: who asks, what the body is, what answer is wanted,
+/// and from which event on a stream resumes. Besides these, every `Mcp-*` header goes
+/// along (the session, the protocol version, and the method, name and parameters the
+/// sessionless protocol repeats in headers).
+const PASSED_ON: [HeaderName; 5] = [
     header::AUTHORIZATION,
     header::CONTENT_TYPE,
     header::ACCEPT,
     HeaderName::from_static("x-request-id"),
-    MCP_SESSION_ID,
-    HeaderName::from_static("mcp-protocol-version"),
     HeaderName::from_static("last-event-id"),
 ];
+
+/// Whether a request header goes to the peer.
+fn passed_on(name: &HeaderName) -> bool {
+    PASSED_ON.contains(name) || name.as_str().starts_with("mcp-")
+}
 
 async fn send(
     peers: &PeerClient,
@@ -364,10 +369,8 @@ async fn send(
         .header(FORWARDED_BY, runtime.replica_id())
         .header(FORWARD_PROOF, proof)
         .body(body);
-    for name in &PASSED_ON {
-        for value in parts.headers.get_all(name) {
-            request = request.header(name, value);
-        }
+    for (name, value) in parts.headers.iter().filter(|(name, _)| passed_on(name)) {
+        request = request.header(name, value);
     }
     request.send().await
 }
@@ -482,5 +485,25 @@ mod tests {
         assert_eq!(by_mcp(&headers, call), Wants::Replica("r-2".into()));
         headers.insert(MCP_SESSION_ID, HeaderValue::from_static("abc"));
         assert_eq!(by_mcp(&headers, b""), Wants::Here);
+    }
+
+    #[test]
+    fn the_headers_a_peer_needs_go_along_and_no_others() {
+        for name in [
+            "authorization",
+            "content-type",
+            "accept",
+            "x-request-id",
+            "last-event-id",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "mcp-method",
+            "mcp-name",
+        ] {
+            assert!(passed_on(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["cookie", "host", "content-length", "runbox-forward-proof"] {
+            assert!(!passed_on(&HeaderName::from_static(name)), "{name}");
+        }
     }
 }

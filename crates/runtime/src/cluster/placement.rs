@@ -8,8 +8,9 @@
 //! The registry is read from the database in the background every second (or every
 //! heartbeat when that is shorter), not on each request: a forwarded run pays no
 //! database round trip. Its figures are at most that much older than the heartbeats
-//! they carry; a session whose owner the copy does not know or thinks dead is looked up
-//! afresh before it is called gone.
+//! they carry. Where the copy has no peer with room, or does not know a session's owner
+//! or thinks it dead, the database is asked afresh (the copy may predate a peer that
+//! joined) before the run waits here or the session is called gone.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -48,6 +49,10 @@ const REGISTRY_REFRESH: Duration = Duration::from_secs(1);
 /// A copy older than this (the background reads failing) is not used: the request
 /// reads the registry itself.
 const REGISTRY_STALE: Duration = Duration::from_secs(5);
+/// A run that finds no peer with room in a copy older than this reads the registry
+/// afresh before it waits here (while every replica is full, about one such read per
+/// this interval).
+const REGISTRY_RECHECK: Duration = Duration::from_millis(100);
 
 /// The registry as last read.
 struct RegistryCopy {
@@ -132,17 +137,20 @@ impl Placement {
 
     /// The registry as last read, when that is recent; else as read now.
     async fn registry(&self) -> Result<Arc<Vec<ReplicaRecord>>, StoreError> {
-        let copy = self
-            .registry
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .as_ref()
-            .filter(|copy| copy.read_at.elapsed() <= REGISTRY_STALE)
-            .map(|copy| copy.replicas.clone());
-        match copy {
+        match self.copy_within(REGISTRY_STALE) {
             Some(replicas) => Ok(replicas),
             None => self.read_registry().await,
         }
+    }
+
+    /// The copy of the registry when it was read within `age`.
+    fn copy_within(&self, age: Duration) -> Option<Arc<Vec<ReplicaRecord>>> {
+        self.registry
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .filter(|copy| copy.read_at.elapsed() <= age)
+            .map(|copy| copy.replicas.clone())
     }
 
     /// The registry as the database has it now; kept as the copy requests use.
@@ -177,24 +185,21 @@ impl Placement {
                 return RunPlace::Here(Some(reserved));
             }
         }
-        let replicas = match self.registry().await {
-            Ok(replicas) => replicas,
+        let mut best = match self.registry().await {
+            Ok(replicas) => self.roomiest(&replicas),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the registry; running here");
                 return RunPlace::Here(None);
             }
         };
-        let sending = lock(&self.sending);
-        let best = replicas
-            .iter()
-            .filter(|peer| peer.id != self.replica.id && peer.available && self.alive(peer))
-            .map(|peer| {
-                let sent = sending.get(&peer.id).copied().unwrap_or(0);
-                (peer, peer.capacity - peer.running - sent)
-            })
-            .filter(|(_, room)| *room > 0)
-            .max_by_key(|(peer, room)| (*room, peer.heartbeat_at));
-        let Some((peer, _)) = best else {
+        if best.is_none() && self.copy_within(REGISTRY_RECHECK).is_none() {
+            // The copy may predate a peer that joined, or one that has room again.
+            match self.read_registry().await {
+                Ok(replicas) => best = self.roomiest(&replicas),
+                Err(err) => tracing::warn!(error = %err, "cannot read the registry"),
+            }
+        }
+        let Some(peer) = best else {
             if engine_answers {
                 return RunPlace::Here(None);
             }
@@ -204,8 +209,23 @@ impl Placement {
                 self.replica.id
             ));
         };
-        drop(sending);
-        RunPlace::Peer(self.sending_to(peer))
+        RunPlace::Peer(self.sending_to(&peer))
+    }
+
+    /// The live, available peer in `replicas` with the most room (the freshest heartbeat
+    /// among equals), when one has any.
+    fn roomiest(&self, replicas: &[ReplicaRecord]) -> Option<ReplicaRecord> {
+        let sending = lock(&self.sending);
+        replicas
+            .iter()
+            .filter(|peer| peer.id != self.replica.id && peer.available && self.alive(peer))
+            .map(|peer| {
+                let sent = sending.get(&peer.id).copied().unwrap_or(0);
+                (peer, peer.capacity - peer.running - sent)
+            })
+            .filter(|(_, room)| *room > 0)
+            .max_by_key(|(peer, room)| (*room, peer.heartbeat_at))
+            .map(|(peer, _)| peer.clone())
     }
 
     /// Where the session `record` names is served: at its owner while the owner is

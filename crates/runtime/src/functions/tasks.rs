@@ -147,6 +147,14 @@ impl Functions {
             }
         };
         let result = result.map(|r| serde_json::to_value(r).unwrap_or(Value::Null));
+        // The lease goes back before the record says the task ended: a caller that sees
+        // it ended and calls the function again finds its place free. It is given back
+        // before the queue is looked at, too, so that a task of the same function
+        // waiting for it can be claimed now.
+        let mut prepared = prepared;
+        if let Some(lease) = prepared.lease.take() {
+            lease.release().await;
+        }
         if let Err(err) = self
             .runner
             .store
@@ -157,14 +165,7 @@ impl Functions {
         }
         tracing::info!(task = %task_id, function = %prepared.function.name, status = status.as_str(), "task ended");
         // The slot goes (and with it the `done` signal fires) only after the record is final.
-        let mut prepared = prepared;
-        let lease = prepared.lease.take();
         drop(prepared);
-        // Given back before the queue is looked at, so that a task of the same function
-        // waiting for it can be claimed now.
-        if let Some(lease) = lease {
-            lease.release().await;
-        }
         self.task_finished();
         // Its run slot is free again: the next queued task may have it.
         self.wake_queue();
