@@ -563,7 +563,8 @@ async fn a_replica_whose_engine_freezes_stops_taking_work_and_rejoins() {
         body.to_string().contains("engine does not answer"),
         "{body}"
     );
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Its engine is asked once more first, for at most a second.
+    assert!(took < Duration::from_secs(3), "{took:?}");
     for run in filling {
         // Closing the connection cancels the run: A's slots come free.
         run.abort();

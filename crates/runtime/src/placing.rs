@@ -1,10 +1,16 @@
 //! The cluster's ways in to [`Runtime`]: where a request is served (here or at a peer),
 //! and what proves a forwarded request.
 
+use std::time::Duration;
+
 use crate::auth::Principal;
 use crate::cluster::{ForwardProof, Peer, RunPlace, SessionPlace};
 use crate::error::RuntimeError;
 use crate::runtime::Runtime;
+
+/// How long a run with nowhere else to go waits for this replica's engine to answer
+/// before it is refused.
+const ENGINE_RECHECK: Duration = Duration::from_secs(1);
 
 impl Runtime {
     /// This replica's id in the registry.
@@ -25,7 +31,19 @@ impl Runtime {
     /// Where a synchronous run is served: here, unless every slot is taken and a live
     /// peer has room.
     pub async fn place_run(&self) -> RunPlace {
-        self.placement.place_run().await
+        match self.placement.place_run().await {
+            // The engine watch runs every second: the engine may be back already.
+            RunPlace::Nowhere(_) if self.engine_answers_now().await => RunPlace::Here(None),
+            place => place,
+        }
+    }
+
+    /// Whether an engine answers a ping within [`ENGINE_RECHECK`] (a frozen one does
+    /// not), asked now rather than as of the engine watch's last look.
+    async fn engine_answers_now(&self) -> bool {
+        tokio::time::timeout(ENGINE_RECHECK, self.runner.sandboxes.docker_status())
+            .await
+            .is_ok_and(|status| status.reachable)
     }
 
     /// Where a request of `principal` for session `id` is served: at the replica that
