@@ -155,11 +155,7 @@ async fn a_burst_beyond_one_replica_is_served_by_its_peer_without_a_504() {
                 .json(&json!({"code": format!("import time; time.sleep(2); print({i})")}));
             tokio::spawn(async move {
                 let response = request.send().await.expect("request");
-                let served_by = response
-                    .headers()
-                    .get(FORWARDED_TO)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
+                let served_by = served_by(&response);
                 let status = response.status().as_u16();
                 (
                     status,
@@ -288,11 +284,7 @@ async fn events_of(server: &Server, body: &Value) -> (Option<String>, Vec<(Strin
         .to_str()
         .unwrap_or_default()
         .starts_with("text/event-stream"));
-    let served_by = response
-        .headers()
-        .get(FORWARDED_TO)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let served_by = served_by(&response);
     let events = SseReader::new(response, started).collect().await;
     let events = events
         .into_iter()

@@ -426,27 +426,26 @@ fn signal(name: &str, pid: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
-/// This replica's state in `server`'s registry as `server` sees it, within `bound`.
-async fn state_of(server: &Server, id: &str, bound: u64) -> Option<String> {
+/// Replica `id`'s entry in the registry as `server`'s /health shows it, within `bound`.
+async fn registry_entry(server: &Server, id: &str, bound: u64) -> Option<Value> {
     let response = client(bound).get(server.url("/health")).send().await.ok()?;
     let health: Value = response.json().await.ok()?;
     health["cluster"]["replicas"]
         .as_array()?
         .iter()
         .find(|r| r["id"] == id)
-        .and_then(|r| r["state"].as_str())
-        .map(str::to_string)
+        .cloned()
+}
+
+/// This replica's state in `server`'s registry as `server` sees it, within `bound`.
+async fn state_of(server: &Server, id: &str, bound: u64) -> Option<String> {
+    let entry = registry_entry(server, id, bound).await?;
+    entry["state"].as_str().map(str::to_string)
 }
 
 /// How many runs replica `id` had going at its last heartbeat, as `server` sees it.
 async fn running_in_registry(server: &Server, id: &str) -> Option<i64> {
-    let response = client(10).get(server.url("/health")).send().await.ok()?;
-    let health: Value = response.json().await.ok()?;
-    health["cluster"]["replicas"]
-        .as_array()?
-        .iter()
-        .find(|r| r["id"] == id)
-        .and_then(|r| r["running"].as_i64())
+    registry_entry(server, id, 10).await?["running"].as_i64()
 }
 
 /// Polls until `server` shows replica `id` in `state`; how long that took.

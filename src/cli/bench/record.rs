@@ -24,7 +24,6 @@ pub(super) fn write(
     Ok(())
 }
 
-/// The commit measured, and whether the work tree differs from it.
 /// Which profile this binary was built with, as the reports name it.
 pub(super) fn build_profile() -> &'static str {
     if cfg!(debug_assertions) {
@@ -34,6 +33,7 @@ pub(super) fn build_profile() -> &'static str {
     }
 }
 
+/// The commit measured, and whether the work tree differs from it.
 pub(super) fn source_state() -> (String, bool) {
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
     // The bench's own results do not make the code it measures dirty: a run after the

@@ -112,26 +112,14 @@ pub async fn forward(
             RunPlace::Peer(peer) => Some(peer),
             RunPlace::Nowhere(why) => return Err(ApiError::Unavailable(why)),
         },
-        Wants::Session(id) => {
-            let principal = parts
-                .extensions
-                .get::<Principal>()
-                .ok_or_else(|| ApiError::Internal("forwarding before authentication".into()))?;
-            match runtime.place_session(principal, &id).await? {
-                SessionPlace::Here => None,
-                SessionPlace::Owner(peer) => Some(peer),
-            }
-        }
-        Wants::ToolSession(id) => {
-            let principal = parts
-                .extensions
-                .get::<Principal>()
-                .ok_or_else(|| ApiError::Internal("forwarding before authentication".into()))?;
-            match runtime.place_session(principal, &id).await {
-                Ok(SessionPlace::Owner(peer)) => Some(peer),
-                Ok(SessionPlace::Here) | Err(_) => None,
-            }
-        }
+        Wants::Session(id) => match runtime.place_session(caller(&parts)?, &id).await? {
+            SessionPlace::Here => None,
+            SessionPlace::Owner(peer) => Some(peer),
+        },
+        Wants::ToolSession(id) => match runtime.place_session(caller(&parts)?, &id).await {
+            Ok(SessionPlace::Owner(peer)) => Some(peer),
+            Ok(SessionPlace::Here) | Err(_) => None,
+        },
         Wants::Replica(id) => runtime.live_peer(&id).await,
     };
     let Some(peer) = peer else {
@@ -258,6 +246,14 @@ fn is_forwarded(runtime: &Runtime, headers: &HeaderMap, request: &ForwardedReque
         tracing::info!(claimed_by = %by, "a request claims to be forwarded without a valid proof; treated as a client's");
     }
     valid
+}
+
+/// The caller the authentication layer put on the request.
+fn caller(parts: &axum::http::request::Parts) -> Result<&Principal, ApiError> {
+    parts
+        .extensions
+        .get::<Principal>()
+        .ok_or_else(|| ApiError::Internal("forwarding before authentication".into()))
 }
 
 /// The MCP endpoint: its session header, or the session a tool call names, says where

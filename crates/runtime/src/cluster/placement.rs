@@ -34,6 +34,17 @@ pub struct Peer {
     _sending: Option<Sending>,
 }
 
+impl Peer {
+    /// `peer`, to send what is not a run (it takes no room there).
+    fn taking_no_room(peer: &ReplicaRecord) -> Peer {
+        Peer {
+            id: peer.id.clone(),
+            address: peer.address.clone(),
+            _sending: None,
+        }
+    }
+}
+
 /// Where a synchronous run is served.
 pub enum RunPlace {
     /// Here; with the slot it was promised when one was free.
@@ -263,12 +274,7 @@ impl Placement {
             return None;
         }
         match self.known(id).await {
-            Ok(Some(peer)) if self.alive(&peer) => Some(Peer {
-                id: peer.id.clone(),
-                address: peer.address.clone(),
-                // What it is sent is not a run: it takes no room there.
-                _sending: None,
-            }),
+            Ok(Some(peer)) if self.alive(&peer) => Some(Peer::taking_no_room(&peer)),
             Ok(_) => None,
             Err(err) => {
                 tracing::warn!(error = %err, replica = id, "cannot read the registry");
@@ -305,11 +311,7 @@ impl Placement {
             .iter()
             .filter(|peer| peer.id != self.replica.id && ids.contains(&peer.id))
             .filter(|peer| self.alive(peer))
-            .map(|peer| Peer {
-                id: peer.id.clone(),
-                address: peer.address.clone(),
-                _sending: None,
-            })
+            .map(Peer::taking_no_room)
             .collect())
     }
 
