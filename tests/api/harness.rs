@@ -671,6 +671,27 @@ pub fn containers_with_label_on(engine: Option<&str>, label: &str) -> Vec<String
         .collect()
 }
 
+/// Each of `ids` on `engine` with its kind label and state, for a failure's message.
+pub fn describe_containers_on(engine: Option<&str>, ids: &[String]) -> String {
+    if ids.is_empty() {
+        return "none".into();
+    }
+    let output = docker_on(engine)
+        .args([
+            "inspect",
+            "--format",
+            "{{.Id}} kind={{index .Config.Labels \"runbox.kind\"}} {{.State.Status}} since {{.State.StartedAt}} (finished {{.State.FinishedAt}})",
+        ])
+        .args(ids)
+        .output()
+        .expect("docker inspect");
+    let mut described = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if described.is_empty() {
+        described = format!("{ids:?} (gone by the time they were inspected)");
+    }
+    described
+}
+
 /// The body of `POST /runcode` as the original's clients send it.
 fn runcode_body(language: &str, code: &str) -> Value {
     serde_json::json!({"languageType": language, "variables": {}, "code": code})
