@@ -381,6 +381,38 @@ async def replicas() -> None:
         check(gone.is_error, "an ended session answers a tool error")
     check(len(balancer.reached) == len(bases), f"its requests reached every replica ({balancer.sent} sent)")
 
+    # Handshake era, naming a handle another replica holds: the MCP session stays on its
+    # replica, and each call that names the handle is served where the handle lives.
+    holder = bases[1]
+    async with http_client() as http:
+        created = await http.post(holder + "/sessions", json={"language": "python"})
+        check(created.status_code == 201, f"a session made at another replica ({created.text})")
+        handle = created.json()["id"]
+        await http.post(f"{holder}/sessions/{handle}/execute", json={"code": "counter = 99"})
+    async with connect(mode="legacy") as client:
+        seen: list[str] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            seen.append(message or "")
+
+        held = await client.call_tool(
+            "run_python",
+            {"code": "import time\nprint('tick', flush=True)\ntime.sleep(0.5)\ncounter + 1", "session_id": handle},
+            progress_callback=on_progress,
+        )
+        check(not held.is_error, f"an MCP session's call naming a handle held elsewhere ran ({texts(held)})")
+        check(held.structured_content["value"] == 100, "it ran in the held session")
+        check("tick" in "".join(seen), f"its progress came back through the MCP session ({seen})")
+        wrote = await client.call_tool("upload_file", {"path": "g.txt", "text": "held", "session_id": handle})
+        check(not wrote.is_error, f"upload_file reaches the held session ({texts(wrote)})")
+        read = await client.call_tool("download_file", {"path": "g.txt", "session_id": handle})
+        check(texts(read) == ["held"], f"download_file reads it back ({texts(read)})")
+        ended = await client.call_tool("end_session", {"session_id": handle})
+        check(not ended.is_error, f"end_session ends it there ({texts(ended)})")
+    async with http_client() as http:
+        gone = await http.get(f"{holder}/sessions/{handle}")
+        check(gone.status_code == 404, f"the held session is gone from its replica ({gone.status_code})")
+
 
 SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
     "tools_and_plot": tools_and_plot,

@@ -68,8 +68,8 @@ impl Application {
             }
         };
         let state = AppState {
+            mcp: crate::mcp::service(runtime.clone(), peers.clone(), mcp_stop.clone()),
             peers,
-            mcp: crate::mcp::service(runtime.clone(), mcp_stop.clone()),
             runtime,
             config,
             metrics: crate::metrics::install(),

@@ -1,6 +1,16 @@
-//! The HTTP client replicas send each other requests with (`forward.rs`).
+//! The HTTP client replicas send each other requests with (`routes/forward.rs`,
+//! `mcp/holder.rs`), and the headers that say a replica sent one.
 
 use std::time::Duration;
+
+use axum::http::HeaderName;
+
+/// The replica that forwarded a request.
+pub const FORWARDED_BY: HeaderName = HeaderName::from_static("runbox-forwarded-by");
+/// `<unix seconds>:<hex HMAC>` over the request, made with the cluster's secret.
+pub const FORWARD_PROOF: HeaderName = HeaderName::from_static("runbox-forward-proof");
+/// On an answer that came from a peer: the replica that served it.
+pub const FORWARDED_TO: HeaderName = HeaderName::from_static("runbox-forwarded-to");
 
 /// How long reaching a peer may take before the request is served here instead.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

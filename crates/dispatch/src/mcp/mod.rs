@@ -12,10 +12,13 @@
 //!
 //! Among replicas an MCP session stays on the replica that answered its `initialize`;
 //! its id names that replica (`sessions.rs`), and a request for it that a load balancer
-//! hands another replica is sent there, as is a tool call naming a runbox session that
-//! another replica holds (`routes/forward.rs`). A client needs no sticky load balancer.
+//! hands another replica is sent there, as is a sessionless tool call naming a runbox
+//! session that another replica holds (`routes/forward.rs`). A tool call of an MCP
+//! session that names a runbox session held elsewhere is sent on from the MCP session's
+//! replica to the session's (`holder.rs`). A client needs no sticky load balancer.
 
 mod content;
+mod holder;
 mod notebook;
 mod schema;
 mod server;
@@ -34,6 +37,8 @@ pub(crate) use server::McpServer;
 pub use sessions::holder as session_holder;
 use sessions::ReplicaSessions;
 
+use crate::peer_client::PeerClient;
+
 /// The MCP endpoint's transport, built once per server.
 pub type McpService = StreamableHttpService<McpServer, ReplicaSessions>;
 
@@ -42,7 +47,11 @@ pub const USEFUL_SCOPES: [&str; 3] = ["run", "functions:read", "admin"];
 
 /// The transport for `runtime`: an MCP session idles out after `sessions.idle_timeout`
 /// (its notebook with it); requests may be as large as the API's bodies.
-pub fn service(runtime: Runtime, stop: CancellationToken) -> Arc<McpService> {
+pub fn service(
+    runtime: Runtime,
+    peers: Option<PeerClient>,
+    stop: CancellationToken,
+) -> Arc<McpService> {
     let config = runtime.config().clone();
     let idle = config.sessions.idle_timeout.get();
     let body_limit = usize::try_from(config.server.max_body_bytes.bytes()).unwrap_or(usize::MAX);
@@ -57,7 +66,7 @@ pub fn service(runtime: Runtime, stop: CancellationToken) -> Arc<McpService> {
         .with_max_request_body_bytes(body_limit)
         .with_cancellation_token(stop);
     Arc::new(StreamableHttpService::new(
-        move || Ok(McpServer::new(runtime.clone())),
+        move || Ok(McpServer::new(runtime.clone(), peers.clone())),
         Arc::new(sessions),
         transport,
     ))

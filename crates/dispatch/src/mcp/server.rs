@@ -9,11 +9,14 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use runbox_runtime::cluster::SessionPlace;
 use runbox_runtime::Runtime;
 
+use super::holder::{Holder, SESSION_TOOLS};
 use super::notebook::Notebook;
 use super::tools::{self, Call};
 use crate::auth::Principal;
+use crate::peer_client::PeerClient;
 
 const INSTRUCTIONS: &str = "runbox runs Python and bash in fresh, isolated sandboxes. \
 run_python shows what a notebook cell shows (stdout, the value of the last expression, \
@@ -26,16 +29,62 @@ of their own.";
 #[derive(Clone)]
 pub struct McpServer {
     runtime: Runtime,
+    /// What a call naming a session another replica holds is sent there with.
+    peers: Option<PeerClient>,
     /// The runbox session of this MCP session's code tools, opened on first use and
     /// ended with the MCP session.
     notebook: Arc<Notebook>,
 }
 
 impl McpServer {
-    pub fn new(runtime: Runtime) -> Self {
+    pub fn new(runtime: Runtime, peers: Option<PeerClient>) -> Self {
         McpServer {
             notebook: Arc::new(Notebook::new(runtime.clone())),
             runtime,
+            peers,
+        }
+    }
+
+    /// Within an MCP session, a session tool that names a runbox session held by
+    /// another replica is that replica's to serve (`holder.rs`). `Err` is the tool
+    /// error of a session whose holder is gone.
+    async fn holder<'a>(
+        &'a self,
+        request: &CallToolRequestParams,
+        principal: &Principal,
+        context: &'a RequestContext<RoleServer>,
+    ) -> Result<Option<Holder<'a>>, CallToolResult> {
+        let (Some(peers), Some(parts)) = (
+            self.peers.as_ref(),
+            context.extensions.get::<axum::http::request::Parts>(),
+        ) else {
+            return Ok(None);
+        };
+        if !self.runtime.clustered()
+            || !in_mcp_session(context)
+            || !SESSION_TOOLS.contains(&request.name.as_ref())
+        {
+            return Ok(None);
+        }
+        let Some(id) = request
+            .arguments
+            .as_ref()
+            .and_then(|arguments| arguments.get("session_id"))
+            .and_then(|id| id.as_str())
+        else {
+            return Ok(None);
+        };
+        match self.runtime.place_session(principal, id).await {
+            Ok(SessionPlace::Owner(replica)) => Ok(Some(Holder {
+                runtime: &self.runtime,
+                client: peers,
+                replica,
+                incoming: &parts.headers,
+            })),
+            Ok(SessionPlace::Here) => Ok(None),
+            Err(err) => Err(CallToolResult::error(vec![ContentBlock::text(
+                err.to_string(),
+            )])),
         }
     }
 }
@@ -87,14 +136,27 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let principal = principal(&context)?;
+        let progress = context
+            .meta
+            .get_progress_token()
+            .map(|token| (token, context.peer.clone()));
+        match self.holder(&request, &principal, &context).await {
+            Ok(Some(holder)) => {
+                return tokio::select! {
+                    answer = holder.call(&request, progress) => answer.map(CallToolResponse::Complete),
+                    () = context.ct.cancelled() => Ok(CallToolResponse::Complete(CallToolResult::error(
+                        vec![ContentBlock::text("the call was cancelled")],
+                    ))),
+                };
+            }
+            Ok(None) => {}
+            Err(gone) => return Ok(CallToolResponse::Complete(gone)),
+        }
         let call = Call {
             runtime: &self.runtime,
             principal: &principal,
             notebook: in_mcp_session(&context).then_some(self.notebook.as_ref()),
-            progress: context
-                .meta
-                .get_progress_token()
-                .map(|token| (token, context.peer.clone())),
+            progress,
             cancel: context.ct.clone(),
         };
         let arguments = request.arguments.unwrap_or_default();

@@ -25,16 +25,9 @@ use runbox_runtime::Runtime;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::peer_client::PeerClient;
+use crate::peer_client::{PeerClient, FORWARDED_BY, FORWARDED_TO, FORWARD_PROOF};
 use crate::routes::json::body_rejection;
 use crate::state::AppState;
-
-/// The replica that forwarded a request.
-pub const FORWARDED_BY: HeaderName = HeaderName::from_static("runbox-forwarded-by");
-/// `<unix seconds>:<hex HMAC>` over the request, made with the cluster's secret.
-pub const FORWARD_PROOF: HeaderName = HeaderName::from_static("runbox-forward-proof");
-/// On an answer that came from a peer: the replica that served it.
-pub const FORWARDED_TO: HeaderName = HeaderName::from_static("runbox-forwarded-to");
 
 /// What a request asks for, as far as where it is served goes.
 #[derive(Debug, PartialEq)]
