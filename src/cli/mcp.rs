@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -20,6 +21,8 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{
     ClientHandler, ErrorData as McpError, Peer, RoleClient, RoleServer, ServerHandler, ServiceExt,
 };
+use runbox_dispatch::MCP_PROGRESS_SENT;
+use tokio::sync::Notify;
 
 #[derive(Args)]
 pub struct McpArgs {
@@ -34,7 +37,7 @@ pub struct McpArgs {
 pub async fn run(args: McpArgs) -> anyhow::Result<()> {
     let url = format!("{}/mcp", args.server.trim_end_matches('/'));
     let downstream: Arc<OnceLock<Peer<RoleServer>>> = Arc::default();
-    let tokens: Tokens = Arc::default();
+    let tokens: Arc<Tokens> = Arc::default();
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
     config.auth_header = Some(args.token.clone());
     let transport = StreamableHttpClientTransport::from_config(config);
@@ -60,20 +63,59 @@ pub async fn run(args: McpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The progress token of each call on its way to the server (chosen by this process's
-/// client) → the stdio client's own for that call.
-type Tokens = Arc<Mutex<HashMap<ProgressToken, ProgressToken>>>;
+/// How long a result waits for the progress sent before it to be passed on.
+const PROGRESS_WAIT: Duration = Duration::from_secs(2);
 
-fn lock(tokens: &Tokens) -> std::sync::MutexGuard<'_, HashMap<ProgressToken, ProgressToken>> {
-    tokens
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// A call on its way to the server whose progress the stdio client asked for.
+struct Relayed {
+    /// The stdio client's own token for the call.
+    theirs: ProgressToken,
+    /// How many of the call's progress notifications went on to the stdio client.
+    passed_on: u64,
+}
+
+/// The calls with progress on their way to the server, by the progress token this
+/// process's client chose; `passed` fires whenever one more notification went on.
+#[derive(Default)]
+struct Tokens {
+    calls: Mutex<HashMap<ProgressToken, Relayed>>,
+    passed: Notify,
+}
+
+impl Tokens {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ProgressToken, Relayed>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits (at most `PROGRESS_WAIT`) until `sent` notifications of call `ours` went
+    /// on: the server sent them before the result, but this process's client hands
+    /// each notification to a task of its own, which may run after the result arrived.
+    async fn wait_passed_on(&self, ours: &ProgressToken, sent: u64) {
+        let deadline = tokio::time::Instant::now() + PROGRESS_WAIT;
+        loop {
+            let passed = self.passed.notified();
+            tokio::pin!(passed);
+            passed.as_mut().enable();
+            if self
+                .lock()
+                .get(ours)
+                .is_none_or(|call| call.passed_on >= sent)
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, passed).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// The stdio side: a server whose every tool is the runbox server's.
 struct Forward {
     upstream: Peer<RoleClient>,
-    tokens: Tokens,
+    tokens: Arc<Tokens>,
 }
 
 fn upstream_error(err: rmcp::service::ServiceError) -> McpError {
@@ -132,13 +174,29 @@ impl ServerHandler for Forward {
         // stdio client knows its own.
         let ours = handle.progress_token.clone();
         if let Some(theirs) = context.meta.get_progress_token() {
-            lock(&self.tokens).insert(ours.clone(), theirs);
+            let call = Relayed {
+                theirs,
+                passed_on: 0,
+            };
+            self.tokens.lock().insert(ours.clone(), call);
         }
         let answered = handle.await_response().await;
-        lock(&self.tokens).remove(&ours);
+        if let Ok(ServerResult::CallToolResult(result)) = &answered {
+            let sent = result
+                .meta
+                .as_ref()
+                .and_then(|meta| meta.get(MCP_PROGRESS_SENT))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            self.tokens.wait_passed_on(&ours, sent).await;
+        }
+        self.tokens.lock().remove(&ours);
         match answered.map_err(upstream_error)? {
             ServerResult::CallToolResult(mut result) => {
                 result.result_type = Some(ResultType::COMPLETE);
+                if let Some(meta) = result.meta.as_mut() {
+                    meta.remove(MCP_PROGRESS_SENT);
+                }
                 Ok(CallToolResponse::Complete(result))
             }
             _ => Err(McpError::internal_error(
@@ -152,7 +210,7 @@ impl ServerHandler for Forward {
 /// The server side: a client that passes the server's notifications on to stdio.
 struct Relay {
     downstream: Arc<OnceLock<Peer<RoleServer>>>,
-    tokens: Tokens,
+    tokens: Arc<Tokens>,
 }
 
 impl ClientHandler for Relay {
@@ -167,7 +225,13 @@ impl ClientHandler for Relay {
         mut params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        let Some(theirs) = lock(&self.tokens).get(&params.progress_token).cloned() else {
+        let ours = params.progress_token.clone();
+        let Some(theirs) = self
+            .tokens
+            .lock()
+            .get(&ours)
+            .map(|call| call.theirs.clone())
+        else {
             // The stdio client did not ask for this call's progress.
             return;
         };
@@ -175,6 +239,10 @@ impl ClientHandler for Relay {
         if let Some(peer) = self.downstream.get() {
             let _ = peer.notify_progress(params).await;
         }
+        if let Some(call) = self.tokens.lock().get_mut(&ours) {
+            call.passed_on += 1;
+        }
+        self.tokens.passed.notify_waiters();
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {

@@ -17,4 +17,5 @@ mod routes;
 pub mod state;
 
 pub use app::{Application, StartupError};
+pub use mcp::PROGRESS_SENT as MCP_PROGRESS_SENT;
 pub use runbox_runtime::instance_name;

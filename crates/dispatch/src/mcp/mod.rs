@@ -34,6 +34,7 @@ use runbox_runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use server::McpServer;
+pub use server::PROGRESS_SENT;
 pub use sessions::holder as session_holder;
 use sessions::ReplicaSessions;
 

@@ -1,6 +1,7 @@
 //! The MCP server runbox is: which tools a caller sees, calling them, and telling
 //! clients when the function tools change.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -24,6 +25,10 @@ figures from plt.show() as images, tables). Within one MCP session the code tool
 one interpreter (variables, imports and files persist); with the sessionless protocol, \
 call create_session and pass its session_id to keep state. Stored functions are tools \
 of their own.";
+
+/// The `_meta` key of a tool result that says how many progress notifications the
+/// call sent before it: a relay (`runbox mcp`) passes them all on before the result.
+pub const PROGRESS_SENT: &str = "runbox/progressSent";
 
 /// One MCP session's server (one request's, with the sessionless protocol).
 #[derive(Clone)]
@@ -152,15 +157,18 @@ impl ServerHandler for McpServer {
             Ok(None) => {}
             Err(gone) => return Ok(CallToolResponse::Complete(gone)),
         }
+        let asked_progress = progress.is_some();
+        let progress_sent = AtomicU64::new(0);
         let call = Call {
             runtime: &self.runtime,
             principal: &principal,
             notebook: in_mcp_session(&context).then_some(self.notebook.as_ref()),
             progress,
+            progress_sent: &progress_sent,
             cancel: context.ct.clone(),
         };
         let arguments = request.arguments.unwrap_or_default();
-        let result = match tools::call(call, &request.name, arguments).await {
+        let mut result = match tools::call(call, &request.name, arguments).await {
             Ok(result) => result,
             Err(tools::ToolError::Unknown) => {
                 return Err(McpError::invalid_params(
@@ -172,6 +180,12 @@ impl ServerHandler for McpServer {
                 CallToolResult::error(vec![ContentBlock::text(message)])
             }
         };
+        if asked_progress {
+            result.meta.get_or_insert_with(Default::default).insert(
+                PROGRESS_SENT.into(),
+                progress_sent.load(Ordering::SeqCst).into(),
+            );
+        }
         Ok(CallToolResponse::Complete(result))
     }
 

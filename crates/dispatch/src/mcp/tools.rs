@@ -1,6 +1,7 @@
 //! The tools: which a caller sees (its scopes decide), their schemas, and calling them.
 //! Code runs through the runtime's one way in (`Runtime::start`), like every surface's.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -48,6 +49,8 @@ pub struct Call<'a> {
     pub notebook: Option<&'a Notebook>,
     /// Where to send progress, when the client asked for it.
     pub progress: Option<(ProgressToken, Peer<RoleServer>)>,
+    /// How many progress notifications the call has sent.
+    pub progress_sent: &'a AtomicU64,
     /// Fires when the client cancels the call.
     pub cancel: CancellationToken,
 }
@@ -285,7 +288,12 @@ impl Call<'_> {
                 let (events, received) = mpsc::channel(64);
                 (
                     Some(events),
-                    Some(forward_progress(received, token.clone(), peer.clone())),
+                    Some(forward_progress(
+                        received,
+                        token.clone(),
+                        peer.clone(),
+                        self.progress_sent,
+                    )),
                 )
             }
             None => (None, None),
@@ -310,6 +318,7 @@ async fn forward_progress(
     mut received: mpsc::Receiver<RunEvent>,
     token: ProgressToken,
     peer: Peer<RoleServer>,
+    sent: &AtomicU64,
 ) {
     let mut step = 0.0;
     while let Some(event) = received.recv().await {
@@ -330,7 +339,9 @@ async fn forward_progress(
         let mut progress = ProgressNotificationParam::new(token.clone(), step);
         progress.message = Some(message);
         // A client that stopped listening does not stop the run.
-        let _ = peer.notify_progress(progress).await;
+        if peer.notify_progress(progress).await.is_ok() {
+            sent.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
