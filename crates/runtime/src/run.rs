@@ -172,9 +172,7 @@ impl Run {
                 let ran = functions.run(&prepared, Admit::Bounded).await;
                 // Its place under max_concurrency is free before the caller hears back,
                 // so that a call sent on the answer is not refused for this one.
-                if let Some(lease) = prepared.lease.take() {
-                    lease.release().await;
-                }
+                prepared.give_back_lease().await;
                 let executed = match ran? {
                     Ran::Finished(executed) => *executed,
                     Ran::Cancelled => {

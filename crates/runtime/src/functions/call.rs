@@ -114,6 +114,17 @@ pub(crate) struct Prepared {
     pub lease: Option<Lease>,
 }
 
+impl Prepared {
+    /// Gives the call's place under `max_concurrency` back and waits until the store
+    /// has it (dropping the lease gives it back in the background): whoever hears of
+    /// this call next finds the place free.
+    pub(crate) async fn give_back_lease(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+    }
+}
+
 /// How a call gets its run slot.
 pub(crate) enum Admit<'a> {
     /// A sync call: waits at most `admission.max_wait`, then 504.

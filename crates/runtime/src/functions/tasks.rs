@@ -81,7 +81,7 @@ impl Functions {
     /// Claims the task just accepted when a run slot is free here (an idle replica
     /// starts its own task without a round of signals); else tells every replica that
     /// a task waits.
-    async fn start_here_or_queue(&self, prepared: Prepared, task_id: &str) {
+    async fn start_here_or_queue(&self, mut prepared: Prepared, task_id: &str) {
         if self.claims() {
             if let Some(admitted) = self.runner.admission.try_admit() {
                 let store = &self.runner.store;
@@ -91,7 +91,10 @@ impl Functions {
                         return;
                     }
                     // Cancelled already: nothing is left to run.
-                    Ok(None) => return,
+                    Ok(None) => {
+                        prepared.give_back_lease().await;
+                        return;
+                    }
                     Err(err) => {
                         tracing::warn!(task = %task_id, error = %err, "cannot claim a task just accepted");
                     }
@@ -99,7 +102,10 @@ impl Functions {
             }
         }
         // A queued task holds no slot of the function: whoever claims it takes one, and
-        // its lease across the replicas.
+        // its lease across the replicas. The lease checked at acceptance goes back before
+        // the caller hears the task was accepted, so that its next call (a second task of
+        // a `max_concurrency: 1` function) does not find it still held.
+        prepared.give_back_lease().await;
         drop(prepared);
         if let Err(err) = self.queue.signals.send(&TaskSignal::Queued).await {
             tracing::warn!(error = %err, "cannot tell the other replicas that a task waits");
@@ -152,9 +158,7 @@ impl Functions {
         // before the queue is looked at, too, so that a task of the same function
         // waiting for it can be claimed now.
         let mut prepared = prepared;
-        if let Some(lease) = prepared.lease.take() {
-            lease.release().await;
-        }
+        prepared.give_back_lease().await;
         if let Err(err) = self
             .runner
             .store
