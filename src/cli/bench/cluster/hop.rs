@@ -190,7 +190,8 @@ async fn occupy(
 /// else going on its engine (no sandbox starting or being removed, none running but the
 /// ones that hold replica 0's slots). A run of the pair is then a warm run wherever it
 /// lands, and neither side of a pair is measured while the other's sandbox is being
-/// replaced on the same two cores.
+/// replaced on the same two cores. Then until replica 0's registry shows no peer
+/// running anything, so that the run through the hop finds the peer's room.
 async fn wait_quiet(client: &reqwest::Client, replicas: &[super::replicas::Replica]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for replica in replicas {
@@ -205,6 +206,25 @@ async fn wait_quiet(client: &reqwest::Client, replicas: &[super::replicas::Repli
                 && figure("ready") >= target
                 && figure("live_containers") <= target + figure("in_use")
             {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The entry places runs by the registry, where a peer's load is as of its last
+    // heartbeat: until the last pair's run is gone from it too, the entry would still
+    // see that peer full and keep the run (it waits for a slot of its own, all held).
+    if let Some(entry) = replicas.first() {
+        while Instant::now() < deadline {
+            let peers_idle = health(client, &entry.base).await.is_some_and(|h| {
+                h["cluster"]["replicas"].as_array().is_some_and(|listed| {
+                    listed
+                        .iter()
+                        .filter(|replica| replica["this"] != true)
+                        .all(|replica| replica["running"] == 0)
+                })
+            });
+            if peers_idle {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
